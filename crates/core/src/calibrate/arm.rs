@@ -1,0 +1,184 @@
+//! The arm grammar: parsing, canonical printing and the margin series of an arm.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::apc::{Apc, Floor};
+use super::reactive::{BaseCalibrator, CalibrationParams, SideRates};
+use crate::error::{CoreError, Result};
+use crate::features::Ewma;
+
+/// A margin calibration arm: a base calibrator plus APC options. See the
+/// [module docs](crate::calibrate) for the grammar.
+///
+/// ```
+/// use foresight_core::calibrate::Arm;
+/// let arm: Arm = "ewma+cap:0.25+floor:stress10y".parse().unwrap();
+/// assert_eq!(arm.to_string(), "ewma:0.94+floor:stress10y+cap:0.25");
+/// assert!("ewma:1.2".parse::<Arm>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arm {
+    /// How the base rate is set.
+    pub base: BaseCalibrator,
+    /// Anti-procyclicality options.
+    pub apc: Apc,
+}
+
+const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window>, then optional \
+                       +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +cap:<fraction>";
+
+impl Arm {
+    /// An arm with no APC option.
+    pub fn new(base: BaseCalibrator) -> Result<Self> {
+        base.validate()?;
+        Ok(Self { base, apc: Apc::default() })
+    }
+
+    /// A file-name-safe form of the canonical name (`:` becomes `-`).
+    pub fn slug(&self) -> String {
+        self.to_string().replace(':', "-")
+    }
+
+    /// Element `t` is the margin rate posted at the close of bar `t`, computed from
+    /// `prices[..=t]` only; `None` until the arm has enough history.
+    pub fn margin_rates(&self, prices: &[f64], params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
+        self.apc.validate(&self.base)?;
+        let base = self.base.rates(prices, params)?;
+        let floor = self.apc.floor_series(&self.base, prices, params)?;
+        Ok(self.apc.apply(&base, &floor))
+    }
+}
+
+impl fmt::Display for Arm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.base {
+            BaseCalibrator::Static { rate } => write!(f, "static:{rate}")?,
+            BaseCalibrator::Ewma { lambda } => write!(f, "ewma:{lambda}")?,
+            BaseCalibrator::HistoricalSimulation { window } => write!(f, "hs:{window}")?,
+        }
+        match self.apc.floor {
+            Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
+            Some(Floor::StressLookback { years }) => write!(f, "+floor:stress{years}y")?,
+            None => {}
+        }
+        if let Some(b) = self.apc.buffer {
+            write!(f, "+buffer:{b}")?;
+        }
+        if let Some(c) = self.apc.cap {
+            write!(f, "+cap:{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Arm {
+    type Err = CoreError;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        let invalid = |reason: String| CoreError::InvalidArm { spec: spec.to_string(), reason };
+        let number = |what: &str, text: &str| -> Result<f64> {
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| invalid(format!("{what} `{text}` is not a number")))
+        };
+        let mut parts = spec.trim().split('+');
+        let head = parts.next().unwrap_or_default().trim();
+        let (name, value) = match head.split_once(':') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (head, None),
+        };
+        let base = match (name, value) {
+            ("static", Some(v)) => BaseCalibrator::Static { rate: number("static rate", v)? },
+            ("ewma", None) => BaseCalibrator::Ewma { lambda: Ewma::RISKMETRICS_LAMBDA },
+            ("ewma", Some(v)) => BaseCalibrator::Ewma { lambda: number("ewma lambda", v)? },
+            ("hs", Some(v)) => BaseCalibrator::HistoricalSimulation {
+                window: v.parse().map_err(|_| invalid(format!("hs window `{v}` is not a whole number of days")))?,
+            },
+            ("static" | "hs", None) => return Err(invalid(format!("`{name}` needs a value; {GRAMMAR}"))),
+            _ => return Err(invalid(format!("unknown calibrator `{head}`; {GRAMMAR}"))),
+        };
+        base.validate().map_err(|e| invalid(e.to_string()))?;
+        let mut apc = Apc::default();
+        for option in parts {
+            let option = option.trim();
+            let (key, value) = option
+                .split_once(':')
+                .ok_or_else(|| invalid(format!("option `{option}` has no value; {GRAMMAR}")))?;
+            let duplicate = || invalid(format!("option `{key}` is given twice"));
+            match key.trim() {
+                "floor" => {
+                    if apc.floor.is_some() {
+                        return Err(duplicate());
+                    }
+                    let value = value.trim();
+                    apc.floor = Some(match value.strip_prefix("stress").and_then(|v| v.strip_suffix('y')) {
+                        Some(years) => Floor::StressLookback {
+                            years: years
+                                .parse()
+                                .map_err(|_| invalid(format!("floor `{value}`: expected stress<N>y, e.g. stress10y")))?,
+                        },
+                        None => Floor::Rate(number("floor rate", value)?),
+                    });
+                }
+                "buffer" if apc.buffer.is_some() => return Err(duplicate()),
+                "buffer" => apc.buffer = Some(number("buffer", value)?),
+                "cap" if apc.cap.is_some() => return Err(duplicate()),
+                "cap" => apc.cap = Some(number("cap", value)?),
+                other => return Err(invalid(format!("unknown option `{other}`; {GRAMMAR}"))),
+            }
+        }
+        apc.validate(&base).map_err(|e| invalid(e.to_string()))?;
+        Ok(Self { base, apc })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        for (given, canonical) in [
+            ("static:0.10", "static:0.1"),
+            ("ewma", "ewma:0.94"),
+            ("ewma:0.97", "ewma:0.97"),
+            ("hs:250", "hs:250"),
+            ("ewma:0.94+floor:stress10y+cap:0.25", "ewma:0.94+floor:stress10y+cap:0.25"),
+            ("hs:500 + cap:0.5 + buffer:0.25 + floor:0.05", "hs:500+floor:0.05+buffer:0.25+cap:0.5"),
+        ] {
+            let arm: Arm = given.parse().unwrap();
+            assert_eq!(arm.to_string(), canonical);
+            assert_eq!(canonical.parse::<Arm>().unwrap(), arm, "round trip of {canonical}");
+        }
+        assert_eq!("ewma:0.94+floor:stress10y".parse::<Arm>().unwrap().slug(), "ewma-0.94+floor-stress10y");
+    }
+
+    #[test]
+    fn rejects_each_malformed_arm_with_a_reason() {
+        for (bad, needle) in [
+            ("", "unknown calibrator"),
+            ("garch", "unknown calibrator"),
+            ("static", "needs a value"),
+            ("static:abc", "not a number"),
+            ("static:0", "(0, 1]"),
+            ("ewma:1.5", "between 0 and 1"),
+            ("hs:2.5", "whole number"),
+            ("hs:10", "at least 20"),
+            ("ewma+cap", "has no value"),
+            ("ewma+cap:0.1+cap:0.2", "given twice"),
+            ("ewma+floor:stressy", "stress<N>y"),
+            ("ewma+floor:stress0y", "at least one year"),
+            ("static:0.1+floor:stress10y", "volatility-based"),
+            ("ewma+buffer:2", "(0, 1]"),
+            ("ewma+speed:1", "unknown option"),
+            ("ewma:NaN", "not a number"),
+        ] {
+            let err = bad.parse::<Arm>().unwrap_err().to_string();
+            assert!(err.contains(needle), "`{bad}`: {err}");
+            assert!(err.contains(&format!("`{bad}`")), "error names the arm: {err}");
+        }
+    }
+}

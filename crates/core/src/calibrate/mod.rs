@@ -1,0 +1,36 @@
+//! Reactive margin calibrators and the arm grammar that names them everywhere.
+//!
+//! An *arm* is a calibrator (how a margin rate is set from past prices) plus optional
+//! anti-procyclicality (APC) tools. The same text names an arm in the CLI, configs, reports and,
+//! later, the service's A/B split:
+//!
+//! ```text
+//! arm     = base *( "+" option )
+//! base    = "static:" RATE          fixed rate, e.g. static:0.10
+//!         | "ewma" [ ":" LAMBDA ]   RiskMetrics EWMA parametric VaR, λ = 0.94 by default
+//!         | "hs:" WINDOW            historical simulation over WINDOW h-day losses
+//! option  = "floor:" RATE           never below a fixed rate
+//!         | "floor:stress" N "y"    EMIR 28(1)(c): never below the rate the same method gives
+//!                                   on an equally weighted N-year lookback (stress included)
+//!         | "buffer:" FRACTION      EMIR 28(1)(a): a buffer of FRACTION × margin, released
+//!                                   while margins rise, rebuilt as they fall
+//!         | "cap:" FRACTION         the rate rises at most FRACTION (relative) per day
+//! ```
+//!
+//! Options apply in a fixed order whatever order they are written in: base → buffer → cap →
+//! floor. The floor is a hard minimum, so it wins over the cap. An arm prints in canonical form
+//! (`ewma:0.94+floor:stress10y+cap:0.25`), options in that order.
+//!
+//! Every rate is a fraction of notional, for a confidence `c` (default 99%) and a margin period
+//! of risk of `h` days (default 1), for a long and a short unit position:
+//! - parametric (EWMA): `z_c · σ · √h` with σ from daily log returns (the same for both sides);
+//! - historical simulation: the empirical `c`-quantile (linear interpolation between order
+//!   statistics, "type 7") of the side's past h-day losses, floored at zero.
+
+mod apc;
+mod arm;
+mod reactive;
+
+pub use apc::{Apc, Floor};
+pub use arm::Arm;
+pub use reactive::{BaseCalibrator, CalibrationParams, SideRates, empirical_quantile};

@@ -1,0 +1,25 @@
+//! # foresight-core
+//!
+//! The pure risk math that Foresight's training and serving sides share, so that the features a
+//! model was trained on are computed by the very code that serves it:
+//!
+//! - [`features`]: log returns, realized-volatility estimators (close-to-close, Parkinson,
+//!   Garman-Klass, Rogers-Satchell, Yang-Zhang), EWMA variance, HAR components, and the
+//!   versioned [`features::FeatureSpec`] a model card carries.
+//! - [`calibrate`]: the reactive margin calibrators (static, EWMA/RiskMetrics, historical
+//!   simulation) named by the arm grammar ([`calibrate::Arm`]), with EMIR Art. 28
+//!   anti-procyclicality options (floor, buffer, cap).
+//! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
+//! - [`stats`]: coverage tests (Kupiec, Christoffersen), the Basel traffic light and
+//!   procyclicality measures.
+//!
+//! No I/O, no async, no global state: every function takes plain slices and returns values.
+#![deny(missing_docs)]
+
+pub mod backtest;
+pub mod calibrate;
+pub mod error;
+pub mod features;
+pub mod stats;
+
+pub use error::{CoreError, Result};
