@@ -1,1 +1,54 @@
-fn main(){}
+//! `foresight`: the command line for people.
+//!
+//! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
+//! data file, report its calendar, gaps and intraday realized variance) and `features`
+//! (compute the versioned feature set). Training, serving and model management join as their
+//! crates land.
+
+mod backtest;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Forward-looking margin calibration: backtests, features and (soon) forecasters.
+#[derive(Debug, Parser)]
+#[command(name = "foresight", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Walk-forward margin backtest of one or more calibration arms on a price history.
+    Backtest(backtest::BacktestArgs),
+    /// Validate a data file and report its calendar, gaps and (intraday) daily realized variance.
+    Inspect(inspect::InspectArgs),
+    /// Compute the versioned feature set (feature spec v1) of an OHLCV file into a CSV.
+    Features(inspect::FeaturesArgs),
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Backtest(args) => backtest::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Features(args) => inspect::run_features(args),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`foresight ... | head`) is not a failure.
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

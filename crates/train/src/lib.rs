@@ -1,1 +1,17 @@
-pub fn x(){}
+//! # foresight-train
+//!
+//! Foresight's data side, on top of the pure math in `foresight-core`:
+//!
+//! - [`data`]: load OHLCV and single-value series from CSV or Parquet with polars, validate them
+//!   (every rejection names the file, row and column), report time gaps, turn intraday bars into
+//!   daily bars and daily realized variance;
+//! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
+//!
+//! Model fitting and ONNX export join this crate with the training issue.
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod error;
+pub mod report;
+
+pub use error::{DataError, Result};

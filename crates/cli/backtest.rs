@@ -1,0 +1,131 @@
+//! `foresight backtest`: run arms over a price history, print the table, write the report.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest};
+use foresight_core::calibrate::{Arm, CalibrationParams};
+use foresight_core::features::Side;
+use foresight_core::stats::{LrTest, Rise};
+use foresight_train::data::load_daily_closes;
+use foresight_train::report::{date_of, write_backtest_report};
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Price history: OHLCV (`date,open,high,low,close[,volume]`, daily or intraday) or
+    /// `date,<price>`, as CSV or Parquet.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Comma-separated arms, e.g. `ewma,hs:250,static:0.10,ewma:0.94+floor:stress10y+cap:0.25`.
+    #[arg(long, value_name = "ARM[,ARM...]", value_delimiter = ',', required = true)]
+    calibrator: Vec<String>,
+    /// Confidence of the margin (one-sided), in (0.5, 1).
+    #[arg(long, default_value_t = 0.99)]
+    confidence: f64,
+    /// Margin period of risk in days.
+    #[arg(long, default_value_t = 1)]
+    horizon: usize,
+    /// Days of history before scoring starts (later if an arm needs more).
+    #[arg(long, default_value_t = 250)]
+    burn_in: usize,
+    /// Output folder for summary.json, series CSV and chart.png.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
+    let arms = args
+        .calibrator
+        .iter()
+        .map(|s| s.parse::<Arm>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("--calibrator")?;
+    let prices = load_daily_closes(&args.data)?;
+    let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
+        .context("--confidence/--horizon")?;
+    let backtest = run_backtest(&prices.values, &arms, BacktestConfig { params, burn_in: args.burn_in })
+        .with_context(|| format!("backtest of {}", args.data.display()))?;
+
+    println!(
+        "{}: {} rows, {}, {}; scored {} .. {} ({} days), confidence {}, horizon {} day(s)",
+        args.data.display(),
+        prices.values.len(),
+        prices.frequency.describe(),
+        prices.gaps.describe(),
+        date_of(&prices, backtest.start),
+        date_of(&prices, backtest.end),
+        backtest.end - backtest.start + 1,
+        args.confidence,
+        args.horizon,
+    );
+    println!("{}", table(&backtest));
+    println!(
+        "p-values marked * reject at 5%. Zones: last 250 / worst 250 test days. Rises are relative (largest over the window)."
+    );
+    if args.horizon > 1 {
+        println!("{}", foresight_train::report::OVERLAP_NOTE);
+    }
+    let files = write_backtest_report(&args.out, &prices, &backtest)?;
+    println!("wrote {}", files.summary.display());
+    for s in &files.series {
+        println!("wrote {}", s.display());
+    }
+    match (&files.chart, &files.chart_error) {
+        (Some(c), _) => println!("wrote {}", c.display()),
+        (None, Some(e)) => eprintln!("warning: chart not drawn: {e}"),
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+fn p_cell(t: &LrTest) -> Cell {
+    let mark = if t.rejects() { "*" } else { "" };
+    Cell::new(format!("{:.3}{mark}", t.p_value)).set_alignment(CellAlignment::Right)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn rise(r: Option<Rise>) -> String {
+    match r.and_then(|r| r.rel) {
+        Some(rel) => format!("{:+.0}%", 100.0 * rel),
+        None => "-".into(),
+    }
+}
+
+/// The side-by-side table: one row per arm and side.
+fn table(bt: &Backtest) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "arm", "side", "obs", "exc", "rate", "kupiec p", "ind p", "cc p", "zone", "avg margin", "peak/trough",
+        "rise 1d", "rise 5d", "rise 30d", "shortfall",
+    ]);
+    for arm in &bt.arms {
+        for side in Side::BOTH {
+            let s = arm.side(side);
+            let right = |text: String| Cell::new(text).set_alignment(CellAlignment::Right);
+            t.add_row(vec![
+                Cell::new(arm.arm.to_string()),
+                Cell::new(side.as_str()),
+                right(s.observations.to_string()),
+                right(s.exceptions.to_string()),
+                right(pct(s.exception_rate)),
+                p_cell(&s.kupiec),
+                p_cell(&s.christoffersen_ind),
+                p_cell(&s.christoffersen_cc),
+                Cell::new(format!("{}/{}", s.traffic_light.last_250.as_str(), s.traffic_light.worst_250.as_str())),
+                right(pct(s.avg_margin)),
+                right(s.peak_to_trough.map_or("-".into(), |x| format!("{x:.1}"))),
+                right(rise(s.max_rise_1d)),
+                right(rise(s.max_rise_5d)),
+                right(rise(s.max_rise_30d)),
+                right(s.mean_shortfall.map_or("-".into(), pct)),
+            ]);
+        }
+    }
+    t
+}
