@@ -156,7 +156,7 @@ impl Table {
                     return Err(self.invalid(
                         i,
                         wanted,
-                        format!("timestamps are not sorted: {t} comes after {prev} (row {i}); rows must be in ascending time"),
+                        format!("timestamps are not sorted: {t} is earlier than {prev} on row {i}; rows must be in ascending time"),
                     ));
                 }
             }

@@ -70,7 +70,14 @@ fn draw(path: &Path, prices: &Values, bt: &Backtest) -> DrawResult {
         .x_label_area_size(28)
         .y_label_area_size(80)
         .build_cartesian_2d(x_range.clone(), (lo * 0.95..hi * 1.05).log_scale())?;
-    chart.configure_mesh().x_label_formatter(&date_label).x_labels(12).draw()?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&date_label)
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .x_labels(12)
+        .y_labels(8)
+        .light_line_style(WHITE)
+        .draw()?;
     chart.draw_series(LineSeries::new(
         (bt.start..=bt.end).map(|i| (i as f64, prices.values[i])),
         BLACK.stroke_width(1),
@@ -102,6 +109,7 @@ fn draw(path: &Path, prices: &Values, bt: &Backtest) -> DrawResult {
             .x_label_formatter(&date_label)
             .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
             .x_labels(12)
+            .light_line_style(WHITE)
             .draw()?;
         for (k, arm) in bt.arms.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
