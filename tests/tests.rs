@@ -1,1 +1,7 @@
+//! End-to-end tests of the `foresight` command and of the backtest against the independent
+//! Python reference (`tests/reference/backtest_reference.py`). One test binary, as in ripgrep.
 
+mod util;
+
+mod backtest_cli;
+mod reference;

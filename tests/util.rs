@@ -1,0 +1,56 @@
+//! Helpers: paths to bundled data and running the built `foresight` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A bundled data file.
+pub fn data(name: &str) -> PathBuf {
+    root().join("data").join(name)
+}
+
+/// Runs `foresight` with `args`.
+pub fn foresight(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_foresight")).args(args).output().expect("foresight runs")
+}
+
+/// Runs `foresight` and insists it succeeds; returns stdout.
+#[track_caller]
+pub fn foresight_ok(args: &[&str]) -> String {
+    let out = foresight(args);
+    assert!(
+        out.status.success(),
+        "foresight {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `foresight` and insists it fails with exit code 2 and a one-line `error:` message;
+/// returns stderr.
+#[track_caller]
+pub fn foresight_err(args: &[&str]) -> String {
+    let out = foresight(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "foresight {args:?} should fail: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("file exists")).expect("valid JSON")
+}
+
+/// `a` and `b` agree to `rel` relative (absolute near zero).
+#[track_caller]
+pub fn assert_close(what: &str, a: f64, b: f64, rel: f64) {
+    let scale = a.abs().max(b.abs()).max(1e-12);
+    assert!((a - b).abs() <= rel * scale, "{what}: {a} vs {b}");
+}
