@@ -188,3 +188,32 @@ fn features_follow_the_versioned_spec() {
     let row: Vec<&str> = text.lines().nth(40).unwrap().split(',').collect();
     assert!(row.iter().all(|c| !c.is_empty()), "{row:?}");
 }
+
+#[test]
+fn config_file_gives_the_settings_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {:?}\ncalibrators = [\"ewma\", \"hs:250\"]\nhorizon = 2\nout = {:?}\n",
+            data("btc_usdt_1d.csv"),
+            dir.path().join("from_config")
+        ),
+    )
+    .unwrap();
+    let flag_out = dir.path().join("from_flag");
+    foresight_ok(&["backtest", "--config", config.to_str().unwrap(), "--horizon", "3", "--out", flag_out.to_str().unwrap()]);
+    let summary = read_json(&flag_out.join("summary.json"));
+    assert_eq!(summary["settings"]["horizon_days"], 3, "the flag wins");
+    assert_eq!(summary["arms"].as_object().unwrap().len(), 2, "arms come from the file");
+    assert!(!dir.path().join("from_config").exists());
+    // The bundled configs parse and name real arms.
+    for name in ["reactive_btc.toml", "reactive_spx.toml"] {
+        let text = std::fs::read_to_string(crate::util::root().join("training").join(name)).unwrap();
+        assert!(text.contains("calibrators"), "{name}");
+    }
+    std::fs::write(&config, "data = \"x.csv\"\ncalibrator = [\"ewma\"]\n").unwrap();
+    let err = foresight_err(&["backtest", "--config", config.to_str().unwrap()]);
+    assert!(err.contains("unknown field `calibrator`"), "{err}");
+}

@@ -4,4 +4,5 @@
 mod util;
 
 mod backtest_cli;
+mod doctor;
 mod reference;

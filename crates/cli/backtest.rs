@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest};
@@ -14,34 +14,84 @@ use foresight_train::report::{date_of, write_backtest_report};
 
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
+    /// A backtest config (TOML, see `training/reactive_btc.toml`); flags given here override it.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
     /// Price history: OHLCV (`date,open,high,low,close[,volume]`, daily or intraday) or
     /// `date,<price>`, as CSV or Parquet.
     #[arg(long, value_name = "FILE")]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Comma-separated arms, e.g. `ewma,hs:250,static:0.10,ewma:0.94+floor:stress10y+cap:0.25`.
-    #[arg(long, value_name = "ARM[,ARM...]", value_delimiter = ',', required = true)]
+    #[arg(long, value_name = "ARM[,ARM...]", value_delimiter = ',')]
     calibrator: Vec<String>,
-    /// Confidence of the margin (one-sided), in (0.5, 1).
-    #[arg(long, default_value_t = 0.99)]
-    confidence: f64,
-    /// Margin period of risk in days.
-    #[arg(long, default_value_t = 1)]
-    horizon: usize,
-    /// Days of history before scoring starts (later if an arm needs more).
-    #[arg(long, default_value_t = 250)]
-    burn_in: usize,
+    /// Confidence of the margin (one-sided), in (0.5, 1) [default: 0.99].
+    #[arg(long)]
+    confidence: Option<f64>,
+    /// Margin period of risk in days [default: 1].
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// Days of history before scoring starts, later if an arm needs more [default: 250].
+    #[arg(long)]
+    burn_in: Option<usize>,
     /// Output folder for summary.json, series CSV and chart.png.
     #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// The `[backtest]`-style TOML config: the same settings as the flags, arms in the arm grammar.
+/// Relative paths are taken from the working directory.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestConfigFile {
+    data: Option<PathBuf>,
+    #[serde(default)]
+    calibrators: Vec<String>,
+    confidence: Option<f64>,
+    horizon: Option<usize>,
+    burn_in: Option<usize>,
+    out: Option<PathBuf>,
+}
+
+/// Settings after merging defaults, the config file and the flags (flags win).
+struct Settings {
+    data: PathBuf,
+    arms: Vec<Arm>,
+    confidence: f64,
+    horizon: usize,
+    burn_in: usize,
     out: PathBuf,
 }
 
-pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-    let arms = args
-        .calibrator
+fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        None => BacktestConfigFile::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+    };
+    let arm_texts = if args.calibrator.is_empty() { file.calibrators } else { args.calibrator };
+    if arm_texts.is_empty() {
+        bail!("no arm given: pass --calibrator ARM[,ARM...] or `calibrators = [...]` in --config");
+    }
+    let arms = arm_texts
         .iter()
         .map(|s| s.parse::<Arm>())
         .collect::<Result<Vec<_>, _>>()
         .context("--calibrator")?;
+    Ok(Settings {
+        data: args.data.or(file.data).context("no data: pass --data FILE or `data = ...` in --config")?,
+        arms,
+        confidence: args.confidence.or(file.confidence).unwrap_or(0.99),
+        horizon: args.horizon.or(file.horizon).unwrap_or(1),
+        burn_in: args.burn_in.or(file.burn_in).unwrap_or(250),
+        out: args.out.or(file.out).context("no output folder: pass --out DIR or `out = ...` in --config")?,
+    })
+}
+
+pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
+    let args = settings(args)?;
+    let arms = args.arms.clone();
     let prices = load_daily_closes(&args.data)?;
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;

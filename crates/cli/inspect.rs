@@ -56,6 +56,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         );
         if let Some(path) = args.rv_out {
             let io = || format!("writing {}", path.display());
+            create_parent(&path)?;
             let mut w = std::io::BufWriter::new(std::fs::File::create(&path).with_context(io)?);
             writeln!(w, "date,rv,intervals,expected").with_context(io)?;
             for (date, d) in &rv {
@@ -108,6 +109,7 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
     };
     let frame = spec.compute(&daily.bars, rv.as_deref())?;
     let io = || format!("writing {}", out.display());
+    create_parent(&out)?;
     let mut w = std::io::BufWriter::new(std::fs::File::create(&out).with_context(io)?);
     writeln!(w, "date,{}", frame.names.join(",")).with_context(io)?;
     for (i, t) in daily.timestamps.iter().enumerate() {
@@ -124,4 +126,14 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
         if args.intraday.is_some() { "intraday RV" } else { "daily Garman-Klass range" }
     );
     Ok(())
+}
+
+/// Creates the folder an output file goes into.
+fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }

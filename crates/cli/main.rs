@@ -1,11 +1,12 @@
 //! `foresight`: the command line for people.
 //!
 //! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
-//! data file, report its calendar, gaps and intraday realized variance) and `features`
-//! (compute the versioned feature set). Training, serving and model management join as their
+//! data file, report its calendar, gaps and intraday realized variance), `features`
+//! (compute the versioned feature set) and `doctor` (check the native runtimes). Training, serving and model management join as their
 //! crates land.
 
 mod backtest;
+mod doctor;
 mod inspect;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Compute the versioned feature set (feature spec v1) of an OHLCV file into a CSV.
     Features(inspect::FeaturesArgs),
+    /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn run() -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ fn run() -> anyhow::Result<()> {
         Command::Backtest(args) => backtest::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Features(args) => inspect::run_features(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 

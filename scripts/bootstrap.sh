@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Foresight's one set-up step: installs what the build and the runtime need on a fresh Debian
+# machine, into the repository (nothing to export by hand). Idempotent: every step checks first,
+# so rerunning it is cheap. Called by `make demo` and `make test` (the README's two commands).
+#
+#   .venv/                     project-local Python venv
+#   .venv/onnxruntime/         -> libonnxruntime.so.1.31.1 from the PyPI `onnxruntime` wheel
+#                                 (what `ort` opens with `load-dynamic`)
+#   .venv/libtorch/            -> CPU libtorch 2.13.0 from the PyPI `torch` wheel (for `tch` 0.26),
+#                                 plus the two small CUDA runtime wheels libtorch_cpu.so links
+#   fonts-dejavu-core          the font the PNG charts are labelled with
+#
+# `.cargo/config.toml` points LIBTORCH and ORT_DYLIB_PATH at these paths for every cargo command.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ORT_VERSION=1.31.1
+TORCH_VERSION=2.13.0
+CUDA_RUNTIME_VERSION=13.0.96
+CUDA_CUPTI_VERSION=13.0.85
+VENV=.venv
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) and rerun"
+command -v python3 >/dev/null || die "python3 not found: apt-get install python3 python3-venv"
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  command -v apt-get >/dev/null || die "need Debian packages $*; install them by hand"
+  say "apt-get install $*"
+  $sudo apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# Font for chart labels.
+if [ -z "${FORESIGHT_FONT:-}" ] && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  apt_install fonts-dejavu-core
+fi
+
+# Project-local venv.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check -q)
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+# ONNX Runtime: the wheel ships only the versioned shared library.
+ORT_LIB="$SITE/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION"
+if [ ! -f "$ORT_LIB" ]; then
+  say "installing onnxruntime==$ORT_VERSION"
+  "${PIP[@]}" install "onnxruntime==$ORT_VERSION"
+fi
+[ -f "$ORT_LIB" ] || die "onnxruntime $ORT_VERSION installed but $ORT_LIB is missing"
+mkdir -p "$VENV/onnxruntime"
+ln -sfn "$ORT_LIB" "$VENV/onnxruntime/libonnxruntime.so"
+
+# libtorch (CPU part of the torch wheel; the wheel is ~1 GB, so it is deleted after install).
+TORCH_DIR="$SITE/torch"
+if [ ! -f "$TORCH_DIR/lib/libtorch_cpu.so" ] || ! grep -q "__version__ = '$TORCH_VERSION" "$TORCH_DIR/version.py" 2>/dev/null; then
+  say "installing libtorch $TORCH_VERSION from the PyPI torch wheel (about 1 GB, a few minutes)"
+  wheels=$(mktemp -d)
+  "${PIP[@]}" download "torch==$TORCH_VERSION" --no-deps -d "$wheels"
+  "${PIP[@]}" install --no-deps "$wheels"/torch-"$TORCH_VERSION"-*.whl
+  rm -rf "$wheels"
+fi
+if ! "$PY" -c "import importlib.metadata as m; assert m.version('nvidia-cuda-runtime') == '$CUDA_RUNTIME_VERSION' and m.version('nvidia-cuda-cupti') == '$CUDA_CUPTI_VERSION'" 2>/dev/null; then
+  say "installing the CUDA runtime libraries libtorch_cpu.so links against"
+  "${PIP[@]}" install --no-deps "nvidia-cuda-runtime==$CUDA_RUNTIME_VERSION" "nvidia-cuda-cupti==$CUDA_CUPTI_VERSION"
+fi
+ln -sfn "$TORCH_DIR" "$VENV/libtorch"
+
+say "ready: ONNX Runtime $ORT_VERSION at $VENV/onnxruntime, libtorch $TORCH_VERSION at $VENV/libtorch"
