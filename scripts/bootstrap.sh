@@ -8,7 +8,8 @@
 #                                 (what `ort` opens with `load-dynamic`)
 #   .venv/libtorch/            -> CPU libtorch 2.13.0 from the PyPI `torch` wheel (for `tch` 0.26),
 #                                 plus the two small CUDA runtime wheels libtorch_cpu.so links
-#   fonts-dejavu-core          the font the PNG charts are labelled with
+#   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
+#   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #
 # `.cargo/config.toml` points LIBTORCH and ORT_DYLIB_PATH at these paths for every cargo command.
 set -euo pipefail
@@ -38,6 +39,11 @@ apt_install() {
 # Font for chart labels.
 if [ -z "${FORESIGHT_FONT:-}" ] && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
   apt_install fonts-dejavu-core
+fi
+
+# protoc for the gRPC API's code generation (tonic-prost-build).
+if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
+  apt_install protobuf-compiler
 fi
 
 # Project-local venv.

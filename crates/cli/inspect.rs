@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use foresight_core::features::FeatureSpec;
-use foresight_train::data::{Frequency, load_ohlcv, load_values};
+use foresight_train::data::{Frequency, Series, load, load_ohlcv};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -19,12 +19,9 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let table = foresight_train::data::load_ohlcv(&args.data);
-    let ohlcv = match table {
-        Ok(o) => o,
-        // Not OHLCV: try a single-value series, but report an OHLCV validation error as is.
-        Err(foresight_train::DataError::MissingColumns { .. }) => {
-            let v = load_values(&args.data, None, false)?;
+    let ohlcv = match load(&args.data)? {
+        Series::Ohlcv(o) => o,
+        Series::Values(v) => {
             let lo = v.values.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = v.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             println!("{}: single-value series `{}`", args.data.display(), v.name);
@@ -35,7 +32,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             println!("  values    min {lo}, max {hi}");
             return Ok(());
         }
-        Err(e) => return Err(e.into()),
     };
     println!("{}: OHLCV bars", args.data.display());
     println!("  rows      {}", ohlcv.bars.len());

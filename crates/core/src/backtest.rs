@@ -170,19 +170,23 @@ pub fn run_backtest(prices: &[f64], arms: &[Arm], config: BacktestConfig) -> Res
         .iter()
         .zip(rates)
         .map(|(arm, rates)| {
-            let rows: Vec<BacktestRow> = (start..=end)
-                .map(|t| BacktestRow {
-                    index: t,
-                    // Every arm has a rate from `start` on (checked above), and APC keeps it so.
-                    margin: rates[t].unwrap_or(SideRates::both(f64::NAN)),
-                    loss: loss_at(t),
+            let rows = (start..=end)
+                .map(|t| {
+                    // Calibrators keep a rate once they have one, so this only guards the
+                    // invariant: a gap would be an error, never a NaN margin.
+                    let margin = rates[t].ok_or_else(|| CoreError::InsufficientHistory {
+                        what: format!("arm {arm} at bar {t}"),
+                        needed: t + 1,
+                        available: t,
+                    })?;
+                    Ok(BacktestRow { index: t, margin, loss: loss_at(t) })
                 })
-                .collect();
+                .collect::<Result<Vec<_>>>()?;
             let long = summarize(&rows, Side::Long, &config);
             let short = summarize(&rows, Side::Short, &config);
-            ArmBacktest { arm: *arm, rows, long, short }
+            Ok(ArmBacktest { arm: *arm, rows, long, short })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(Backtest { config, start, end, arms })
 }
 

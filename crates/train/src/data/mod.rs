@@ -58,9 +58,31 @@ pub struct Values {
 
 const PRICE_REASON: &str = "prices must be positive because returns are logarithmic";
 
+/// A file as loaded: OHLCV bars when it has `open, high, low, close`, else single values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Series {
+    /// OHLCV bars.
+    Ohlcv(Ohlcv),
+    /// `date,<name>` values (not required to be positive).
+    Values(Values),
+}
+
+/// Loads either shape, deciding by the columns present.
+pub fn load(path: &Path) -> Result<Series> {
+    let table = Table::read(path)?;
+    if has_ohlc(&table) { ohlcv_from(table).map(Series::Ohlcv) } else { values_from(table, None, false).map(Series::Values) }
+}
+
+fn has_ohlc(table: &Table) -> bool {
+    ["open", "high", "low", "close"].iter().all(|c| table.find(c).is_some())
+}
+
 /// Loads an OHLCV file.
 pub fn load_ohlcv(path: &Path) -> Result<Ohlcv> {
-    let table = Table::read(path)?;
+    ohlcv_from(Table::read(path)?)
+}
+
+fn ohlcv_from(table: Table) -> Result<Ohlcv> {
     table.require(&["date", "open", "high", "low", "close"])?;
     let timestamps = table.timestamps("date")?;
     let [open, high, low, close] = ["open", "high", "low", "close"].map(|c| table.floats(c));
@@ -96,13 +118,17 @@ pub fn load_ohlcv(path: &Path) -> Result<Ohlcv> {
         }
     };
     let (frequency, gaps) = calendar::detect(&timestamps);
-    Ok(Ohlcv { source: path.to_path_buf(), timestamps, bars, volume, frequency, gaps })
+    Ok(Ohlcv { source: table.path().to_path_buf(), timestamps, bars, volume, frequency, gaps })
 }
 
 /// Loads a `date,<name>` file. `column` picks the value column (default: the only column
 /// besides `date`); `positive` requires strictly positive values (prices, volatility indices).
 pub fn load_values(path: &Path, column: Option<&str>, positive: bool) -> Result<Values> {
-    let table = Table::read(path)?;
+    values_from(Table::read(path)?, column, positive)
+}
+
+fn values_from(table: Table, column: Option<&str>, positive: bool) -> Result<Values> {
+    let path = table.path().to_path_buf();
     table.require(&["date"])?;
     let name = match column {
         Some(c) => {
@@ -130,39 +156,35 @@ pub fn load_values(path: &Path, column: Option<&str>, positive: bool) -> Result<
         check_positive(&table, &name, &values)?;
     }
     let (frequency, gaps) = calendar::detect(&timestamps);
-    Ok(Values { source: path.to_path_buf(), name, timestamps, values, frequency, gaps })
+    Ok(Values { source: path, name, timestamps, values, frequency, gaps })
 }
 
 /// Loads daily closing prices for a backtest from an OHLCV file (intraday bars are aggregated
 /// to UTC days first) or from a `date,<price>` file.
 pub fn load_daily_closes(path: &Path) -> Result<Values> {
     let table = Table::read(path)?;
-    let has_ohlc = ["open", "high", "low", "close"].iter().all(|c| table.find(c).is_some());
-    drop(table);
-    if has_ohlc {
-        let ohlcv = load_ohlcv(path)?;
-        let daily = ohlcv.to_daily();
-        Ok(Values {
-            source: ohlcv.source,
+    if has_ohlc(&table) {
+        let daily = ohlcv_from(table)?.to_daily();
+        return Ok(Values {
+            source: daily.source,
             name: "close".into(),
             values: daily.bars.iter().map(|b| b.close).collect(),
             timestamps: daily.timestamps,
             frequency: daily.frequency,
             gaps: daily.gaps,
-        })
-    } else {
-        let values = load_values(path, None, true)?;
-        if let Frequency::Intraday { .. } = values.frequency {
-            return Err(DataError::Invalid {
-                file: path.to_path_buf(),
-                row: 1,
-                line: Some(2),
-                column: "date".into(),
-                message: "a backtest needs daily prices; give intraday data as OHLCV bars so they can be aggregated".into(),
-            });
-        }
-        Ok(values)
+        });
     }
+    let values = values_from(table, None, true)?;
+    if let Frequency::Intraday { .. } = values.frequency {
+        return Err(DataError::Invalid {
+            file: path.to_path_buf(),
+            row: 1,
+            line: Some(2),
+            column: "date".into(),
+            message: "a backtest needs daily prices; give intraday data as OHLCV bars so they can be aggregated".into(),
+        });
+    }
+    Ok(values)
 }
 
 fn check_positive(table: &Table, column: &str, values: &[f64]) -> Result<()> {

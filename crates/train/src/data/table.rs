@@ -46,6 +46,10 @@ impl Table {
         Ok(Self { file, is_csv: !is_parquet, df })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
     pub fn height(&self) -> usize {
         self.df.height()
     }
