@@ -132,6 +132,8 @@ fn bad_arguments_and_bad_data_fail_with_one_clear_line() {
     let o = out.path().to_str().unwrap();
     let err = foresight_err(&["backtest", "--data", btc.to_str().unwrap(), "--calibrator", "ewma,garch", "--out", o]);
     assert!(err.contains("--calibrator") && err.contains("`garch`"), "{err}");
+    let err = foresight_err(&["backtest", "--data", btc.to_str().unwrap(), "--calibrator", "ewma,ewma:0.94", "--out", o]);
+    assert!(err.contains("ewma:0.94 is given twice"), "{err}");
     let err = foresight_err(&["backtest", "--data", btc.to_str().unwrap(), "--calibrator", "ewma", "--confidence", "1.5", "--out", o]);
     assert!(err.contains("confidence"), "{err}");
     let err = foresight_err(&["backtest", "--data", btc.to_str().unwrap(), "--calibrator", "hs:250", "--burn-in", "5000", "--out", o]);
@@ -216,4 +218,20 @@ fn config_file_gives_the_settings_and_flags_override_it() {
     std::fs::write(&config, "data = \"x.csv\"\ncalibrator = [\"ewma\"]\n").unwrap();
     let err = foresight_err(&["backtest", "--config", config.to_str().unwrap()]);
     assert!(err.contains("unknown field `calibrator`"), "{err}");
+}
+
+#[test]
+fn fit_prints_one_json_object_with_the_documented_keys() {
+    let stdout = foresight_ok(&["fit", "--model", "gjr", "--dist", "t", "--data", data("spx_1d.csv").to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for key in ["mu", "omega", "alpha", "gamma", "beta", "nu", "loglik", "aic", "bic", "nobs", "std_err", "at_boundary"] {
+        assert!(!v[key].is_null(), "{key} in {v}");
+    }
+    for key in ["mu", "omega", "beta", "nu"] {
+        assert!(v["std_err"][key].as_f64().unwrap() > 0.0, "std_err.{key}");
+    }
+    assert_eq!(v["nobs"], 5030);
+    assert_eq!(v["at_boundary"], false);
+    let err = crate::util::foresight_err(&["fit", "--model", "egarch", "--data", data("spx_1d.csv").to_str().unwrap()]);
+    assert!(err.contains("egarch"), "{err}");
 }

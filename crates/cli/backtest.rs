@@ -79,6 +79,12 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
         .map(|s| s.parse::<Arm>())
         .collect::<Result<Vec<_>, _>>()
         .context("--calibrator")?;
+    // Reports are keyed by the canonical arm name: the same arm twice would overwrite itself.
+    for (i, arm) in arms.iter().enumerate() {
+        if arms[..i].contains(arm) {
+            bail!("--calibrator: arm {arm} is given twice");
+        }
+    }
     Ok(Settings {
         data: args.data.or(file.data).context("no data: pass --data FILE or `data = ...` in --config")?,
         arms,

@@ -2,11 +2,13 @@
 //!
 //! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
 //! data file, report its calendar, gaps and intraday realized variance), `features`
-//! (compute the versioned feature set) and `doctor` (check the native runtimes). Training, serving and model management join as their
+//! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood) and `doctor`
+//! (check the native runtimes). Training, serving and model management join as their
 //! crates land.
 
 mod backtest;
 mod doctor;
+mod fit;
 mod inspect;
 
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Compute the versioned feature set (feature spec v1) of an OHLCV file into a CSV.
     Features(inspect::FeaturesArgs),
+    /// Fit GARCH(1,1) or GJR-GARCH(1,1,1) (normal or Student-t) by maximum likelihood.
+    Fit(fit::FitArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
     Doctor(doctor::DoctorArgs),
 }
@@ -40,6 +44,7 @@ fn run() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Features(args) => inspect::run_features(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Fit(args) => fit::run(args),
     }
 }
 

@@ -165,7 +165,10 @@ pub fn run_backtest(prices: &[f64], arms: &[Arm], config: BacktestConfig) -> Res
         });
     }
     let end = prices.len() - 1 - h;
-    let loss_at = |t: usize| SideRates::both(0.0).map(|side, _| side.loss(prices[t], prices[t + h]));
+    let loss_at = |t: usize| SideRates {
+        long: Side::Long.loss(prices[t], prices[t + h]),
+        short: Side::Short.loss(prices[t], prices[t + h]),
+    };
     let arms = arms
         .iter()
         .zip(rates)

@@ -12,6 +12,8 @@
 //! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
 //! - [`stats`]: coverage tests (Kupiec, Christoffersen), the Basel traffic light and
 //!   procyclicality measures.
+//! - [`volatility`]: GARCH/GJR-GARCH likelihoods (normal, Student-t) and analytic variance
+//!   forecasts, composed as in Python's `arch`.
 //!
 //! No I/O, no async, no global state: every function takes plain slices and returns values.
 #![deny(missing_docs)]
@@ -21,5 +23,6 @@ pub mod calibrate;
 pub mod error;
 pub mod features;
 pub mod stats;
+pub mod volatility;
 
 pub use error::{CoreError, Result};

@@ -58,6 +58,14 @@ pub enum DataError {
     /// A computation on valid data failed (e.g. too little history for a backtest).
     #[error(transparent)]
     Core(#[from] foresight_core::CoreError),
+    /// A model could not be fitted.
+    #[error("fitting {model}: {message}")]
+    Fit {
+        /// The model.
+        model: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A report could not be drawn.
     #[error("{}: cannot draw chart: {message}", file.display())]
     Chart {

@@ -5,13 +5,13 @@
 //! - [`data`]: load OHLCV and single-value series from CSV or Parquet with polars, validate them
 //!   (every rejection names the file, row and column), report time gaps, turn intraday bars into
 //!   daily bars and daily realized variance;
+//! - [`fit`]: maximum-likelihood GARCH/GJR-GARCH fits (argmin) with robust standard errors;
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
-//!
-//! Model fitting and ONNX export join this crate with the training issue.
 #![deny(missing_docs)]
 
 pub mod data;
 pub mod error;
+pub mod fit;
 pub mod report;
 
 pub use error::{DataError, Result};

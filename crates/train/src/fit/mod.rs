@@ -1,0 +1,8 @@
+//! Fitting forecasters to history. Each model follows linfa's vocabulary: hyper-parameters are
+//! checked into valid parameters, fitting returns a separate fitted type, and only the fitted
+//! type predicts.
+
+mod garch;
+mod linalg;
+
+pub use garch::{FittedGarch, GarchParams};
