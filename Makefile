@@ -19,6 +19,8 @@ demo: build
 	$(FORESIGHT) inspect --data data/btc_usdt_2h.csv --rv-out $(REPORTS)/btc_daily_rv.csv
 	$(FORESIGHT) backtest --config training/reactive_btc.toml
 	$(FORESIGHT) backtest --config training/reactive_spx.toml
+	$(FORESIGHT) fit --model gjr --dist t --data data/btc_usdt_1d.csv
+	$(FORESIGHT) evaluate --data data/btc_usdt_2h.csv --out $(REPORTS)/btc_forecasts
 
 test: bootstrap
 	cargo test --workspace

@@ -235,3 +235,27 @@ fn fit_prints_one_json_object_with_the_documented_keys() {
     let err = crate::util::foresight_err(&["fit", "--model", "egarch", "--data", data("spx_1d.csv").to_str().unwrap()]);
     assert!(err.contains("egarch"), "{err}");
 }
+
+#[test]
+fn evaluate_prints_the_forecast_table_and_writes_scores() {
+    let out = tempfile::tempdir().unwrap();
+    let stdout = foresight_ok(&[
+        "evaluate",
+        "--data",
+        data("btc_usdt_2h.csv").to_str().unwrap(),
+        "--models",
+        "ewma,har,log-har",
+        "--horizons",
+        "1,5",
+        "--refit-every",
+        "250",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("RV from intraday") && stdout.contains("log-har"), "{stdout}");
+    let scores = read_json(&out.path().join("forecast_scores.json"));
+    assert_eq!(scores["scores"].as_array().unwrap().len(), 6);
+    assert_eq!(scores["first_origin"], "2020-05-13");
+    let err = crate::util::foresight_err(&["evaluate", "--data", data("btc_usdt_2h.csv").to_str().unwrap(), "--models", "ewma,lstm"]);
+    assert!(err.contains("unknown forecaster `lstm`"), "{err}");
+}

@@ -2,12 +2,14 @@
 //!
 //! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
 //! data file, report its calendar, gaps and intraday realized variance), `features`
-//! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood) and `doctor`
+//! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
+//! forecast comparison) and `doctor`
 //! (check the native runtimes). Training, serving and model management join as their
 //! crates land.
 
 mod backtest;
 mod doctor;
+mod evaluate;
 mod fit;
 mod inspect;
 
@@ -33,6 +35,8 @@ enum Command {
     Features(inspect::FeaturesArgs),
     /// Fit GARCH(1,1) or GJR-GARCH(1,1,1) (normal or Student-t) by maximum likelihood.
     Fit(fit::FitArgs),
+    /// Walk-forward comparison of variance forecasters (EWMA, GARCH, HAR) on realized variance.
+    Evaluate(evaluate::EvaluateArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
     Doctor(doctor::DoctorArgs),
 }
@@ -45,6 +49,7 @@ fn run() -> anyhow::Result<()> {
         Command::Features(args) => inspect::run_features(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Fit(args) => fit::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
     }
 }
 

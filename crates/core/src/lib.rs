@@ -10,6 +10,7 @@
 //!   simulation) named by the arm grammar ([`calibrate::Arm`]), with EMIR Art. 28
 //!   anti-procyclicality options (floor, buffer, cap).
 //! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
+//! - [`forecast`]: scoring variance forecasts (QLIKE, MSE, Mincer-Zarnowitz, Diebold-Mariano).
 //! - [`stats`]: coverage tests (Kupiec, Christoffersen), the Basel traffic light and
 //!   procyclicality measures.
 //! - [`volatility`]: GARCH/GJR-GARCH likelihoods (normal, Student-t) and analytic variance
@@ -22,6 +23,7 @@ pub mod backtest;
 pub mod calibrate;
 pub mod error;
 pub mod features;
+pub mod forecast;
 pub mod stats;
 pub mod volatility;
 

@@ -5,12 +5,16 @@
 //! - [`data`]: load OHLCV and single-value series from CSV or Parquet with polars, validate them
 //!   (every rejection names the file, row and column), report time gaps, turn intraday bars into
 //!   daily bars and daily realized variance;
-//! - [`fit`]: maximum-likelihood GARCH/GJR-GARCH fits (argmin) with robust standard errors;
+//! - [`fit`]: maximum-likelihood GARCH/GJR-GARCH fits (argmin) with robust standard errors,
+//!   HAR-RV in levels and logs (OLS through linfa);
+//! - [`evaluate`]: walk-forward forecast evaluation (QLIKE, MSE, Mincer-Zarnowitz,
+//!   Diebold-Mariano);
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
 #![deny(missing_docs)]
 
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod fit;
 pub mod report;
 

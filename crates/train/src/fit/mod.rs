@@ -3,6 +3,8 @@
 //! type predicts.
 
 mod garch;
+mod har;
 mod linalg;
 
 pub use garch::{FittedGarch, GarchParams};
+pub use har::{FittedHar, HarParams};

@@ -1,0 +1,253 @@
+//! Walk-forward evaluation of variance forecasters against realized variance.
+//!
+//! At each origin day `t` (from `train_days` on) every forecaster predicts the mean daily
+//! variance of log returns over `t+1..t+h` from data up to the close of `t` only; parameters are
+//! re-estimated every `refit_every` days on an expanding window and held fixed in between
+//! (filters such as GARCH's variance recursion still move every day). Forecasts are scored on
+//! the origins where every forecaster has one and the realized target is complete.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use foresight_core::features::{Ewma, VolEstimator, har_components};
+use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
+use foresight_core::volatility::{ArchData, Innovation};
+use serde::Serialize;
+
+use crate::data::{Frequency, Ohlcv};
+use crate::error::{DataError, Result};
+use crate::fit::{FittedHar, GarchParams, HarParams};
+
+/// Daily series a forecaster sees: log return and realized variance of each UTC day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyHistory {
+    /// The days, consecutive calendar or trading days as the source has them.
+    pub dates: Vec<NaiveDate>,
+    /// `ln(C[t] / C[t−1])`; `None` on the first day.
+    pub returns: Vec<Option<f64>>,
+    /// Realized variance of the day (`None` where missing).
+    pub rv: Vec<Option<f64>>,
+    /// Where the RV comes from: `intraday` or `range_gk`.
+    pub rv_source: &'static str,
+}
+
+impl DailyHistory {
+    /// From intraday bars: RV from the bars (see `Ohlcv::daily_realized_variance`), returns from
+    /// the aggregated daily closes; from daily bars: each day's Garman-Klass range variance.
+    pub fn from_bars(bars: &Ohlcv) -> Result<Self> {
+        let daily = bars.to_daily();
+        let dates: Vec<NaiveDate> = daily.timestamps.iter().map(|t| t.date()).collect();
+        let returns = std::iter::once(None)
+            .chain(daily.bars.windows(2).map(|w| Some((w[1].close / w[0].close).ln())))
+            .collect();
+        let (rv, rv_source) = match bars.frequency {
+            Frequency::Intraday { .. } => {
+                let by_day: HashMap<NaiveDate, Option<f64>> =
+                    bars.daily_realized_variance()?.into_iter().map(|(d, r)| (d, r.rv)).collect();
+                (dates.iter().map(|d| by_day.get(d).copied().flatten()).collect(), "intraday")
+            }
+            Frequency::Daily { .. } => {
+                (daily.bars.iter().map(|b| VolEstimator::GarmanKlass.variance(&[*b]).ok()).collect(), "range_gk")
+            }
+        };
+        Ok(Self { dates, returns, rv, rv_source })
+    }
+}
+
+/// A variance forecaster under evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Forecaster {
+    /// RiskMetrics EWMA (λ = 0.94) of daily returns, flat over the horizon.
+    Ewma,
+    /// GARCH-family model on percent returns, analytic multi-step forecast.
+    Garch {
+        /// GJR leverage term.
+        asymmetric: bool,
+        /// Innovation distribution.
+        innovation: Innovation,
+    },
+    /// HAR-RV in levels.
+    Har,
+    /// HAR-RV in logs with the lognormal correction.
+    LogHar,
+}
+
+impl Forecaster {
+    /// Parses `ewma`, `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
+    pub fn parse(name: &str) -> Option<Self> {
+        let garch = |asymmetric, innovation| Some(Forecaster::Garch { asymmetric, innovation });
+        match name.trim() {
+            "ewma" => Some(Forecaster::Ewma),
+            "garch" => garch(false, Innovation::Normal),
+            "garch-t" => garch(false, Innovation::StudentT),
+            "gjr" => garch(true, Innovation::Normal),
+            "gjr-t" => garch(true, Innovation::StudentT),
+            "har" => Some(Forecaster::Har),
+            "log-har" => Some(Forecaster::LogHar),
+            _ => None,
+        }
+    }
+
+    /// The name [`parse`](Self::parse) takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Forecaster::Ewma => "ewma",
+            Forecaster::Garch { asymmetric: false, innovation: Innovation::Normal } => "garch",
+            Forecaster::Garch { asymmetric: false, innovation: Innovation::StudentT } => "garch-t",
+            Forecaster::Garch { asymmetric: true, innovation: Innovation::Normal } => "gjr",
+            Forecaster::Garch { asymmetric: true, innovation: Innovation::StudentT } => "gjr-t",
+            Forecaster::Har => "har",
+            Forecaster::LogHar => "log-har",
+        }
+    }
+}
+
+/// Walk-forward settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalkForward {
+    /// Days before the first forecast origin (the first training window).
+    pub train_days: usize,
+    /// Re-estimate every this many days.
+    pub refit_every: usize,
+    /// Horizons in days.
+    pub horizons: Vec<usize>,
+}
+
+/// Scores of one forecaster at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scores {
+    /// Forecaster name.
+    pub model: String,
+    /// Horizon in days.
+    pub horizon: usize,
+    /// Scored origins.
+    pub n: usize,
+    /// Mean QLIKE loss.
+    pub qlike: f64,
+    /// Mean squared error of the variance forecast, in (percent²)².
+    pub mse: f64,
+    /// Mincer-Zarnowitz regression of realized on forecast variance.
+    pub mincer_zarnowitz: MincerZarnowitz,
+    /// Diebold-Mariano on QLIKE against log-HAR (negative statistic: this model is better).
+    pub dm_vs_log_har: Option<DieboldMariano>,
+    /// Diebold-Mariano on QLIKE against GARCH(1,1)-normal.
+    pub dm_vs_garch: Option<DieboldMariano>,
+}
+
+/// Runs every forecaster over `history` and scores it at every horizon.
+pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &WalkForward) -> Result<Vec<Scores>> {
+    let n = history.dates.len();
+    let max_h = config.horizons.iter().copied().max().unwrap_or(1);
+    if config.horizons.is_empty() || config.horizons.contains(&0) || config.refit_every == 0 {
+        return Err(DataError::Fit { model: "walk-forward".into(), message: "horizons and refit_every must be ≥ 1".into() });
+    }
+    if config.train_days < 250 || config.train_days + max_h + 30 > n {
+        return Err(DataError::Fit {
+            model: "walk-forward".into(),
+            message: format!("train_days {} must be ≥ 250 and leave ≥ 30 origins before the last {max_h} days of {n}", config.train_days),
+        });
+    }
+    // forecasts[model][horizon index][origin]
+    let forecasts: Vec<Vec<Vec<Option<f64>>>> =
+        forecasters.iter().map(|f| run(*f, history, config)).collect::<Result<_>>()?;
+    let target = |t: usize, h: usize| -> Option<f64> {
+        (t + h < n).then(|| history.rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.map(|v| s + v))).flatten().map(|s| s / h as f64)
+    };
+    let mut out = Vec::new();
+    for (k, &h) in config.horizons.iter().enumerate() {
+        let origins: Vec<usize> = (config.train_days..n)
+            .filter(|&t| target(t, h).is_some_and(|v| v > 0.0) && forecasts.iter().all(|f| f[k][t].is_some_and(|v| v > 0.0)))
+            .collect();
+        let realized: Vec<f64> = origins.iter().filter_map(|&t| target(t, h)).collect();
+        let losses: Vec<Vec<f64>> = forecasts
+            .iter()
+            .map(|f| qlike(&origins.iter().filter_map(|&t| f[k][t]).collect::<Vec<_>>(), &realized))
+            .collect::<std::result::Result<_, _>>()?;
+        let reference = |name: &str| forecasters.iter().position(|f| f.name() == name);
+        for (m, f) in forecasters.iter().enumerate() {
+            let predicted: Vec<f64> = origins.iter().filter_map(|&t| forecasts[m][k][t]).collect();
+            let pct2 = |v: &[f64]| v.iter().map(|x| x * 1e4).collect::<Vec<_>>();
+            let mse = squared_error(&pct2(&predicted), &pct2(&realized))?;
+            let dm = |r: Option<usize>| -> Result<Option<DieboldMariano>> {
+                match r {
+                    Some(r) if r != m => Ok(Some(diebold_mariano(&losses[m], &losses[r], h)?)),
+                    _ => Ok(None),
+                }
+            };
+            out.push(Scores {
+                model: f.name().into(),
+                horizon: h,
+                n: origins.len(),
+                qlike: losses[m].iter().sum::<f64>() / origins.len() as f64,
+                mse: mse.iter().sum::<f64>() / origins.len() as f64,
+                mincer_zarnowitz: mincer_zarnowitz(&predicted, &realized)?,
+                dm_vs_log_har: dm(reference("log-har"))?,
+                dm_vs_garch: dm(reference("garch"))?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Forecasts of one forecaster: `[horizon index][origin] -> mean variance over the horizon`.
+fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> Result<Vec<Vec<Option<f64>>>> {
+    let n = history.dates.len();
+    let mut out = vec![vec![None; n]; config.horizons.len()];
+    let refit = |t: usize| (t - config.train_days) % config.refit_every == 0;
+    match forecaster {
+        Forecaster::Ewma => {
+            let returns: Vec<f64> = history.returns.iter().skip(1).map(|r| r.unwrap_or(0.0)).collect();
+            let var = Ewma::new(Ewma::RISKMETRICS_LAMBDA)?.variance_series(&returns);
+            for t in config.train_days..n {
+                for row in out.iter_mut() {
+                    row[t] = var[t - 1];
+                }
+            }
+        }
+        Forecaster::Garch { asymmetric, innovation } => {
+            let pct = contiguous_percent_returns(history)?;
+            let params = GarchParams::new(asymmetric).innovation(innovation);
+            let max_h = config.horizons.iter().copied().max().unwrap_or(1);
+            let mut fitted = None;
+            for t in config.train_days..n {
+                // Returns 1..=t are known at the close of t: pct[..t].
+                if refit(t) {
+                    fitted = Some(params.fit(&pct[..t])?);
+                }
+                let Some(fit) = &fitted else { continue };
+                let data = ArchData::new(&pct[..t])?;
+                let path = fit.model().forecast_variance(fit.params(), &data, max_h);
+                for (k, &h) in config.horizons.iter().enumerate() {
+                    out[k][t] = Some(path[..h].iter().sum::<f64>() / h as f64 / 1e4);
+                }
+            }
+        }
+        Forecaster::Har | Forecaster::LogHar => {
+            let components = har_components(&history.rv);
+            for (k, &h) in config.horizons.iter().enumerate() {
+                let params = if forecaster == Forecaster::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
+                let mut fitted: Option<FittedHar> = None;
+                for t in config.train_days..n {
+                    if refit(t) {
+                        fitted = Some(params.fit(&history.rv, t)?);
+                    }
+                    out[k][t] = fitted.and_then(|f| components[t].and_then(|c| f.predict(&c)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {
+    history.returns[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.map(|r| 100.0 * r).ok_or_else(|| DataError::Fit {
+                model: "garch".into(),
+                message: format!("needs a return every day; {} has none", history.dates[i + 1]),
+            })
+        })
+        .collect()
+}
