@@ -9,6 +9,7 @@
 //!   HAR-RV in levels and logs (OLS through linfa);
 //! - [`evaluate`]: walk-forward forecast evaluation (QLIKE, MSE, Mincer-Zarnowitz,
 //!   Diebold-Mariano);
+//! - [`onnx`]: export forecasters to standalone ONNX graphs (opset 17, double precision);
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
 #![deny(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod onnx;
 pub mod report;
 
 pub use error::{DataError, Result};

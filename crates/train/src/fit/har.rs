@@ -103,6 +103,21 @@ impl FittedHar {
         (self.intercept, self.coef)
     }
 
+    /// Whether this is a log-HAR.
+    pub fn is_log(&self) -> bool {
+        self.params.log
+    }
+
+    /// The forecast horizon in days.
+    pub fn horizon(&self) -> usize {
+        self.params.horizon
+    }
+
+    /// Smallest forecast a level HAR gives (0 for log-HAR).
+    pub fn floor(&self) -> f64 {
+        self.floor
+    }
+
     /// Training rows used.
     pub fn nobs(&self) -> usize {
         self.nobs

@@ -1,0 +1,14 @@
+//! Generates the ONNX protobuf types (the subset in `proto/onnx/`) that the exporter writes.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/onnx");
+    let proto = proto_dir.join("onnx_subset.proto");
+    println!("cargo:rerun-if-changed={}", proto.display());
+    // A protoc from the environment wins; else the one the protoc-bin-vendored crate ships.
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY: build scripts are single-threaded; nothing else reads the environment here.
+        unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    }
+    prost_build::Config::new().compile_protos(&[proto], &[proto_dir])?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Exporters: log/level HAR-RV and GARCH-family forecasters to ONNX graphs.
+//!
+//! Every exported model outputs, per horizon `h`, `variance_h{h}` (the forecast mean daily
+//! variance of log returns over the next `h` days) and `sigma_h{h}` (its square root), each of
+//! shape `[batch]`.
+
+use std::path::Path;
+
+use foresight_core::features::FEATURE_SPEC_VERSION;
+use prost::Message;
+
+use super::builder::{Dim, GraphBuilder};
+use super::proto::ModelProto;
+use crate::error::{DataError, Result};
+use crate::fit::{FittedGarch, FittedHar};
+
+/// An exported model: the ONNX protobuf plus what a loader needs to call it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnnxModel {
+    /// The model.
+    pub proto: ModelProto,
+    /// Graph input name.
+    pub input: String,
+    /// Columns of the input, in order.
+    pub input_columns: Vec<String>,
+    /// Output names, `variance_h*` then `sigma_h*` per horizon.
+    pub outputs: Vec<String>,
+}
+
+impl OnnxModel {
+    /// The serialized `.onnx` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+
+    /// Writes the `.onnx` file.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_bytes()).map_err(|source| DataError::Io { file: path.to_path_buf(), source })
+    }
+
+    /// A `metadata_props` value.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.proto.metadata_props.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+    }
+}
+
+fn export_error(message: impl Into<String>) -> DataError {
+    DataError::Fit { model: "onnx export".into(), message: message.into() }
+}
+
+/// Adds `variance_h{h}` and `sigma_h{h}` outputs for column `k` of `variances` ([batch, H]).
+fn horizon_outputs(g: &mut GraphBuilder, variances: &str, horizons: &[usize], outputs: &mut Vec<String>) {
+    for (k, h) in horizons.iter().enumerate() {
+        let var_name = format!("variance_h{h}");
+        let sigma_name = format!("sigma_h{h}");
+        let index = g.constant_i64("k", &[], &[k as i64]);
+        g.op("Gather", &[variances, &index], Some(&var_name), &[("axis", 1)]);
+        g.op("Sqrt", &[&var_name], Some(&sigma_name), &[]);
+        g.output(&var_name, &[Dim::Named("batch")], &format!("forecast mean daily variance of log returns over the next {h} days"));
+        g.output(&sigma_name, &[Dim::Named("batch")], &format!("square root of variance_h{h}"));
+        outputs.push(var_name);
+        outputs.push(sigma_name);
+    }
+    // Order: all variances, then all sigmas.
+    outputs.sort_by_key(|o| !o.starts_with("variance"));
+}
+
+fn base_metadata(kind: &str, horizons: &[usize], input: &str, columns: &[&str], extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut m = vec![
+        ("foresight.model_type".to_string(), kind.to_string()),
+        ("foresight.feature_spec_version".into(), FEATURE_SPEC_VERSION.into()),
+        ("foresight.input".into(), input.into()),
+        ("foresight.input_columns".into(), columns.join(",")),
+        ("foresight.horizons".into(), horizons.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",")),
+        ("foresight.units".into(), "variance of daily log returns (fraction², per day)".into()),
+    ];
+    m.extend_from_slice(extra);
+    m
+}
+
+/// Exports HAR regressions of one kind (all log or all levels), one per horizon, as a single
+/// graph with input `har_components` `[batch, 3]` = daily, weekly, monthly RV.
+pub fn export_har(fits: &[FittedHar], metadata: &[(String, String)]) -> Result<OnnxModel> {
+    let first = fits.first().ok_or_else(|| export_error("no HAR fit given"))?;
+    let log = first.is_log();
+    if fits.iter().any(|f| f.is_log() != log) {
+        return Err(export_error("HAR fits of one model must be all log or all levels"));
+    }
+    let horizons: Vec<usize> = fits.iter().map(FittedHar::horizon).collect();
+    if (1..horizons.len()).any(|i| horizons[..i].contains(&horizons[i])) {
+        return Err(export_error("HAR horizons must be distinct"));
+    }
+    let h = fits.len();
+    let mut g = GraphBuilder::new(if log { "log_har" } else { "har" });
+    let x = g.input("har_components", &[Dim::Named("batch"), Dim::Fixed(3)], "daily, weekly (5d), monthly (22d) mean RV");
+    let regressors = if log { g.op("Log", &[&x], None, &[]) } else { x.clone() };
+    // W[i][k]: coefficient of regressor i in the fit for horizon k.
+    let weights: Vec<f64> = (0..3).flat_map(|i| fits.iter().map(move |f| f.coefficients().1[i])).collect();
+    let w = g.constant("coef", &[3, h as i64], &weights);
+    let linear = g.op("MatMul", &[&regressors, &w], None, &[]);
+    let shift: Vec<f64> = fits
+        .iter()
+        .map(|f| f.coefficients().0 + if log { 0.5 * f.residual_variance() } else { 0.0 })
+        .collect();
+    let shift = g.constant("intercept", &[h as i64], &shift);
+    let z = g.op("Add", &[&linear, &shift], None, &[]);
+    let variances = if log {
+        g.op("Exp", &[&z], None, &[])
+    } else {
+        let floors: Vec<f64> = fits.iter().map(FittedHar::floor).collect();
+        let floor = g.constant("floor", &[h as i64], &floors);
+        g.op("Max", &[&z, &floor], None, &[])
+    };
+    let mut outputs = Vec::new();
+    horizon_outputs(&mut g, &variances, &horizons, &mut outputs);
+    let kind = if log { "log-har" } else { "har" };
+    let columns = ["har_d", "har_w", "har_m"];
+    let meta = base_metadata(kind, &horizons, "har_components", &columns, metadata);
+    Ok(OnnxModel {
+        proto: g.into_model("HAR-RV variance forecaster (Corsi 2009), exported by Foresight", &meta),
+        input: "har_components".into(),
+        input_columns: columns.iter().map(|c| c.to_string()).collect(),
+        outputs,
+    })
+}
+
+/// Exports a fitted GARCH-family model's closed-form h-step variance forecast from the state
+/// `garch_state` `[batch, 2]` = (last percent log return, its conditional variance in
+/// percent²): `σ²(T+1) = ω + (α + γ·1[ε<0])·ε² + β·σ²(T)`, `σ²(T+k+1) = ω + P·σ²(T+k)`.
+pub fn export_garch(fit: &FittedGarch, horizons: &[usize], metadata: &[(String, String)]) -> Result<OnnxModel> {
+    if horizons.is_empty() || horizons.contains(&0) {
+        return Err(export_error("horizons must be ≥ 1"));
+    }
+    let model = fit.model();
+    let (mu, vol, _) = model.split(fit.params());
+    let (omega, alpha, gamma, beta) = model.volatility.unpack(vol);
+    let persistence = model.volatility.persistence(vol);
+    let mut g = GraphBuilder::new("garch");
+    let state = g.input("garch_state", &[Dim::Named("batch"), Dim::Fixed(2)], "last percent log return, last conditional variance (percent²)");
+    let r = g.column(&state, 0);
+    let s2 = g.column(&state, 1);
+    let mu = g.constant("mu", &[], &[mu]);
+    let e = g.op("Sub", &[&r, &mu], None, &[]);
+    let e2 = g.op("Mul", &[&e, &e], None, &[]);
+    let zero = g.constant("zero", &[], &[0.0]);
+    let negative = g.op("Less", &[&e, &zero], None, &[]);
+    let negative = g.op("Cast", &[&negative], None, &[("to", 11)]); // 11 = DOUBLE
+    let leverage = g.op("Mul", &[&negative, &e2], None, &[]);
+    let [omega_c, alpha_c, gamma_c, beta_c] = [omega, alpha, gamma, beta].map(|v| g.constant("param", &[], &[v]));
+    let arch = g.op("Mul", &[&alpha_c, &e2], None, &[]);
+    let lev = g.op("Mul", &[&gamma_c, &leverage], None, &[]);
+    let garch = g.op("Mul", &[&beta_c, &s2], None, &[]);
+    let sum = g.op("Add", &[&omega_c, &arch], None, &[]);
+    let sum = g.op("Add", &[&sum, &lev], None, &[]);
+    let next = g.op("Add", &[&sum, &garch], None, &[]);
+    // Mean of σ²(T+1..T+h) = a_h + b_h·σ²(T+1), in fraction² (percent² / 1e4).
+    let max_h = horizons.iter().copied().max().unwrap_or(1);
+    let (mut c0, mut c1) = (0.0f64, 1.0f64);
+    let (mut sum0, mut sum1) = (0.0, 0.0);
+    let mut mean_coef = Vec::with_capacity(max_h);
+    for k in 1..=max_h {
+        if k > 1 {
+            c0 = omega + persistence * c0;
+            c1 *= persistence;
+        }
+        sum0 += c0;
+        sum1 += c1;
+        mean_coef.push((sum0 / k as f64 / 1e4, sum1 / k as f64 / 1e4));
+    }
+    let a: Vec<f64> = horizons.iter().map(|h| mean_coef[h - 1].0).collect();
+    let b: Vec<f64> = horizons.iter().map(|h| mean_coef[h - 1].1).collect();
+    let n = horizons.len() as i64;
+    let axes = g.constant_i64("axes", &[1], &[1]);
+    let next = g.op("Unsqueeze", &[&next, &axes], None, &[]);
+    let b = g.constant("b", &[1, n], &b);
+    let a = g.constant("a", &[1, n], &a);
+    let scaled = g.op("Mul", &[&next, &b], None, &[]);
+    let variances = g.op("Add", &[&scaled, &a], None, &[]);
+    let mut outputs = Vec::new();
+    horizon_outputs(&mut g, &variances, horizons, &mut outputs);
+    let kind = fit.to_json();
+    let name = format!("{}-{}", kind["model"].as_str().unwrap_or("garch"), kind["dist"].as_str().unwrap_or("normal"));
+    let mut extra = metadata.to_vec();
+    extra.push(("foresight.params".into(), kind.to_string()));
+    let meta = base_metadata(&name, horizons, "garch_state", &["last_return_pct", "last_sigma2_pct2"], &extra);
+    Ok(OnnxModel {
+        proto: g.into_model("GARCH-family closed-form variance forecast, exported by Foresight", &meta),
+        input: "garch_state".into(),
+        input_columns: vec!["last_return_pct".into(), "last_sigma2_pct2".into()],
+        outputs,
+    })
+}

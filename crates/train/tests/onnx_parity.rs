@@ -1,0 +1,104 @@
+//! Every exported model type agrees with its trained form when ONNX Runtime (`ort`, loaded from
+//! the bootstrap's `libonnxruntime.so.1.31.1`) runs the `.onnx` file, on hold-out rows.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use foresight_core::features::har_components;
+use foresight_core::volatility::{ArchData, Innovation};
+use foresight_train::data::load_ohlcv;
+use foresight_train::evaluate::DailyHistory;
+use foresight_train::fit::{GarchParams, HarParams};
+use foresight_train::onnx::{OnnxModel, export_garch, export_har};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+const REL: f64 = 1e-5;
+
+fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
+}
+
+/// Runs `model` on `rows` (each `input_columns` wide); returns each output's values.
+fn run_ort(model: &OnnxModel, rows: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
+    // ORT_DYLIB_PATH comes from .cargo/config.toml (the bootstrap's venv).
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    let env = ENV.get_or_init(|| ort::init().build().expect("ONNX Runtime loads (run ./scripts/bootstrap.sh)"));
+    let mut session = Session::builder(env).unwrap().commit_from_memory(&model.to_bytes()).unwrap();
+    let width = model.input_columns.len();
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    let input = TensorRef::from_array_view(([rows.len(), width], flat.as_slice())).unwrap();
+    let outputs = session.run(ort::inputs![model.input.as_str() => input]).unwrap();
+    model
+        .outputs
+        .iter()
+        .map(|name| {
+            let (_, values) = outputs[name.as_str()].try_extract_tensor::<f64>().unwrap();
+            (name.clone(), values.to_vec())
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_rel(what: &str, got: f64, want: f64) {
+    assert!((got - want).abs() <= REL * want.abs(), "{what}: onnx {got} vs native {want}");
+}
+
+#[test]
+fn har_models_round_trip_through_onnx() {
+    let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
+    let train_end = 2000;
+    let components = har_components(&history.rv);
+    let holdout: Vec<_> = (train_end + 1..history.rv.len()).filter_map(|t| components[t]).collect();
+    assert!(holdout.len() > 800);
+    for log in [true, false] {
+        let fits: Vec<_> = [1, 5, 22]
+            .iter()
+            .map(|&h| if log { HarParams::log(h) } else { HarParams::levels(h) }.fit(&history.rv, train_end).unwrap())
+            .collect();
+        let model = export_har(&fits, &[("foresight.training_end".into(), history.dates[train_end].to_string())]).unwrap();
+        assert_eq!(model.metadata("foresight.model_type"), Some(if log { "log-har" } else { "har" }));
+        assert_eq!(model.metadata("foresight.horizons"), Some("1,5,22"));
+        let rows: Vec<Vec<f64>> = holdout.iter().map(|c| vec![c.daily, c.weekly, c.monthly]).collect();
+        let out = run_ort(&model, &rows);
+        for (k, fit) in fits.iter().enumerate() {
+            let (name, variances) = &out[k];
+            assert_eq!(name, &format!("variance_h{}", fit.horizon()));
+            let (_, sigmas) = &out[k + fits.len()];
+            for (i, c) in holdout.iter().enumerate() {
+                let want = fit.predict(c).unwrap();
+                assert_rel(&format!("{name} row {i}"), variances[i], want);
+                assert_rel(&format!("sigma row {i}"), sigmas[i], want.sqrt());
+            }
+        }
+    }
+}
+
+#[test]
+fn garch_models_round_trip_through_onnx() {
+    let closes = load_ohlcv(&data("btc_usdt_1d.csv")).unwrap();
+    let pct: Vec<f64> = closes.bars.windows(2).map(|w| 100.0 * (w[1].close / w[0].close).ln()).collect();
+    let train = 2000;
+    let horizons = [1, 5, 22];
+    for (asymmetric, innovation) in [(false, Innovation::Normal), (true, Innovation::StudentT)] {
+        let fit = GarchParams::new(asymmetric).innovation(innovation).fit(&pct[..train]).unwrap();
+        let model = export_garch(&fit, &horizons, &[]).unwrap();
+        // Hold-out states: the filtered variance of every day after the training window.
+        let all = ArchData::new(&pct).unwrap();
+        let sigma2 = fit.model().conditional_variance(fit.params(), &all);
+        let rows: Vec<Vec<f64>> = (train..pct.len()).map(|t| vec![pct[t], sigma2[t]]).collect();
+        let out = run_ort(&model, &rows);
+        let (mu, vol, _) = fit.model().split(fit.params());
+        for (i, row) in rows.iter().enumerate() {
+            let path = fit.model().volatility.forecast(vol, row[0] - mu, row[1], 22);
+            for (k, h) in horizons.iter().enumerate() {
+                let want = path[..*h].iter().sum::<f64>() / *h as f64 / 1e4;
+                assert_rel(&format!("{} h={h} row {i}", model.metadata("foresight.model_type").unwrap()), out[k].1[i], want);
+            }
+        }
+        // The last hold-out row's forecast equals the fitted model's own forecast from all data.
+        let last = fit.model().forecast_variance(fit.params(), &all, 5);
+        assert_rel("last row h=5", out[1].1[rows.len() - 1], last.iter().sum::<f64>() / 5.0 / 1e4);
+    }
+}
