@@ -259,3 +259,41 @@ fn evaluate_prints_the_forecast_table_and_writes_scores() {
     let err = crate::util::foresight_err(&["evaluate", "--data", data("btc_usdt_2h.csv").to_str().unwrap(), "--models", "ewma,lstm"]);
     assert!(err.contains("unknown forecaster `lstm`"), "{err}");
 }
+
+#[test]
+fn model_arms_join_the_backtest_next_to_reactive_ones() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let stdout = foresight_ok(&[
+        "backtest",
+        "--data",
+        data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--rv-data",
+        data("btc_usdt_2h.csv").to_str().unwrap(),
+        "--calibrator",
+        "ewma,model:log-har,model:log-har+cap:0.25",
+        "--refit-every",
+        "250",
+        "--out",
+        o,
+    ]);
+    assert!(stdout.contains("model:log-har+cap:0.25"), "{stdout}");
+    let summary = read_json(&out.path().join("summary.json"));
+    let arms = summary["arms"].as_object().unwrap();
+    // Forecasts start after the burn-in and FHS needs 100 residuals: every arm is scored later.
+    assert_eq!(summary["settings"]["scored_from"], "2018-08-02");
+    let long = &arms["model:log-har"]["long"];
+    assert!(long["avg_margin"].as_f64().unwrap() > 0.02 && long["avg_margin"].as_f64().unwrap() < 0.3);
+    let capped = arms["model:log-har+cap:0.25"]["long"]["max_rise_1d"]["rel"].as_f64().unwrap();
+    assert!(capped <= 0.25 + 1e-12, "APC options apply to model arms: {capped}");
+    // A close-only file has no bars to learn realized variance from.
+    let closes = out.path().join("closes.csv");
+    let text = std::fs::read_to_string(data("btc_usdt_1d.csv")).unwrap();
+    let close_only: String = text.lines().map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        format!("{},{}\n", f[0], f[4])
+    }).collect();
+    std::fs::write(&closes, close_only).unwrap();
+    let err = crate::util::foresight_err(&["backtest", "--data", closes.to_str().unwrap(), "--calibrator", "model:garch", "--out", o]);
+    assert!(err.contains("--rv-data"), "{err}");
+}

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest};
-use foresight_core::calibrate::{Arm, CalibrationParams};
+use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest_rates};
+use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, ModelName, SideRates, fhs_rates};
 use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
-use foresight_train::data::load_daily_closes;
+use foresight_train::data::{Values, load_daily_closes, load_ohlcv};
+use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, forecast_variances};
 use foresight_train::report::{date_of, write_backtest_report};
 
 #[derive(Debug, Args)]
@@ -36,6 +37,14 @@ pub struct BacktestArgs {
     /// Output folder for summary.json, series CSV and chart.png.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// For `model:` arms: intraday OHLCV whose daily realized variance the forecasters learn
+    /// from (default: the daily bars' Garman-Klass range variance).
+    #[arg(long, value_name = "FILE")]
+    rv_data: Option<PathBuf>,
+    /// For `model:` arms: re-estimate every this many days (walk-forward, expanding window)
+    /// [default: 22].
+    #[arg(long)]
+    refit_every: Option<usize>,
 }
 
 /// The `[backtest]`-style TOML config: the same settings as the flags, arms in the arm grammar.
@@ -50,10 +59,14 @@ struct BacktestConfigFile {
     horizon: Option<usize>,
     burn_in: Option<usize>,
     out: Option<PathBuf>,
+    rv_data: Option<PathBuf>,
+    refit_every: Option<usize>,
 }
 
 /// Settings after merging defaults, the config file and the flags (flags win).
 struct Settings {
+    rv_data: Option<PathBuf>,
+    refit_every: usize,
     data: PathBuf,
     arms: Vec<Arm>,
     confidence: f64,
@@ -86,6 +99,8 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
         }
     }
     Ok(Settings {
+        rv_data: args.rv_data.or(file.rv_data),
+        refit_every: args.refit_every.or(file.refit_every).unwrap_or(22),
         data: args.data.or(file.data).context("no data: pass --data FILE or `data = ...` in --config")?,
         arms,
         confidence: args.confidence.or(file.confidence).unwrap_or(0.99),
@@ -101,7 +116,18 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let prices = load_daily_closes(&args.data)?;
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;
-    let backtest = run_backtest(&prices.values, &arms, BacktestConfig { params, burn_in: args.burn_in })
+    let config = BacktestConfig { params, burn_in: args.burn_in };
+    let with_rates = arms
+        .iter()
+        .map(|arm| match arm.base {
+            BaseCalibrator::Model { forecaster } => {
+                let base = model_rates(forecaster, &args, &prices, &params)?;
+                Ok((*arm, arm.with_apc(&base, &prices.values, &params)?))
+            }
+            _ => Ok((*arm, arm.margin_rates(&prices.values, &params)?)),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let backtest = run_backtest_rates(&prices.values, with_rates, config)
         .with_context(|| format!("backtest of {}", args.data.display()))?;
 
     println!(
@@ -184,4 +210,41 @@ fn table(bt: &Backtest) -> Table {
         }
     }
     t
+}
+
+/// Standardised residuals a `model:` arm needs before its first rate.
+const FHS_MIN_RESIDUALS: usize = 100;
+
+/// Base rates of a `model:` arm aligned with `prices`: the forecaster runs walk-forward from the
+/// burn-in, and filtered historical simulation turns its forecasts into rates. A day without a
+/// forecast keeps the previous day's rate.
+fn model_rates(forecaster: ModelName, args: &Settings, prices: &Values, params: &CalibrationParams) -> anyhow::Result<Vec<Option<SideRates>>> {
+    let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
+    let bars = load_ohlcv(bars_file).with_context(|| {
+        format!("model:{} needs OHLC bars for realized variance (pass --rv-data FILE)", forecaster.as_str())
+    })?;
+    let history = DailyHistory::from_bars(&bars)?;
+    let h = params.horizon();
+    let horizons = if h == 1 { vec![1] } else { vec![1, h] };
+    let config = WalkForward { train_days: args.burn_in, refit_every: args.refit_every, horizons };
+    let forecasts = forecast_variances(Forecaster::from_model_name(forecaster), &history, &config)
+        .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
+    let by_date: std::collections::HashMap<_, _> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
+    let pick = |series: &[Option<f64>]| -> Vec<Option<f64>> {
+        prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()
+    };
+    let returns: Vec<Option<f64>> = std::iter::once(None)
+        .chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln())))
+        .collect();
+    let next_day = pick(&forecasts[0]);
+    let horizon = pick(&forecasts[forecasts.len() - 1]);
+    let mut rates = fhs_rates(&returns, &next_day, &horizon, params, FHS_MIN_RESIDUALS)?;
+    let mut last = None;
+    for r in rates.iter_mut() {
+        match r {
+            Some(v) => last = Some(*v),
+            None => *r = last,
+        }
+    }
+    Ok(rates)
 }

@@ -139,14 +139,25 @@ pub struct Backtest {
 /// Runs every arm over `prices` (one per bar, e.g. daily closes).
 pub fn run_backtest(prices: &[f64], arms: &[Arm], config: BacktestConfig) -> Result<Backtest> {
     check_prices("close", prices)?;
+    let with_rates = arms
+        .iter()
+        .map(|arm| Ok((*arm, arm.margin_rates(prices, &config.params)?)))
+        .collect::<Result<Vec<_>>>()?;
+    run_backtest_rates(prices, with_rates, config)
+}
+
+/// Scores arms whose rates were computed elsewhere (model arms: forecasts from
+/// `foresight-train` turned into rates), each series aligned with `prices`.
+pub fn run_backtest_rates(prices: &[f64], arms: Vec<(Arm, Vec<Option<SideRates>>)>, config: BacktestConfig) -> Result<Backtest> {
+    check_prices("close", prices)?;
     if arms.is_empty() {
         return Err(CoreError::InsufficientHistory { what: "a backtest (arms)".into(), needed: 1, available: 0 });
     }
+    if let Some((arm, r)) = arms.iter().find(|(_, r)| r.len() != prices.len()) {
+        return Err(CoreError::InsufficientHistory { what: format!("rates of arm {arm} aligned with prices"), needed: prices.len(), available: r.len() });
+    }
     let h = config.params.horizon();
-    let rates = arms
-        .iter()
-        .map(|arm| arm.margin_rates(prices, &config.params))
-        .collect::<Result<Vec<_>>>()?;
+    let (arms, rates): (Vec<Arm>, Vec<Vec<Option<SideRates>>>) = arms.into_iter().unzip();
     let mut start = config.burn_in;
     for (arm, r) in arms.iter().zip(&rates) {
         let first = r.iter().position(Option::is_some).ok_or_else(|| CoreError::InsufficientHistory {

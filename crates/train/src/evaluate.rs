@@ -73,6 +73,12 @@ pub enum Forecaster {
 }
 
 impl Forecaster {
+    /// The forecaster a `model:<name>` arm names.
+    pub fn from_model_name(name: foresight_core::calibrate::ModelName) -> Self {
+        // Every model name is also a forecaster name.
+        Self::parse(name.as_str()).unwrap_or(Forecaster::LogHar)
+    }
+
     /// Parses `ewma`, `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
     pub fn parse(name: &str) -> Option<Self> {
         let garch = |asymmetric, innovation| Some(Forecaster::Garch { asymmetric, innovation });
@@ -189,7 +195,13 @@ pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &Wal
     Ok(out)
 }
 
-/// Forecasts of one forecaster: `[horizon index][origin] -> mean variance over the horizon`.
+/// Forecasts of one forecaster: `[horizon index][origin] -> mean daily variance over the next
+/// `h` days`, made at the close of each origin from data up to it (walk-forward, as in
+/// [`evaluate`]); `None` before `train_days` and where inputs are missing.
+pub fn forecast_variances(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> Result<Vec<Vec<Option<f64>>>> {
+    run(forecaster, history, config)
+}
+
 fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> Result<Vec<Vec<Option<f64>>>> {
     let n = history.dates.len();
     let mut out = vec![vec![None; n]; config.horizons.len()];

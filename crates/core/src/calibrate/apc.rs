@@ -48,11 +48,13 @@ impl Apc {
                     reason: "the lookback is at least one year",
                 });
             }
-            Some(Floor::StressLookback { .. }) if matches!(base, BaseCalibrator::Static { .. }) => {
+            Some(Floor::StressLookback { .. })
+                if matches!(base, BaseCalibrator::Static { .. } | BaseCalibrator::Model { .. }) =>
+            {
                 return Err(CoreError::InvalidParameter {
                     name: "floor:stressNy",
                     value: f64::NAN,
-                    reason: "a lookback floor needs a volatility-based arm (ewma or hs), not static",
+                    reason: "a lookback floor needs a reactive volatility arm (ewma or hs)",
                 });
             }
             _ => {}
@@ -100,7 +102,8 @@ impl Apc {
                             .map(|(l, s)| Some(SideRates { long: l?, short: s? }))
                             .collect()
                     }
-                    BaseCalibrator::Static { .. } => vec![None; prices.len()], // refused by validate
+                    // Refused by validate.
+                    BaseCalibrator::Static { .. } | BaseCalibrator::Model { .. } => vec![None; prices.len()],
                 }
             }
         })

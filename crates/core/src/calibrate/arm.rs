@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::apc::{Apc, Floor};
-use super::reactive::{BaseCalibrator, CalibrationParams, SideRates};
+use super::reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates};
 use crate::error::{CoreError, Result};
 use crate::features::Ewma;
 
@@ -25,7 +25,7 @@ pub struct Arm {
     pub apc: Apc,
 }
 
-const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window>, then optional \
+const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster>, then optional \
                        +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +cap:<fraction>";
 
 impl Arm {
@@ -43,10 +43,16 @@ impl Arm {
     /// Element `t` is the margin rate posted at the close of bar `t`, computed from
     /// `prices[..=t]` only; `None` until the arm has enough history.
     pub fn margin_rates(&self, prices: &[f64], params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
-        self.apc.validate(&self.base)?;
         let base = self.base.rates(prices, params)?;
+        self.with_apc(&base, prices, params)
+    }
+
+    /// Applies this arm's APC options to base rates computed elsewhere (a model arm's
+    /// forecast rates), aligned with `prices`.
+    pub fn with_apc(&self, base: &[Option<SideRates>], prices: &[f64], params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
+        self.apc.validate(&self.base)?;
         let floor = self.apc.floor_series(&self.base, prices, params)?;
-        Ok(self.apc.apply(&base, &floor))
+        Ok(self.apc.apply(base, &floor))
     }
 }
 
@@ -56,6 +62,7 @@ impl fmt::Display for Arm {
             BaseCalibrator::Static { rate } => write!(f, "static:{rate}")?,
             BaseCalibrator::Ewma { lambda } => write!(f, "ewma:{lambda}")?,
             BaseCalibrator::HistoricalSimulation { window } => write!(f, "hs:{window}")?,
+            BaseCalibrator::Model { forecaster } => write!(f, "model:{}", forecaster.as_str())?,
         }
         match self.apc.floor {
             Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
@@ -97,7 +104,13 @@ impl FromStr for Arm {
             ("hs", Some(v)) => BaseCalibrator::HistoricalSimulation {
                 window: v.parse().map_err(|_| invalid(format!("hs window `{v}` is not a whole number of days")))?,
             },
-            ("static" | "hs", None) => return Err(invalid(format!("`{name}` needs a value; {GRAMMAR}"))),
+            ("model", Some(v)) => BaseCalibrator::Model {
+                forecaster: ModelName::parse(v).ok_or_else(|| {
+                    let known: Vec<&str> = ModelName::ALL.iter().map(|m| m.as_str()).collect();
+                    invalid(format!("unknown forecaster `{v}`; known: {}", known.join(", ")))
+                })?,
+            },
+            ("static" | "hs" | "model", None) => return Err(invalid(format!("`{name}` needs a value; {GRAMMAR}"))),
             _ => return Err(invalid(format!("unknown calibrator `{head}`; {GRAMMAR}"))),
         };
         base.validate().map_err(|e| invalid(e.to_string()))?;
@@ -148,6 +161,7 @@ mod tests {
             ("hs:250", "hs:250"),
             ("ewma:0.94+floor:stress10y+cap:0.25", "ewma:0.94+floor:stress10y+cap:0.25"),
             ("hs:500 + cap:0.5 + buffer:0.25 + floor:0.05", "hs:500+floor:0.05+buffer:0.25+cap:0.5"),
+            ("model:log-har+cap:0.25", "model:log-har+cap:0.25"),
         ] {
             let arm: Arm = given.parse().unwrap();
             assert_eq!(arm.to_string(), canonical);
@@ -171,10 +185,12 @@ mod tests {
             ("ewma+cap:0.1+cap:0.2", "given twice"),
             ("ewma+floor:stressy", "stress<N>y"),
             ("ewma+floor:stress0y", "at least one year"),
-            ("static:0.1+floor:stress10y", "volatility-based"),
+            ("static:0.1+floor:stress10y", "reactive volatility arm"),
             ("ewma+buffer:2", "(0, 1]"),
             ("ewma+speed:1", "unknown option"),
             ("ewma:NaN", "not a number"),
+            ("model:lstm", "unknown forecaster `lstm`"),
+            ("model:garch+floor:stress10y", "reactive volatility arm"),
         ] {
             let err = bad.parse::<Arm>().unwrap_err().to_string();
             assert!(err.contains(needle), "`{bad}`: {err}");

@@ -9,6 +9,9 @@
 //! base    = "static:" RATE          fixed rate, e.g. static:0.10
 //!         | "ewma" [ ":" LAMBDA ]   RiskMetrics EWMA parametric VaR, λ = 0.94 by default
 //!         | "hs:" WINDOW            historical simulation over WINDOW h-day losses
+//!         | "model:" FORECASTER     forward-looking: a forecaster's variance forecast turned
+//!                                   into a rate by filtered historical simulation (garch,
+//!                                   garch-t, gjr, gjr-t, har, log-har)
 //! option  = "floor:" RATE           never below a fixed rate
 //!         | "floor:stress" N "y"    EMIR 28(1)(c): never below the rate the same method gives
 //!                                   on an equally weighted N-year lookback (stress included)
@@ -29,8 +32,10 @@
 
 mod apc;
 mod arm;
+mod forecast;
 mod reactive;
 
 pub use apc::{Apc, Floor};
 pub use arm::Arm;
-pub use reactive::{BaseCalibrator, CalibrationParams, SideRates, empirical_quantile};
+pub use forecast::fhs_rates;
+pub use reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates, empirical_quantile};

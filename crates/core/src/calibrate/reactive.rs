@@ -111,6 +111,52 @@ pub enum BaseCalibrator {
         /// Number of (overlapping) h-day loss observations.
         window: usize,
     },
+    /// A forward-looking forecaster's variance forecast turned into a rate by filtered
+    /// historical simulation ([`super::fhs_rates`]); its forecasts come from `foresight-train`.
+    Model {
+        /// Which forecaster.
+        forecaster: ModelName,
+    },
+}
+
+/// Forecasters a `model:<name>` arm can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelName {
+    /// GARCH(1,1), normal innovations.
+    Garch,
+    /// GARCH(1,1), Student-t innovations.
+    GarchT,
+    /// GJR-GARCH(1,1,1), normal innovations.
+    Gjr,
+    /// GJR-GARCH(1,1,1), Student-t innovations.
+    GjrT,
+    /// HAR-RV in levels.
+    Har,
+    /// HAR-RV in logs.
+    LogHar,
+}
+
+impl ModelName {
+    /// Every name, in a stable order.
+    pub const ALL: [ModelName; 6] =
+        [ModelName::Garch, ModelName::GarchT, ModelName::Gjr, ModelName::GjrT, ModelName::Har, ModelName::LogHar];
+
+    /// The name as written in arms: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Garch => "garch",
+            ModelName::GarchT => "garch-t",
+            ModelName::Gjr => "gjr",
+            ModelName::GjrT => "gjr-t",
+            ModelName::Har => "har",
+            ModelName::LogHar => "log-har",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
 }
 
 impl BaseCalibrator {
@@ -148,6 +194,12 @@ impl BaseCalibrator {
                     .chain(Ewma::new(lambda)?.variance_series(&returns))
                     .map(|v| v.map(|v| SideRates::both(z * v.sqrt() * sqrt_h)))
                     .collect()
+            }
+            BaseCalibrator::Model { forecaster } => {
+                return Err(CoreError::InvalidArm {
+                    spec: format!("model:{}", forecaster.as_str()),
+                    reason: "a model arm's rates come from its forecasts (foresight-train), not from prices alone".into(),
+                });
             }
             BaseCalibrator::HistoricalSimulation { window } => {
                 let long = rolling_hs(prices, params, Side::Long, window, window)?;
