@@ -6,11 +6,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest_rates};
-use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, ModelName, SideRates, fhs_rates};
+use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams};
 use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
-use foresight_train::data::{Values, load_daily_closes, load_ohlcv};
-use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, forecast_variances};
+use foresight_train::data::{load_daily_closes, load_ohlcv};
+use foresight_train::evaluate::model_margin_rates;
 use foresight_train::report::{date_of, write_backtest_report};
 
 #[derive(Debug, Args)]
@@ -112,16 +112,22 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
 
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let args = settings(args)?;
-    let arms = args.arms.clone();
     let prices = load_daily_closes(&args.data)?;
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;
     let config = BacktestConfig { params, burn_in: args.burn_in };
-    let with_rates = arms
+    let with_rates = args
+        .arms
         .iter()
         .map(|arm| match arm.base {
             BaseCalibrator::Model { forecaster } => {
-                let base = model_rates(forecaster, &args, &prices, &params)?;
+                // HAR learns from realized variance: intraday bars when given, else daily ranges.
+                let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
+                let bars = load_ohlcv(bars_file).with_context(|| {
+                    format!("model:{} needs OHLC bars for realized variance (pass --rv-data FILE)", forecaster.as_str())
+                })?;
+                let base = model_margin_rates(forecaster, &bars, &prices, &params, args.burn_in, args.refit_every)
+                    .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
                 Ok((*arm, arm.with_apc(&base, &prices.values, &params)?))
             }
             _ => Ok((*arm, arm.margin_rates(&prices.values, &params)?)),
@@ -212,39 +218,3 @@ fn table(bt: &Backtest) -> Table {
     t
 }
 
-/// Standardised residuals a `model:` arm needs before its first rate.
-const FHS_MIN_RESIDUALS: usize = 100;
-
-/// Base rates of a `model:` arm aligned with `prices`: the forecaster runs walk-forward from the
-/// burn-in, and filtered historical simulation turns its forecasts into rates. A day without a
-/// forecast keeps the previous day's rate.
-fn model_rates(forecaster: ModelName, args: &Settings, prices: &Values, params: &CalibrationParams) -> anyhow::Result<Vec<Option<SideRates>>> {
-    let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
-    let bars = load_ohlcv(bars_file).with_context(|| {
-        format!("model:{} needs OHLC bars for realized variance (pass --rv-data FILE)", forecaster.as_str())
-    })?;
-    let history = DailyHistory::from_bars(&bars)?;
-    let h = params.horizon();
-    let horizons = if h == 1 { vec![1] } else { vec![1, h] };
-    let config = WalkForward { train_days: args.burn_in, refit_every: args.refit_every, horizons };
-    let forecasts = forecast_variances(Forecaster::from_model_name(forecaster), &history, &config)
-        .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
-    let by_date: std::collections::HashMap<_, _> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
-    let pick = |series: &[Option<f64>]| -> Vec<Option<f64>> {
-        prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()
-    };
-    let returns: Vec<Option<f64>> = std::iter::once(None)
-        .chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln())))
-        .collect();
-    let next_day = pick(&forecasts[0]);
-    let horizon = pick(&forecasts[forecasts.len() - 1]);
-    let mut rates = fhs_rates(&returns, &next_day, &horizon, params, FHS_MIN_RESIDUALS)?;
-    let mut last = None;
-    for r in rates.iter_mut() {
-        match r {
-            Some(v) => last = Some(*v),
-            None => *r = last,
-        }
-    }
-    Ok(rates)
-}

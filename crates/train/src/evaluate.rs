@@ -9,12 +9,13 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
+use foresight_core::calibrate::{CalibrationParams, ModelName, SideRates, fhs_rates};
 use foresight_core::features::{Ewma, VolEstimator, har_components};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::volatility::{ArchData, Innovation};
 use serde::Serialize;
 
-use crate::data::{Frequency, Ohlcv};
+use crate::data::{Frequency, Ohlcv, Values};
 use crate::error::{DataError, Result};
 use crate::fit::{FittedHar, GarchParams, HarParams};
 
@@ -262,4 +263,44 @@ fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {
             })
         })
         .collect()
+}
+
+/// Standardised residuals a `model:` arm needs before its first rate.
+pub const FHS_MIN_RESIDUALS: usize = 100;
+
+/// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes): the
+/// forecaster runs walk-forward on `bars` (intraday bars give realized variance, daily bars
+/// their range) from day `burn_in`, re-fitted every `refit_every` days, and filtered historical
+/// simulation turns its forecasts into rates. A day without a forecast keeps the previous
+/// day's rate.
+pub fn model_margin_rates(
+    forecaster: ModelName,
+    bars: &Ohlcv,
+    prices: &Values,
+    params: &CalibrationParams,
+    burn_in: usize,
+    refit_every: usize,
+) -> Result<Vec<Option<SideRates>>> {
+    let history = DailyHistory::from_bars(bars)?;
+    let h = params.horizon();
+    let horizons = if h == 1 { vec![1] } else { vec![1, h] };
+    let config = WalkForward { train_days: burn_in, refit_every, horizons };
+    let forecasts = forecast_variances(Forecaster::from_model_name(forecaster), &history, &config)?;
+    let by_date: HashMap<NaiveDate, usize> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
+    let aligned = |series: &[Option<f64>]| -> Vec<Option<f64>> {
+        prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()
+    };
+    let returns: Vec<Option<f64>> =
+        std::iter::once(None).chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
+    let next_day = aligned(&forecasts[0]);
+    let horizon = aligned(&forecasts[forecasts.len() - 1]);
+    let mut rates = fhs_rates(&returns, &next_day, &horizon, params, FHS_MIN_RESIDUALS)?;
+    let mut last = None;
+    for r in rates.iter_mut() {
+        match r {
+            Some(v) => last = Some(*v),
+            None => *r = last,
+        }
+    }
+    Ok(rates)
 }

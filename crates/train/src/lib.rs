@@ -8,7 +8,7 @@
 //! - [`fit`]: maximum-likelihood GARCH/GJR-GARCH fits (argmin) with robust standard errors,
 //!   HAR-RV in levels and logs (OLS through linfa);
 //! - [`evaluate`]: walk-forward forecast evaluation (QLIKE, MSE, Mincer-Zarnowitz,
-//!   Diebold-Mariano);
+//!   Diebold-Mariano) and the margin rates of `model:` arms;
 //! - [`onnx`]: export forecasters to standalone ONNX graphs (opset 17, double precision);
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
 #![deny(missing_docs)]
