@@ -21,6 +21,8 @@ demo: build
 	$(FORESIGHT) backtest --config training/reactive_spx.toml
 	$(FORESIGHT) fit --model gjr --dist t --data data/btc_usdt_1d.csv
 	$(FORESIGHT) evaluate --data data/btc_usdt_2h.csv --out $(REPORTS)/btc_forecasts
+	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
+	    --calibrator static:0.10,ewma,hs:250,model:log-har,model:gjr-t --out $(REPORTS)/btc_models
 
 test: bootstrap
 	cargo test --workspace
