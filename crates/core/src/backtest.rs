@@ -161,7 +161,7 @@ pub fn run_backtest_rates(prices: &[f64], arms: Vec<(Arm, Vec<Option<SideRates>>
     let mut start = config.burn_in;
     for (arm, r) in arms.iter().zip(&rates) {
         let first = r.iter().position(Option::is_some).ok_or_else(|| CoreError::InsufficientHistory {
-            what: format!("arm {arm}"),
+            what: format!("arm {arm} (it has no rate on any bar yet)"),
             needed: prices.len() + 1,
             available: prices.len(),
         })?;
