@@ -10,7 +10,7 @@ use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams};
 use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
 use foresight_train::data::{load_daily_closes, load_ohlcv};
-use foresight_train::evaluate::model_margin_rates;
+use foresight_train::evaluate::{DailyHistory, model_margin_rates};
 use foresight_train::report::{date_of, write_backtest_report};
 
 #[derive(Debug, Args)]
@@ -116,17 +116,21 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;
     let config = BacktestConfig { params, burn_in: args.burn_in };
+    // Model arms share one daily history: realized variance from --rv-data (intraday bars) when
+    // given, else the daily bars' range.
+    let history = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Model { .. })) {
+        let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
+        let bars = load_ohlcv(bars_file).context("model: arms need OHLC bars for realized variance (pass --rv-data FILE)")?;
+        Some(DailyHistory::from_bars(&bars)?)
+    } else {
+        None
+    };
     let with_rates = args
         .arms
         .iter()
-        .map(|arm| match arm.base {
-            BaseCalibrator::Model { forecaster } => {
-                // HAR learns from realized variance: intraday bars when given, else daily ranges.
-                let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
-                let bars = load_ohlcv(bars_file).with_context(|| {
-                    format!("model:{} needs OHLC bars for realized variance (pass --rv-data FILE)", forecaster.as_str())
-                })?;
-                let base = model_margin_rates(forecaster, &bars, &prices, &params, args.burn_in, args.refit_every)
+        .map(|arm| match (arm.base, &history) {
+            (BaseCalibrator::Model { forecaster }, Some(history)) => {
+                let base = model_margin_rates(forecaster, history, &prices, &params, args.burn_in, args.refit_every)
                     .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
                 Ok((*arm, arm.with_apc(&base, &prices.values, &params)?))
             }

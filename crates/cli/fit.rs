@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use foresight_core::features::percent_log_returns;
 use foresight_core::volatility::Innovation;
 use foresight_train::data::load_daily_closes;
 use foresight_train::fit::GarchParams;
@@ -44,7 +45,7 @@ pub struct FitArgs {
 
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
     let prices = load_daily_closes(&args.data)?;
-    let returns: Vec<f64> = prices.values.windows(2).map(|w| 100.0 * (w[1] / w[0]).ln()).collect();
+    let returns = percent_log_returns(&prices.values)?;
     let innovation = match args.dist {
         Dist::Normal => Innovation::Normal,
         Dist::T => Innovation::StudentT,
@@ -69,12 +70,11 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         let se = se.map_or("-".to_string(), |s| format!("{s:.6}"));
         println!("{name:>8} {value:>14.6} {se:>12}");
     }
-    let json = fit.to_json();
     println!(
         "loglik {:.4}  aic {:.4}  bic {:.4}  persistence {:.6}{}",
         fit.loglik(),
-        json["aic"].as_f64().unwrap_or(f64::NAN),
-        json["bic"].as_f64().unwrap_or(f64::NAN),
+        fit.model().aic(fit.loglik()),
+        fit.model().bic(fit.loglik(), fit.nobs()),
         fit.persistence(),
         if fit.at_boundary() { "  (at the stationarity boundary α + γ/2 + β = 1)" } else { "" }
     );

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use foresight_core::features::percent_log_returns;
 use foresight_core::volatility::{ArchData, ArchModel, Garch, Innovation};
 
 fn root() -> &'static Path {
@@ -18,7 +19,7 @@ fn percent_returns(rel: &str) -> Vec<f64> {
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let k = header.iter().position(|h| *h == "close").unwrap();
     let closes: Vec<f64> = lines.map(|l| l.split(',').nth(k).unwrap().parse().unwrap()).collect();
-    closes.windows(2).map(|w| 100.0 * (w[1] / w[0]).ln()).collect()
+    percent_log_returns(&closes).unwrap()
 }
 
 #[track_caller]

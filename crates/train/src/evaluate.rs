@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use foresight_core::calibrate::{CalibrationParams, ModelName, SideRates, fhs_rates};
 use foresight_core::features::{Ewma, VolEstimator, har_components};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
-use foresight_core::volatility::{ArchData, Innovation};
+use foresight_core::volatility::ArchData;
 use serde::Serialize;
 
 use crate::data::{Frequency, Ohlcv, Values};
@@ -55,43 +55,22 @@ impl DailyHistory {
     }
 }
 
-/// A variance forecaster under evaluation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A variance forecaster under evaluation: the reactive EWMA baseline or one of the models a
+/// `model:<name>` arm can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forecaster {
     /// RiskMetrics EWMA (λ = 0.94) of daily returns, flat over the horizon.
     Ewma,
-    /// GARCH-family model on percent returns, analytic multi-step forecast.
-    Garch {
-        /// GJR leverage term.
-        asymmetric: bool,
-        /// Innovation distribution.
-        innovation: Innovation,
-    },
-    /// HAR-RV in levels.
-    Har,
-    /// HAR-RV in logs with the lognormal correction.
-    LogHar,
+    /// A GARCH-family model (analytic multi-step forecast) or HAR-RV (levels or logs).
+    Model(ModelName),
 }
 
 impl Forecaster {
-    /// The forecaster a `model:<name>` arm names.
-    pub fn from_model_name(name: foresight_core::calibrate::ModelName) -> Self {
-        // Every model name is also a forecaster name.
-        Self::parse(name.as_str()).unwrap_or(Forecaster::LogHar)
-    }
-
-    /// Parses `ewma`, `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
+    /// Parses `ewma` or a model name (`garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`).
     pub fn parse(name: &str) -> Option<Self> {
-        let garch = |asymmetric, innovation| Some(Forecaster::Garch { asymmetric, innovation });
         match name.trim() {
             "ewma" => Some(Forecaster::Ewma),
-            "garch" => garch(false, Innovation::Normal),
-            "garch-t" => garch(false, Innovation::StudentT),
-            "gjr" => garch(true, Innovation::Normal),
-            "gjr-t" => garch(true, Innovation::StudentT),
-            "har" => Some(Forecaster::Har),
-            "log-har" => Some(Forecaster::LogHar),
-            _ => None,
+            other => ModelName::parse(other).map(Forecaster::Model),
         }
     }
 
@@ -99,12 +78,7 @@ impl Forecaster {
     pub fn name(&self) -> &'static str {
         match self {
             Forecaster::Ewma => "ewma",
-            Forecaster::Garch { asymmetric: false, innovation: Innovation::Normal } => "garch",
-            Forecaster::Garch { asymmetric: false, innovation: Innovation::StudentT } => "garch-t",
-            Forecaster::Garch { asymmetric: true, innovation: Innovation::Normal } => "gjr",
-            Forecaster::Garch { asymmetric: true, innovation: Innovation::StudentT } => "gjr-t",
-            Forecaster::Har => "har",
-            Forecaster::LogHar => "log-har",
+            Forecaster::Model(m) => m.as_str(),
         }
     }
 }
@@ -207,8 +181,12 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
     let n = history.dates.len();
     let mut out = vec![vec![None; n]; config.horizons.len()];
     let refit = |t: usize| (t - config.train_days) % config.refit_every == 0;
-    match forecaster {
-        Forecaster::Ewma => {
+    let garch_spec = match forecaster {
+        Forecaster::Model(model) => model.garch_spec(),
+        Forecaster::Ewma => None,
+    };
+    match (forecaster, garch_spec) {
+        (Forecaster::Ewma, _) => {
             let returns: Vec<f64> = history.returns.iter().skip(1).map(|r| r.unwrap_or(0.0)).collect();
             let var = Ewma::new(Ewma::RISKMETRICS_LAMBDA)?.variance_series(&returns);
             for t in config.train_days..n {
@@ -217,7 +195,7 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                 }
             }
         }
-        Forecaster::Garch { asymmetric, innovation } => {
+        (_, Some((asymmetric, innovation))) => {
             let pct = contiguous_percent_returns(history)?;
             let params = GarchParams::new(asymmetric).innovation(innovation);
             let max_h = config.horizons.iter().copied().max().unwrap_or(1);
@@ -235,10 +213,10 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                 }
             }
         }
-        Forecaster::Har | Forecaster::LogHar => {
+        (Forecaster::Model(model), None) => {
             let components = har_components(&history.rv);
             for (k, &h) in config.horizons.iter().enumerate() {
-                let params = if forecaster == Forecaster::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
+                let params = if model == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
                 let mut fitted: Option<FittedHar> = None;
                 for t in config.train_days..n {
                     if refit(t) {
@@ -268,24 +246,22 @@ fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {
 /// Standardised residuals a `model:` arm needs before its first rate.
 pub const FHS_MIN_RESIDUALS: usize = 100;
 
-/// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes): the
-/// forecaster runs walk-forward on `bars` (intraday bars give realized variance, daily bars
-/// their range) from day `burn_in`, re-fitted every `refit_every` days, and filtered historical
+/// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes) by
+/// date: the forecaster runs walk-forward on `history` from day `burn_in`, re-fitted every `refit_every` days, and filtered historical
 /// simulation turns its forecasts into rates. A day without a forecast keeps the previous
 /// day's rate.
 pub fn model_margin_rates(
     forecaster: ModelName,
-    bars: &Ohlcv,
+    history: &DailyHistory,
     prices: &Values,
     params: &CalibrationParams,
     burn_in: usize,
     refit_every: usize,
 ) -> Result<Vec<Option<SideRates>>> {
-    let history = DailyHistory::from_bars(bars)?;
     let h = params.horizon();
     let horizons = if h == 1 { vec![1] } else { vec![1, h] };
     let config = WalkForward { train_days: burn_in, refit_every, horizons };
-    let forecasts = forecast_variances(Forecaster::from_model_name(forecaster), &history, &config)?;
+    let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
     let by_date: HashMap<NaiveDate, usize> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
     let aligned = |series: &[Option<f64>]| -> Vec<Option<f64>> {
         prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()

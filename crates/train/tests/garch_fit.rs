@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use foresight_core::features::percent_log_returns;
 use foresight_core::volatility::Innovation;
 use foresight_train::data::load_daily_closes;
 use foresight_train::fit::GarchParams;
@@ -18,7 +19,7 @@ fn fits_match_arch_parameters_likelihood_and_standard_errors() {
     for reference in fixture["fits"].as_array().unwrap() {
         let label = format!("{} {} {}", reference["series"], reference["model"], reference["dist"]);
         let closes = load_daily_closes(&root().join(reference["data"].as_str().unwrap())).unwrap();
-        let returns: Vec<f64> = closes.values.windows(2).map(|w| 100.0 * (w[1] / w[0]).ln()).collect();
+        let returns = percent_log_returns(&closes.values).unwrap();
         let innovation = if reference["dist"] == "t" { Innovation::StudentT } else { Innovation::Normal };
         let fit = GarchParams::new(reference["model"] == "gjr").innovation(innovation).fit(&returns).unwrap();
         let want_ll = reference["loglik"].as_f64().unwrap();

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use foresight_core::features::har_components;
+use foresight_core::features::{har_components, percent_log_returns};
 use foresight_core::volatility::{ArchData, Innovation};
 use foresight_train::data::load_ohlcv;
 use foresight_train::evaluate::DailyHistory;
@@ -78,7 +78,8 @@ fn har_models_round_trip_through_onnx() {
 #[test]
 fn garch_models_round_trip_through_onnx() {
     let closes = load_ohlcv(&data("btc_usdt_1d.csv")).unwrap();
-    let pct: Vec<f64> = closes.bars.windows(2).map(|w| 100.0 * (w[1].close / w[0].close).ln()).collect();
+    let closes: Vec<f64> = closes.bars.iter().map(|b| b.close).collect();
+    let pct = percent_log_returns(&closes).unwrap();
     let train = 2000;
     let horizons = [1, 5, 22];
     for (asymmetric, innovation) in [(false, Innovation::Normal), (true, Innovation::StudentT)] {

@@ -157,6 +157,18 @@ impl ModelName {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == name)
     }
+
+    /// For the GARCH family: (GJR leverage term, innovation distribution); `None` for HAR.
+    pub fn garch_spec(self) -> Option<(bool, crate::volatility::Innovation)> {
+        use crate::volatility::Innovation::{Normal, StudentT};
+        match self {
+            ModelName::Garch => Some((false, Normal)),
+            ModelName::GarchT => Some((false, StudentT)),
+            ModelName::Gjr => Some((true, Normal)),
+            ModelName::GjrT => Some((true, StudentT)),
+            ModelName::Har | ModelName::LogHar => None,
+        }
+    }
 }
 
 impl BaseCalibrator {

@@ -14,6 +14,11 @@ pub fn log_returns(prices: &[f64]) -> Result<Vec<f64>> {
     Ok(prices.windows(2).map(|w| (w[1] / w[0]).ln()).collect())
 }
 
+/// Log returns in percent (`100 · ln(P[t]/P[t-1])`), the scale GARCH models are fitted on.
+pub fn percent_log_returns(prices: &[f64]) -> Result<Vec<f64>> {
+    Ok(log_returns(prices)?.into_iter().map(|r| 100.0 * r).collect())
+}
+
 /// Which side of a unit notional position bears a loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,6 +70,8 @@ mod tests {
         assert!(err.contains("index 1"), "{err}");
         assert!(err.contains("logarithmic"), "{err}");
         assert!(log_returns(&[1.0, f64::NAN]).is_err());
+        let pct = percent_log_returns(&[100.0, 110.0]).unwrap();
+        assert!((pct[0] - 100.0 * 1.1f64.ln()).abs() < 1e-12);
     }
 
     #[test]

@@ -142,6 +142,12 @@ impl FittedGarch {
         self.model.forecast_variance(&self.params, &self.data, horizon)
     }
 
+    /// `garch` or `gjr`, then the distribution: `garch-normal`, `gjr-t`, ...
+    pub fn name(&self) -> String {
+        let process = if self.model.volatility.asymmetric { "gjr" } else { "garch" };
+        format!("{process}-{}", self.model.innovation.name())
+    }
+
     /// The JSON object `foresight fit --json` prints.
     pub fn to_json(&self) -> Value {
         let names = self.model.param_names();

@@ -178,11 +178,9 @@ pub fn export_garch(fit: &FittedGarch, horizons: &[usize], metadata: &[(String, 
     let variances = g.op("Add", &[&scaled, &a], None, &[]);
     let mut outputs = Vec::new();
     horizon_outputs(&mut g, &variances, horizons, &mut outputs);
-    let kind = fit.to_json();
-    let name = format!("{}-{}", kind["model"].as_str().unwrap_or("garch"), kind["dist"].as_str().unwrap_or("normal"));
     let mut extra = metadata.to_vec();
-    extra.push(("foresight.params".into(), kind.to_string()));
-    let meta = base_metadata(&name, horizons, "garch_state", &["last_return_pct", "last_sigma2_pct2"], &extra);
+    extra.push(("foresight.params".into(), fit.to_json().to_string()));
+    let meta = base_metadata(&fit.name(), horizons, "garch_state", &["last_return_pct", "last_sigma2_pct2"], &extra);
     Ok(OnnxModel {
         proto: g.into_model("GARCH-family closed-form variance forecast, exported by Foresight", &meta),
         input: "garch_state".into(),
