@@ -3,15 +3,17 @@
 //! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
 //! data file, report its calendar, gaps and intraday realized variance), `features`
 //! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
-//! forecast comparison) and `doctor`
-//! (check the native runtimes). Training, serving and model management join as their
-//! crates land.
+//! forecast comparison), `train` (recipes → ONNX models with cards in the registry), `models`
+//! (list, verify, promote, roll back, diff registered models) and `doctor` (check the native
+//! runtimes).
 
 mod backtest;
 mod doctor;
 mod evaluate;
 mod fit;
 mod inspect;
+mod models;
+mod train;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,11 @@ enum Command {
     Fit(fit::FitArgs),
     /// Walk-forward comparison of variance forecasters (EWMA, GARCH, HAR) on realized variance.
     Evaluate(evaluate::EvaluateArgs),
+    /// Train the forecasters of a recipe (training/<name>.toml), check their ONNX export and
+    /// register them as challengers.
+    Train(train::TrainArgs),
+    /// The model registry: list, show, verify, promote, rollback, diff.
+    Models(models::ModelsArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
     Doctor(doctor::DoctorArgs),
 }
@@ -50,6 +57,8 @@ fn run() -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args),
         Command::Fit(args) => fit::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Models(args) => models::run(args),
     }
 }
 

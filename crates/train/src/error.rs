@@ -66,6 +66,17 @@ pub enum DataError {
         /// What went wrong.
         message: String,
     },
+    /// The model registry refused or failed (hash, golden rows, I/O, ONNX Runtime).
+    #[error(transparent)]
+    Registry(#[from] foresight_registry::RegistryError),
+    /// A training recipe is invalid.
+    #[error("{}: {message}", file.display())]
+    Recipe {
+        /// The recipe file.
+        file: PathBuf,
+        /// What is wrong, with the key.
+        message: String,
+    },
     /// A report could not be drawn.
     #[error("{}: cannot draw chart: {message}", file.display())]
     Chart {

@@ -200,14 +200,27 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
             let params = GarchParams::new(asymmetric).innovation(innovation);
             let max_h = config.horizons.iter().copied().max().unwrap_or(1);
             let mut fitted = None;
+            // σ² of the latest known return (pct[t − 1]) under the current parameters.
+            let mut last_sigma2 = 0.0;
             for t in config.train_days..n {
                 // Returns 1..=t are known at the close of t: pct[..t].
                 if refit(t) {
-                    fitted = Some(params.fit(&pct[..t])?);
+                    let fit = match &fitted {
+                        Some(previous) => params.refit(&pct[..t], previous)?,
+                        None => params.fit(&pct[..t])?,
+                    };
+                    // Filter the fit sample once (arch's backcast and bounds) ...
+                    let sigma2 = fit.model().conditional_variance(fit.params(), &ArchData::new(&pct[..t])?);
+                    last_sigma2 = sigma2[t - 1];
+                    fitted = Some(fit);
+                } else if let Some(fit) = &fitted {
+                    // ... then extend the recursion one day at a time until the next refit.
+                    let (mu, vol, _) = fit.model().split(fit.params());
+                    last_sigma2 = fit.model().volatility.forecast(vol, pct[t - 2] - mu, last_sigma2, 1)[0];
                 }
                 let Some(fit) = &fitted else { continue };
-                let data = ArchData::new(&pct[..t])?;
-                let path = fit.model().forecast_variance(fit.params(), &data, max_h);
+                let (mu, vol, _) = fit.model().split(fit.params());
+                let path = fit.model().volatility.forecast(vol, pct[t - 1] - mu, last_sigma2, max_h);
                 for (k, &h) in config.horizons.iter().enumerate() {
                     out[k][t] = Some(path[..h].iter().sum::<f64>() / h as f64 / 1e4);
                 }
@@ -230,7 +243,7 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
     Ok(out)
 }
 
-fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {
+pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {
     history.returns[1..]
         .iter()
         .enumerate()

@@ -10,6 +10,8 @@
 //! - [`evaluate`]: walk-forward forecast evaluation (QLIKE, MSE, Mincer-Zarnowitz,
 //!   Diebold-Mariano) and the margin rates of `model:` arms;
 //! - [`onnx`]: export forecasters to standalone ONNX graphs (opset 17, double precision);
+//! - [`recipe`]: `training/<name>.toml` recipes: fit, walk-forward score, export, check ONNX
+//!   parity on every hold-out row and write the model card for the registry;
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
 #![deny(missing_docs)]
 
@@ -18,6 +20,7 @@ pub mod error;
 pub mod evaluate;
 pub mod fit;
 pub mod onnx;
+pub mod recipe;
 pub mod report;
 
 pub use error::{DataError, Result};

@@ -49,9 +49,24 @@ impl GarchParams {
 
     /// Fits the model to percent returns (100 × log return), with a constant mean.
     pub fn fit(&self, returns_pct: &[f64]) -> Result<FittedGarch> {
+        self.fit_from(returns_pct, None)
+    }
+
+    /// Re-fits on `returns_pct` (typically the previous sample plus new days) starting from the
+    /// `previous` estimate instead of the grid search, as a walk-forward refit does; falls back to
+    /// the grid when the previous estimate is not a usable start.
+    pub fn refit(&self, returns_pct: &[f64], previous: &FittedGarch) -> Result<FittedGarch> {
+        self.fit_from(returns_pct, Some(&previous.params))
+    }
+
+    fn fit_from(&self, returns_pct: &[f64], warm: Option<&[f64]>) -> Result<FittedGarch> {
         let data = ArchData::new(returns_pct)?;
         let transform = Transform { model: self.model };
-        let start = transform.to_theta(&starting_values(&self.model, &data));
+        let warm = warm
+            .filter(|p| p.len() == self.model.num_params() && self.model.is_admissible(p) && self.model.loglik(p, &data).is_finite())
+            .map(|p| transform.to_theta(p))
+            .filter(|theta| theta.iter().all(|v| v.is_finite()));
+        let start = warm.unwrap_or_else(|| transform.to_theta(&starting_values(&self.model, &data)));
         let problem = Problem { model: self.model, transform, data: &data };
         let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
             .with_tolerance_grad(1e-10)

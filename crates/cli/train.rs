@@ -1,0 +1,105 @@
+//! `foresight train --config training/<name>.toml`: fit, score walk-forward, export to ONNX,
+//! check parity, and register every model of a recipe as a challenger.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Context;
+use clap::Args;
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use foresight_registry::Registry;
+use foresight_train::recipe::{Recipe, RunInfo, train};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training recipe (TOML): asset, name, data, models, horizons, train_end, refit_every.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Registry folder (overrides the recipe's `registry`).
+    #[arg(long, value_name = "DIR")]
+    registry: Option<PathBuf>,
+    /// Train, score and check, but register nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The checkout's commit, with `-dirty` when tracked files changed; `None` outside git.
+fn git_commit() -> Option<String> {
+    let run = |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success());
+    let head = String::from_utf8(run(&["rev-parse", "--short=12", "HEAD"])?.stdout).ok()?.trim().to_string();
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let mut recipe = Recipe::from_file(&args.config)?;
+    if let Some(dir) = args.registry {
+        recipe.registry = dir;
+    }
+    let info = RunInfo {
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        git_commit: git_commit(),
+    };
+    // Steps: loading, then fit / evaluate / parity per model.
+    let bar = ProgressBar::new(1 + 3 * recipe.models.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}").expect("valid template"));
+    let started = std::time::Instant::now();
+    let trained = train(&recipe, &info, &mut |step| {
+        if bar.is_hidden() {
+            eprintln!("[{:>5.1}s] {step}", started.elapsed().as_secs_f64());
+        }
+        bar.set_message(step.to_string());
+        bar.inc(1);
+    })
+    .with_context(|| format!("training {}", args.config.display()))?;
+    bar.finish_and_clear();
+
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(vec!["model", "h", "n", "QLIKE", "EWMA QLIKE", "ratio", "MZ R²", "ONNX parity"]);
+    for t in &trained {
+        for m in &t.card.evaluation.metrics {
+            let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+            let r2 = m.extra.get("mincer_zarnowitz").and_then(|v| v.get("r2")).and_then(|v| v.as_f64());
+            table.add_row(vec![
+                Cell::new(&t.card.name),
+                right(m.horizon.to_string()),
+                right(m.n.to_string()),
+                right(format!("{:.4}", m.score)),
+                right(format!("{:.4}", m.baseline_score)),
+                right(format!("{:.3}", m.relative())),
+                right(r2.map_or("-".into(), |r| format!("{r:.3}"))),
+                right(format!("{} rows, max rel {:.1e}", t.parity_rows, t.parity_max_relative_error)),
+            ]);
+        }
+    }
+    let first = &trained[0].card;
+    println!(
+        "{} ({}): trained on {}..{}, scored out of sample on {}..{} ({})",
+        recipe.asset,
+        recipe.data.display(),
+        first.training.start,
+        first.training.end,
+        first.evaluation.start,
+        first.evaluation.end,
+        first.evaluation.refit_every.map_or("frozen parameters".to_string(), |r| format!("re-fitted every {r} days"))
+    );
+    println!("{table}");
+    if args.dry_run {
+        println!("--dry-run: nothing registered");
+        return Ok(());
+    }
+    let mut registry = Registry::open(&recipe.registry)?;
+    for t in trained {
+        let card = registry.publish(t.card, &t.onnx)?;
+        println!(
+            "registered {} in {} ({} golden rows; challenger of {})",
+            card.reference(),
+            registry.root().join(&card.name).join(format!("v{}", card.version)).display(),
+            card.golden.len(),
+            card.slot()
+        );
+    }
+    Ok(())
+}

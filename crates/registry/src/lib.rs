@@ -1,0 +1,23 @@
+//! # foresight-registry
+//!
+//! Foresight's model registry, without MLflow: a folder (the checkout's `models/`) that training
+//! writes and the service reads. No libtorch and no polars, so both sides can depend on it.
+//!
+//! - [`card`]: the model card (`card.json`): signature, windows, data hashes, metrics, golden rows;
+//! - [`store`]: `models/<name>/v<n>/`, champion/challenger pointers per `<asset>/<task>` slot in
+//!   `registry.json`, promotion rules, rollback, diff, shared artifacts;
+//! - [`verify`]: sha256 of the ONNX file and its golden rows re-run through ONNX Runtime;
+//! - [`runtime`]: find and load ONNX Runtime (`ort`, load-dynamic) and run a model on `f64` rows;
+//! - [`atomic`]: temp-file + fsync + rename writes, so a crash never leaves a half-written registry.
+#![deny(missing_docs)]
+
+pub mod atomic;
+pub mod card;
+pub mod error;
+pub mod runtime;
+pub mod store;
+pub mod verify;
+
+pub use card::{GoldenRow, HorizonMetrics, ModelCard, ModelRef, Task};
+pub use error::{RegistryError, Result};
+pub use store::Registry;

@@ -1,0 +1,508 @@
+//! The registry folder: `models/<name>/v<version>/{model.onnx,card.json}`, the champion and
+//! challengers of each slot (`<asset>/<task>`) in `models/registry.json` with a log of every
+//! promotion and rollback, and shared artifacts (e.g. the cross-asset correlation).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{create_dir_atomic, write_atomic, write_json_atomic};
+use crate::card::{CARD_FORMAT, HorizonMetrics, ModelCard, ModelRef, valid_name};
+use crate::error::{RegistryError, Result};
+use crate::runtime::LoadedModel;
+use crate::verify::{Verified, sha256_hex, verify};
+
+/// Version tag of `registry.json`.
+pub const INDEX_FORMAT: &str = "foresight-registry/1";
+/// File name of the index inside the registry root.
+pub const INDEX_FILE: &str = "registry.json";
+/// Card file name inside a version folder.
+pub const CARD_FILE: &str = "card.json";
+/// Model file name inside a version folder.
+pub const MODEL_FILE: &str = "model.onnx";
+
+/// `registry.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryIndex {
+    /// [`INDEX_FORMAT`].
+    pub format: String,
+    /// Champion and challengers per slot (`<asset>/<task>`).
+    #[serde(default)]
+    pub slots: BTreeMap<String, Slot>,
+    /// Shared artifacts by name.
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, Artifact>,
+}
+
+impl Default for RegistryIndex {
+    fn default() -> Self {
+        Self { format: INDEX_FORMAT.into(), slots: BTreeMap::new(), artifacts: BTreeMap::new() }
+    }
+}
+
+/// The models competing for one asset and task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    /// The model the service serves.
+    pub champion: Option<ModelRef>,
+    /// Registered alternatives (shadow / traffic-split candidates).
+    #[serde(default)]
+    pub challengers: Vec<ModelRef>,
+    /// Every change of champion, oldest first.
+    #[serde(default)]
+    pub log: Vec<LogEntry>,
+}
+
+/// What changed a champion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A model became champion.
+    Promote,
+    /// The champion before the last promotion came back.
+    Rollback,
+}
+
+/// One change of champion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// Promotion or rollback.
+    pub action: Action,
+    /// The new champion.
+    pub model: ModelRef,
+    /// The champion it replaced.
+    pub previous: Option<ModelRef>,
+    /// Whether the promotion rule was overridden.
+    pub forced: bool,
+    /// Why (required when forced or rolling back).
+    pub reason: Option<String>,
+    /// The comparison that decided it.
+    pub evidence: String,
+}
+
+/// A registered non-model artifact (JSON file under `artifacts/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Path relative to the registry root.
+    pub path: String,
+    /// Hex sha256 of the file.
+    pub sha256: String,
+    /// One-line description (window, method).
+    pub description: String,
+}
+
+/// One row of [`Registry::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    /// The model version's card.
+    pub card: ModelCard,
+    /// `champion`, `challenger` or empty.
+    pub role: &'static str,
+}
+
+/// What [`Registry::promote`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// The new champion.
+    pub model: ModelRef,
+    /// The champion it replaced.
+    pub previous: Option<ModelRef>,
+    /// Integrity checks passed.
+    pub verified: Verified,
+    /// The score comparison, in words.
+    pub evidence: String,
+    /// Whether the comparison was overridden.
+    pub forced: bool,
+}
+
+/// The registry rooted at a folder (the checkout's `models/`).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+    index: RegistryIndex,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(RegistryError::io(path))?;
+    serde_json::from_str(&text).map_err(|e| RegistryError::Format { file: path.to_path_buf(), message: e.to_string() })
+}
+
+impl Registry {
+    /// Opens the registry at `root` (an empty or missing folder is an empty registry).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        let path = root.join(INDEX_FILE);
+        let index: RegistryIndex = if path.exists() { read_json(&path)? } else { RegistryIndex::default() };
+        if index.format != INDEX_FORMAT {
+            return Err(RegistryError::Format { file: path, message: format!("format `{}`, expected `{INDEX_FORMAT}`", index.format) });
+        }
+        Ok(Self { root, index })
+    }
+
+    /// The registry folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The parsed `registry.json`.
+    pub fn index(&self) -> &RegistryIndex {
+        &self.index
+    }
+
+    fn save(&self) -> Result<()> {
+        write_json_atomic(&self.root.join(INDEX_FILE), &self.index)
+    }
+
+    /// Version numbers of model `name`, ascending (folders `v<n>` holding a card).
+    pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
+        let dir = self.root.join(name);
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut versions: Vec<u32> = std::fs::read_dir(&dir)
+            .map_err(RegistryError::io(&dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix('v')).and_then(|v| v.parse().ok()))
+            .filter(|v: &u32| dir.join(format!("v{v}")).join(CARD_FILE).exists())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// Names of the registered models, sorted.
+    pub fn model_names(&self) -> Result<Vec<String>> {
+        if !self.root.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(RegistryError::io(&self.root))? {
+            let entry = entry.map_err(RegistryError::io(&self.root))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if valid_name(&name) && entry.path().is_dir() && !self.versions(&name)?.is_empty() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// `reference` with its version filled in (the latest when it names none).
+    pub fn resolve(&self, reference: &ModelRef) -> Result<ModelRef> {
+        let versions = self.versions(&reference.name)?;
+        let version = match reference.version {
+            Some(v) if versions.contains(&v) => v,
+            Some(v) => {
+                return Err(RegistryError::NotFound(format!(
+                    "{}@v{v} is not registered (versions: {})",
+                    reference.name,
+                    if versions.is_empty() { "none".into() } else { versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ") }
+                )));
+            }
+            None => *versions.last().ok_or_else(|| {
+                RegistryError::NotFound(format!("no model `{}` in {} (see `foresight models list`)", reference.name, self.root.display()))
+            })?,
+        };
+        Ok(ModelRef { name: reference.name.clone(), version: Some(version) })
+    }
+
+    /// Folder of a resolved model version.
+    pub fn model_dir(&self, reference: &ModelRef) -> Result<PathBuf> {
+        let r = self.resolve(reference)?;
+        Ok(self.root.join(&r.name).join(format!("v{}", r.version.unwrap_or_default())))
+    }
+
+    /// The card of a model version.
+    pub fn card(&self, reference: &ModelRef) -> Result<ModelCard> {
+        let path = self.model_dir(reference)?.join(CARD_FILE);
+        let card: ModelCard = read_json(&path)?;
+        if card.format != CARD_FORMAT {
+            return Err(RegistryError::Format { file: path, message: format!("format `{}`, expected `{CARD_FORMAT}`", card.format) });
+        }
+        let r = self.resolve(reference)?;
+        if card.name != r.name || Some(card.version) != r.version {
+            return Err(RegistryError::Format { file: path, message: format!("the card says {}, its folder {r}", card.reference()) });
+        }
+        Ok(card)
+    }
+
+    /// Loads a model version into ONNX Runtime after checking its sha256 and golden rows.
+    pub fn load(&self, reference: &ModelRef) -> Result<(ModelCard, LoadedModel, Verified)> {
+        let card = self.card(reference)?;
+        let path = self.model_dir(reference)?.join(&card.onnx.file);
+        let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+        let (model, verified) = verify(&card, &bytes)?;
+        Ok((card, model, verified))
+    }
+
+    /// Every model version with its role in its slot.
+    pub fn list(&self) -> Result<Vec<Listing>> {
+        let mut out = Vec::new();
+        for name in self.model_names()? {
+            for v in self.versions(&name)? {
+                let reference = ModelRef { name: name.clone(), version: Some(v) };
+                let card = self.card(&reference)?;
+                let slot = self.index.slots.get(&card.slot());
+                let role = match slot {
+                    Some(s) if s.champion.as_ref() == Some(&reference) => "champion",
+                    Some(s) if s.challengers.contains(&reference) => "challenger",
+                    _ => "",
+                };
+                out.push(Listing { card, role });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Registers a new version of `card.name`: assigns the next version number and the ONNX
+    /// file's sha256, checks the golden rows through ONNX Runtime, writes the version folder
+    /// atomically and enters it as a challenger of its slot. Returns the stored card.
+    pub fn publish(&mut self, mut card: ModelCard, onnx: &[u8]) -> Result<ModelCard> {
+        if !valid_name(&card.name) {
+            return Err(RegistryError::Invalid(format!("model name `{}`: lowercase letters, digits and `-` only", card.name)));
+        }
+        let version = self.versions(&card.name)?.last().map_or(1, |v| v + 1);
+        card.format = CARD_FORMAT.into();
+        card.version = version;
+        card.onnx.file = MODEL_FILE.into();
+        card.onnx.sha256 = sha256_hex(onnx);
+        // Refuse to register what would fail its own check later.
+        verify(&card, onnx)?;
+        let mut card_json = serde_json::to_string_pretty(&card)
+            .map_err(|e| RegistryError::Format { file: CARD_FILE.into(), message: e.to_string() })?;
+        card_json.push('\n');
+        let dir = self.root.join(&card.name).join(format!("v{version}"));
+        create_dir_atomic(&dir, &[(MODEL_FILE, onnx), (CARD_FILE, card_json.as_bytes())])?;
+        let slot = self.index.slots.entry(card.slot()).or_default();
+        slot.challengers.push(card.reference());
+        self.save()?;
+        Ok(card)
+    }
+
+    /// Makes `reference` the champion of its slot. Refuses a model whose file does not match its
+    /// card's sha256 or whose golden rows fail (always), and, unless `force` gives a reason, one
+    /// that does not beat the current champion (or the card's naive baseline when there is
+    /// none) at the primary horizon out of sample.
+    pub fn promote(&mut self, reference: &ModelRef, force: Option<&str>) -> Result<Promotion> {
+        let reason = force.map(str::trim).filter(|r| !r.is_empty());
+        if force.is_some() && reason.is_none() {
+            return Err(RegistryError::Invalid("--force needs a reason, which goes into the registry log".into()));
+        }
+        let reference = self.resolve(reference)?;
+        let (card, _, verified) = self.load(&reference)?;
+        let slot_name = card.slot();
+        let current = self.index.slots.get(&slot_name).and_then(|s| s.champion.clone());
+        if current.as_ref() == Some(&reference) {
+            return Err(RegistryError::Refused(format!("{reference} is already the champion of {slot_name}")));
+        }
+        let champion = current.as_ref().map(|c| self.card(c)).transpose()?;
+        let (beats, evidence) = compare(&card, champion.as_ref())?;
+        if !beats && reason.is_none() {
+            return Err(RegistryError::Refused(format!(
+                "{reference} does not beat {}: {evidence}. Promote anyway only with --force \"<reason>\" (it is logged)",
+                current.as_ref().map_or("the baseline".to_string(), |c| c.to_string())
+            )));
+        }
+        let slot = self.index.slots.entry(slot_name).or_default();
+        slot.challengers.retain(|c| c != &reference);
+        if let Some(previous) = &current
+            && !slot.challengers.contains(previous)
+        {
+            slot.challengers.push(previous.clone());
+        }
+        slot.champion = Some(reference.clone());
+        let forced = !beats;
+        slot.log.push(LogEntry {
+            at: now(),
+            action: Action::Promote,
+            model: reference.clone(),
+            previous: current.clone(),
+            forced,
+            reason: reason.map(str::to_string),
+            evidence: evidence.clone(),
+        });
+        self.save()?;
+        Ok(Promotion { model: reference, previous: current, verified, evidence, forced })
+    }
+
+    /// Restores the champion that the current one replaced, in slot `slot` (`<asset>/<task>`,
+    /// or just `<asset>` for its volatility slot). The restored model must still pass its checks.
+    pub fn rollback(&mut self, slot: &str, reason: &str) -> Result<Promotion> {
+        let slot_name = if slot.contains('/') { slot.to_string() } else { format!("{slot}/volatility") };
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(RegistryError::Invalid("a rollback needs a reason, which goes into the registry log".into()));
+        }
+        let entry = self
+            .index
+            .slots
+            .get(&slot_name)
+            .ok_or_else(|| RegistryError::NotFound(format!("no slot `{slot_name}` in {}", self.root.join(INDEX_FILE).display())))?;
+        let current = entry.champion.clone().ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion")))?;
+        let target = entry
+            .log
+            .iter()
+            .rev()
+            .find(|e| e.action == Action::Promote && e.model == current)
+            .and_then(|e| e.previous.clone())
+            .ok_or_else(|| RegistryError::Refused(format!("{slot_name}: {current} replaced no earlier champion; nothing to roll back to")))?;
+        let (_, _, verified) = self.load(&target)?;
+        let slot = self.index.slots.get_mut(&slot_name).expect("slot checked above");
+        slot.challengers.retain(|c| c != &target);
+        if !slot.challengers.contains(&current) {
+            slot.challengers.push(current.clone());
+        }
+        slot.champion = Some(target.clone());
+        let evidence = format!("rolled back from {current}");
+        slot.log.push(LogEntry {
+            at: now(),
+            action: Action::Rollback,
+            model: target.clone(),
+            previous: Some(current.clone()),
+            forced: false,
+            reason: Some(reason.to_string()),
+            evidence: evidence.clone(),
+        });
+        self.save()?;
+        Ok(Promotion { model: target, previous: Some(current), verified, evidence, forced: false })
+    }
+
+    /// Stores a JSON artifact under `artifacts/<name>.json` (atomically) and records it.
+    pub fn put_artifact(&mut self, name: &str, value: &serde_json::Value, description: &str) -> Result<Artifact> {
+        if !valid_name(name) {
+            return Err(RegistryError::Invalid(format!("artifact name `{name}`: lowercase letters, digits and `-` only")));
+        }
+        let relative = format!("artifacts/{name}.json");
+        let mut text = serde_json::to_string_pretty(value)
+            .map_err(|e| RegistryError::Format { file: relative.clone().into(), message: e.to_string() })?;
+        text.push('\n');
+        write_atomic(&self.root.join(&relative), text.as_bytes())?;
+        let artifact = Artifact { path: relative, sha256: sha256_hex(text.as_bytes()), description: description.into() };
+        self.index.artifacts.insert(name.into(), artifact.clone());
+        self.save()?;
+        Ok(artifact)
+    }
+
+    /// Reads artifact `name`, checking its sha256.
+    pub fn artifact(&self, name: &str) -> Result<serde_json::Value> {
+        let entry = self
+            .index
+            .artifacts
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(format!("no artifact `{name}` in {}", self.root.join(INDEX_FILE).display())))?;
+        let path = self.root.join(&entry.path);
+        let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+        let actual = sha256_hex(&bytes);
+        if actual != entry.sha256 {
+            return Err(RegistryError::HashMismatch { model: format!("artifact {name}"), expected: entry.sha256.clone(), actual });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Format { file: path, message: e.to_string() })
+    }
+}
+
+/// Whether `candidate` beats `champion` (or its own baseline) at its primary horizon, and the
+/// comparison in words. Scores on the same evaluation window compare directly; on different
+/// windows they compare relative to each card's baseline on its own window.
+pub fn compare(candidate: &ModelCard, champion: Option<&ModelCard>) -> Result<(bool, String)> {
+    let h = candidate.evaluation.primary_horizon;
+    let mine = candidate.primary_metrics().ok_or_else(|| {
+        RegistryError::Refused(format!("{}: its card has no metrics at its primary horizon h={h}", candidate.reference()))
+    })?;
+    let Some(champion) = champion else {
+        let beats = mine.score < mine.baseline_score;
+        return Ok((beats, format!("h={h} {} {:.4} vs {} {:.4} on {}..{}", mine.score_name, mine.score, mine.baseline, mine.baseline_score, candidate.evaluation.start, candidate.evaluation.end)));
+    };
+    let theirs: &HorizonMetrics = champion.evaluation.metrics.iter().find(|m| m.horizon == h).ok_or_else(|| {
+        RegistryError::Refused(format!("champion {} was not scored at h={h}; compare with --force and a reason", champion.reference()))
+    })?;
+    if theirs.score_name != mine.score_name {
+        return Err(RegistryError::Refused(format!("{} is scored by {}, champion {} by {}", candidate.reference(), mine.score_name, champion.reference(), theirs.score_name)));
+    }
+    let same_window = candidate.evaluation.start == champion.evaluation.start
+        && candidate.evaluation.end == champion.evaluation.end
+        && candidate.training.data.iter().map(|d| &d.sha256).eq(champion.training.data.iter().map(|d| &d.sha256));
+    Ok(if same_window {
+        (mine.score < theirs.score, format!("h={h} {} {:.4} vs champion {} {:.4} on the same window", mine.score_name, mine.score, champion.reference(), theirs.score))
+    } else {
+        (
+            mine.relative() < theirs.relative(),
+            format!(
+                "h={h} {} relative to {}: {:.4} vs champion {} {:.4} (different evaluation windows, so each is divided by its baseline)",
+                mine.score_name,
+                mine.baseline,
+                mine.relative(),
+                champion.reference(),
+                theirs.relative()
+            ),
+        )
+    })
+}
+
+/// Differences between two cards, as `(field, left, right)`.
+pub fn diff(a: &ModelCard, b: &ModelCard) -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    let mut push = |field: &str, l: String, r: String| {
+        if l != r {
+            rows.push((field.to_string(), l, r));
+        }
+    };
+    push("asset/task", a.slot(), b.slot());
+    push("model_type", a.model_type.clone(), b.model_type.clone());
+    push("feature_spec_version", a.feature_spec_version.clone(), b.feature_spec_version.clone());
+    push("onnx.sha256", a.onnx.sha256.clone(), b.onnx.sha256.clone());
+    push("onnx.input", format!("{} {:?}", a.onnx.input, a.onnx.input_columns), format!("{} {:?}", b.onnx.input, b.onnx.input_columns));
+    push("onnx.outputs", a.onnx.outputs.join(","), b.onnx.outputs.join(","));
+    let data = |c: &ModelCard| c.training.data.iter().map(|d| format!("{} ({})", d.path, &d.sha256[..d.sha256.len().min(12)])).collect::<Vec<_>>().join(", ");
+    push("training.data", data(a), data(b));
+    push("training.window", format!("{}..{}", a.training.start, a.training.end), format!("{}..{}", b.training.start, b.training.end));
+    push("evaluation.window", format!("{}..{}", a.evaluation.start, a.evaluation.end), format!("{}..{}", b.evaluation.start, b.evaluation.end));
+    push("evaluation.refit_every", format!("{:?}", a.evaluation.refit_every), format!("{:?}", b.evaluation.refit_every));
+    let (pa, pb) = (flatten(&a.params), flatten(&b.params));
+    let mut paths: Vec<&String> = pa.keys().chain(pb.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    for path in paths {
+        let show = |m: &BTreeMap<String, String>| m.get(path).cloned().unwrap_or_else(|| "-".into());
+        push(&format!("params{path}"), show(&pa), show(&pb));
+    }
+    let mut horizons: Vec<usize> = a.horizons.iter().chain(&b.horizons).copied().collect();
+    horizons.sort_unstable();
+    horizons.dedup();
+    for h in horizons {
+        let show = |c: &ModelCard| {
+            c.evaluation.metrics.iter().find(|m| m.horizon == h).map_or("-".to_string(), |m| {
+                format!("{} {:.4} ({} {:.4}, ratio {:.3})", m.score_name, m.score, m.baseline, m.baseline_score, m.relative())
+            })
+        };
+        push(&format!("metrics.h{h}"), show(a), show(b));
+    }
+    push("created_at", a.created_at.clone(), b.created_at.clone());
+    push("git_commit", a.git_commit.clone().unwrap_or_default(), b.git_commit.clone().unwrap_or_default());
+    rows
+}
+
+/// Leaves of a JSON value by path (`.omega`, `.regressions[1].intercept`), numbers to 6
+/// significant digits so that a diff shows what moved rather than float noise.
+fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
+    fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, format!("{path}.{k}"), out)),
+            serde_json::Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, format!("{path}[{i}]"), out)),
+            serde_json::Value::Number(n) if n.is_f64() => {
+                out.insert(path, format!("{:.6e}", n.as_f64().unwrap_or(f64::NAN)));
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(value, String::new(), &mut out);
+    out
+}

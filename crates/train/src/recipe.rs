@@ -1,0 +1,358 @@
+//! Training recipes (`training/<name>.toml`): fit each listed forecaster on a training window,
+//! score it walk-forward on the days after that window, export it to ONNX, prove the export
+//! equals the trained model on every hold-out row through ONNX Runtime, and write its card.
+//!
+//! The exported parameters are those fitted on `[first day, train_end]`. The evaluation starts
+//! the day after: at each origin the model forecasts from data up to that close only, and is
+//! re-fitted every `refit_every` days on the expanding window (or never, when `refit_every` is
+//! absent), so the evaluation never sees a day the forecast is scored on.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use foresight_core::calibrate::ModelName;
+use foresight_core::features::{FEATURE_SPEC_VERSION, har_components};
+use foresight_registry::card::{CARD_FORMAT, DataRef, Evaluation, OnnxSignature, TrainingWindow};
+use foresight_registry::runtime::LoadedModel;
+use foresight_registry::verify::sha256_hex;
+use foresight_registry::{GoldenRow, HorizonMetrics, ModelCard, Task};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::data::load_ohlcv;
+use crate::error::{DataError, Result};
+use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate};
+use crate::fit::{FittedHar, GarchParams, HarParams};
+use crate::onnx::{OPSET, OnnxModel, export_garch, export_har};
+
+/// Golden rows stored in each card.
+pub const GOLDEN_ROWS: usize = 8;
+/// Relative tolerance of the ONNX parity check on hold-out rows.
+pub const PARITY_TOLERANCE: f64 = 1e-5;
+
+/// A training recipe, as written in `training/<name>.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Asset the models forecast (`BTC`, `SPX`): the registry slot.
+    pub asset: String,
+    /// Prefix of the registered model names: `<name>-<model>`, e.g. `btc-log-har`.
+    pub name: String,
+    /// OHLCV file: intraday bars give realized variance, daily bars a range estimator.
+    pub data: PathBuf,
+    /// Forecasters to train: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
+    pub models: Vec<String>,
+    /// Forecast horizons in days.
+    #[serde(default = "default_horizons")]
+    pub horizons: Vec<usize>,
+    /// Horizon promotion compares at (must be one of `horizons`).
+    #[serde(default = "default_primary")]
+    pub primary_horizon: usize,
+    /// Last day of the training window (inclusive); evaluation starts the day after.
+    pub train_end: NaiveDate,
+    /// Re-fit every this many days during evaluation (expanding window); absent: frozen.
+    #[serde(default)]
+    pub refit_every: Option<usize>,
+    /// Registry folder.
+    #[serde(default = "default_registry")]
+    pub registry: PathBuf,
+}
+
+fn default_horizons() -> Vec<usize> {
+    vec![1, 5, 22]
+}
+fn default_primary() -> usize {
+    5
+}
+fn default_registry() -> PathBuf {
+    PathBuf::from("models")
+}
+
+impl Recipe {
+    /// Reads and checks a recipe file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { file: path.to_path_buf(), source })?;
+        let recipe: Recipe = toml::from_str(&text).map_err(|e| DataError::Recipe { file: path.to_path_buf(), message: e.to_string() })?;
+        recipe.check().map_err(|message| DataError::Recipe { file: path.to_path_buf(), message })?;
+        Ok(recipe)
+    }
+
+    /// Checks the keys that TOML types cannot.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.asset.trim().is_empty() || !self.asset.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("asset `{}`: letters and digits only (e.g. BTC)", self.asset));
+        }
+        if !foresight_registry::card::valid_name(&self.name) {
+            return Err(format!("name `{}`: lowercase letters, digits and `-` (e.g. btc)", self.name));
+        }
+        if self.models.is_empty() {
+            return Err("models: list at least one forecaster".into());
+        }
+        for m in &self.models {
+            if ModelName::parse(m).is_none() {
+                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har)"));
+            }
+        }
+        if self.horizons.is_empty() || self.horizons.contains(&0) {
+            return Err("horizons: give days ≥ 1".into());
+        }
+        if !self.horizons.contains(&self.primary_horizon) {
+            return Err(format!("primary_horizon {} is not one of horizons {:?}", self.primary_horizon, self.horizons));
+        }
+        if self.refit_every == Some(0) {
+            return Err("refit_every: must be ≥ 1 (leave it out for a frozen model)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Facts about the run that the recipe does not hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// RFC 3339 time of the run.
+    pub created_at: String,
+    /// Git commit of the checkout, when known.
+    pub git_commit: Option<String>,
+}
+
+/// A trained, exported and parity-checked model, ready for [`foresight_registry::Registry::publish`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedModel {
+    /// Its card (version and sha256 are filled in by the registry).
+    pub card: ModelCard,
+    /// The `.onnx` bytes.
+    pub onnx: Vec<u8>,
+    /// Hold-out rows checked through ONNX Runtime.
+    pub parity_rows: usize,
+    /// Largest relative difference between ONNX Runtime and the trained model on them.
+    pub parity_max_relative_error: f64,
+}
+
+/// An exported model with its hold-out rows (inputs and the trained model's outputs).
+struct Export {
+    onnx: OnnxModel,
+    params: serde_json::Value,
+    holdout: Vec<GoldenRow>,
+}
+
+/// Trains every model of `recipe`; `progress` hears each step.
+pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) -> Result<Vec<TrainedModel>> {
+    recipe.check().map_err(|message| DataError::Recipe { file: "recipe".into(), message })?;
+    progress(&format!("loading {}", recipe.data.display()));
+    let bytes = std::fs::read(&recipe.data).map_err(|source| DataError::Io { file: recipe.data.clone(), source })?;
+    let data_ref = DataRef { path: recipe.data.display().to_string(), sha256: sha256_hex(&bytes) };
+    let history = DailyHistory::from_bars(&load_ohlcv(&recipe.data)?)?;
+    let t_end = history.dates.iter().rposition(|d| *d <= recipe.train_end).ok_or_else(|| DataError::Recipe {
+        file: recipe.data.clone(),
+        message: format!("train_end {} is before the first day {}", recipe.train_end, history.dates[0]),
+    })?;
+    let max_h = recipe.horizons.iter().copied().max().unwrap_or(1);
+    let n = history.dates.len();
+    if t_end < 250 || t_end + max_h + 30 >= n {
+        return Err(DataError::Recipe {
+            file: recipe.data.clone(),
+            message: format!(
+                "train_end {} leaves {} training days and {} later days; need ≥ 250 and ≥ {} (30 origins past the longest horizon)",
+                history.dates[t_end],
+                t_end + 1,
+                n - t_end - 1,
+                max_h + 30
+            ),
+        });
+    }
+    let refit_every = recipe.refit_every.unwrap_or(n);
+    let walk = WalkForward { train_days: t_end, refit_every, horizons: recipe.horizons.clone() };
+    let mut out = Vec::new();
+    for name in &recipe.models {
+        let model = ModelName::parse(name).expect("checked by Recipe::check");
+        let full_name = format!("{}-{}", recipe.name, model.as_str());
+        progress(&format!("{full_name}: fitting on {}..{}", history.dates[0], history.dates[t_end]));
+        let metadata = vec![
+            ("foresight.name".to_string(), full_name.clone()),
+            ("foresight.asset".into(), recipe.asset.clone()),
+            ("foresight.training_window".into(), format!("{}..{}", history.dates[0], history.dates[t_end])),
+            ("foresight.data_sha256".into(), data_ref.sha256.clone()),
+            ("foresight.created_at".into(), info.created_at.clone()),
+            ("foresight.git_commit".into(), info.git_commit.clone().unwrap_or_default()),
+        ];
+        let export = match model.garch_spec() {
+            Some(_) => export_garch_model(model, &history, t_end, &recipe.horizons, &metadata)?,
+            None => export_har_model(model, &history, t_end, &recipe.horizons, &metadata)?,
+        };
+        progress(&format!("{full_name}: walk-forward evaluation from {} (refit {})", history.dates[t_end + 1], recipe.refit_every.map_or("never".into(), |r| format!("every {r} days"))));
+        let scores = evaluate(&history, &[Forecaster::Ewma, Forecaster::Model(model)], &walk)?;
+        let metrics: Vec<HorizonMetrics> = recipe
+            .horizons
+            .iter()
+            .map(|&h| {
+                let of = |m: &str| scores.iter().find(|s| s.horizon == h && s.model == m).expect("evaluate scores every model and horizon");
+                let (mine, ewma) = (of(model.as_str()), of("ewma"));
+                HorizonMetrics {
+                    horizon: h,
+                    n: mine.n,
+                    score: mine.qlike,
+                    score_name: "qlike".into(),
+                    baseline_score: ewma.qlike,
+                    baseline: "ewma".into(),
+                    extra: [
+                        ("mse_pct2".to_string(), json!(mine.mse)),
+                        ("mincer_zarnowitz".into(), json!(mine.mincer_zarnowitz)),
+                        ("ewma_mse_pct2".into(), json!(ewma.mse)),
+                    ]
+                    .into_iter()
+                    .collect(),
+                }
+            })
+            .collect();
+        let last_scored = n - 1;
+        progress(&format!("{full_name}: ONNX parity on {} hold-out rows", export.holdout.len()));
+        let mut card = ModelCard {
+            format: CARD_FORMAT.into(),
+            name: full_name.clone(),
+            version: 0,
+            asset: recipe.asset.clone(),
+            task: Task::Volatility,
+            model_type: model.as_str().into(),
+            description: describe(model, history.rv_source),
+            feature_spec_version: FEATURE_SPEC_VERSION.into(),
+            created_at: info.created_at.clone(),
+            git_commit: info.git_commit.clone(),
+            foresight_version: env!("CARGO_PKG_VERSION").into(),
+            onnx: OnnxSignature {
+                file: "model.onnx".into(),
+                sha256: String::new(),
+                opset: OPSET,
+                input: export.onnx.input.clone(),
+                input_shape: vec![-1, export.onnx.input_columns.len() as i64],
+                input_columns: export.onnx.input_columns.clone(),
+                outputs: export.onnx.outputs.clone(),
+            },
+            horizons: recipe.horizons.clone(),
+            training: TrainingWindow { data: vec![data_ref.clone()], start: history.dates[0], end: history.dates[t_end], days: t_end + 1 },
+            evaluation: Evaluation {
+                start: history.dates[t_end + 1],
+                end: history.dates[last_scored],
+                refit_every: recipe.refit_every,
+                primary_horizon: recipe.primary_horizon,
+                metrics,
+            },
+            params: export.params,
+            golden: pick_golden(&export.holdout),
+            details: serde_json::Value::Null,
+        };
+        let onnx = export.onnx.to_bytes();
+        let max_err = parity(&card, &onnx, &export.holdout)?;
+        card.details = json!({
+            "rv_source": history.rv_source,
+            "onnx_parity": { "holdout_rows": export.holdout.len(), "max_relative_error": max_err, "tolerance": PARITY_TOLERANCE },
+        });
+        out.push(TrainedModel { card, onnx, parity_rows: export.holdout.len(), parity_max_relative_error: max_err });
+    }
+    Ok(out)
+}
+
+fn describe(model: ModelName, rv_source: &str) -> String {
+    match model {
+        ModelName::Har | ModelName::LogHar => format!(
+            "{} HAR-RV (Corsi 2009) on daily/weekly/monthly realized variance ({rv_source}); OLS through linfa",
+            if model == ModelName::LogHar { "Log" } else { "Level" }
+        ),
+        _ => format!("{} fitted by maximum likelihood on percent log returns (constant mean); closed-form h-day variance", model.as_str()),
+    }
+}
+
+/// Evenly spaced rows of the hold-out set, always including the one with the largest output.
+fn pick_golden(holdout: &[GoldenRow]) -> Vec<GoldenRow> {
+    let n = holdout.len();
+    if n <= GOLDEN_ROWS {
+        return holdout.to_vec();
+    }
+    let mut idx: Vec<usize> = (0..GOLDEN_ROWS - 1).map(|k| k * (n - 1) / (GOLDEN_ROWS - 2)).collect();
+    let largest = (0..n)
+        .max_by(|&a, &b| {
+            let v = |i: usize| holdout[i].outputs.values().copied().fold(f64::MIN, f64::max);
+            v(a).total_cmp(&v(b))
+        })
+        .unwrap_or(0);
+    idx.push(largest);
+    idx.sort_unstable();
+    idx.dedup();
+    idx.into_iter().map(|i| holdout[i].clone()).collect()
+}
+
+/// Runs every hold-out row through ONNX Runtime; returns the largest relative difference or an
+/// error naming the first row beyond [`PARITY_TOLERANCE`].
+fn parity(card: &ModelCard, onnx: &[u8], holdout: &[GoldenRow]) -> Result<f64> {
+    let mut loaded = LoadedModel::from_bytes(onnx, &card.onnx)?;
+    let rows: Vec<f64> = holdout.iter().flat_map(|g| g.input.iter().copied()).collect();
+    let got = loaded.run(&rows)?;
+    let mut max_err = 0.0f64;
+    for (i, row) in holdout.iter().enumerate() {
+        for (name, want) in &row.outputs {
+            let have = got[name][i];
+            let err = (have - want).abs() / want.abs().max(1e-300);
+            if !(err <= PARITY_TOLERANCE) {
+                return Err(DataError::Fit {
+                    model: card.name.clone(),
+                    message: format!("ONNX parity: hold-out row {i} `{name}`: ONNX Runtime {have}, trained model {want}"),
+                });
+            }
+            max_err = max_err.max(err);
+        }
+    }
+    Ok(max_err)
+}
+
+/// `variance_h*` and `sigma_h*` of one row from the mean variances per horizon.
+fn variance_outputs(horizons: &[usize], variances: &[f64]) -> std::collections::BTreeMap<String, f64> {
+    horizons
+        .iter()
+        .zip(variances)
+        .flat_map(|(h, v)| [(format!("variance_h{h}"), *v), (format!("sigma_h{h}"), v.sqrt())])
+        .collect()
+}
+
+fn export_har_model(model: ModelName, history: &DailyHistory, t_end: usize, horizons: &[usize], metadata: &[(String, String)]) -> Result<Export> {
+    let fits: Vec<FittedHar> = horizons
+        .iter()
+        .map(|&h| if model == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) }.fit(&history.rv, t_end))
+        .collect::<Result<_>>()?;
+    let onnx = export_har(&fits, metadata)?;
+    let components = har_components(&history.rv);
+    let holdout = (t_end + 1..history.dates.len())
+        .filter_map(|t| {
+            let c = components[t]?;
+            let v: Option<Vec<f64>> = fits.iter().map(|f| f.predict(&c)).collect();
+            Some(GoldenRow { input: vec![c.daily, c.weekly, c.monthly], outputs: variance_outputs(horizons, &v?) })
+        })
+        .collect();
+    let params = json!(fits
+        .iter()
+        .map(|f| {
+            let (intercept, [d, w, m]) = f.coefficients();
+            json!({ "horizon": f.horizon(), "intercept": intercept, "beta_daily": d, "beta_weekly": w, "beta_monthly": m,
+                    "residual_variance": f.residual_variance(), "floor": f.floor(), "nobs": f.nobs() })
+        })
+        .collect::<Vec<_>>());
+    Ok(Export { onnx, params: json!({ "regressions": params }), holdout })
+}
+
+fn export_garch_model(model: ModelName, history: &DailyHistory, t_end: usize, horizons: &[usize], metadata: &[(String, String)]) -> Result<Export> {
+    let (asymmetric, innovation) = model.garch_spec().expect("a GARCH-family model");
+    // pct[i] is the return of day i + 1: returns up to the close of t_end are pct[..t_end].
+    let pct = contiguous_percent_returns(history)?;
+    let fit = GarchParams::new(asymmetric).innovation(innovation).fit(&pct[..t_end])?;
+    let onnx = export_garch(&fit, horizons, metadata)?;
+    let data = foresight_core::volatility::ArchData::new(&pct)?;
+    let sigma2 = fit.model().conditional_variance(fit.params(), &data);
+    let (mu, vol, _) = fit.model().split(fit.params());
+    let max_h = horizons.iter().copied().max().unwrap_or(1);
+    let holdout = (t_end..pct.len())
+        .map(|t| {
+            let path = fit.model().volatility.forecast(vol, pct[t] - mu, sigma2[t], max_h);
+            let v: Vec<f64> = horizons.iter().map(|&h| path[..h].iter().sum::<f64>() / h as f64 / 1e4).collect();
+            GoldenRow { input: vec![pct[t], sigma2[t]], outputs: variance_outputs(horizons, &v) }
+        })
+        .collect();
+    Ok(Export { onnx, params: fit.to_json(), holdout })
+}
