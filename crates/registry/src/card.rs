@@ -150,6 +150,9 @@ pub struct Evaluation {
     pub end: NaiveDate,
     /// Parameters re-estimated every this many days on an expanding window (`None`: frozen).
     pub refit_every: Option<usize>,
+    /// What the forecasts are scored against, e.g. `realized variance (intraday)`: scores
+    /// against different targets never compare.
+    pub target: String,
     /// Horizon promotion compares at.
     pub primary_horizon: usize,
     /// Scores per horizon.

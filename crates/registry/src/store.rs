@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{create_dir_atomic, write_atomic, write_json_atomic};
-use crate::card::{CARD_FORMAT, HorizonMetrics, ModelCard, ModelRef, valid_name};
+use crate::card::{CARD_FORMAT, ModelCard, ModelRef, valid_name};
 use crate::error::{RegistryError, Result};
 use crate::runtime::LoadedModel;
 use crate::verify::{Verified, sha256_hex, verify};
@@ -418,12 +418,19 @@ pub fn compare(candidate: &ModelCard, champion: Option<&ModelCard>) -> Result<(b
         let beats = mine.score < mine.baseline_score;
         return Ok((beats, format!("h={h} {} {:.4} vs {} {:.4} on {}..{}", mine.score_name, mine.score, mine.baseline, mine.baseline_score, candidate.evaluation.start, candidate.evaluation.end)));
     };
-    let theirs: &HorizonMetrics = champion.evaluation.metrics.iter().find(|m| m.horizon == h).ok_or_else(|| {
-        RegistryError::Refused(format!("champion {} was not scored at h={h}; compare with --force and a reason", champion.reference()))
-    })?;
-    if theirs.score_name != mine.score_name {
-        return Err(RegistryError::Refused(format!("{} is scored by {}, champion {} by {}", candidate.reference(), mine.score_name, champion.reference(), theirs.score_name)));
+    // Scores that cannot be compared never count as a win; --force with a reason still can.
+    if candidate.evaluation.target != champion.evaluation.target {
+        return Ok((false, format!(
+            "not comparable: {} is scored against {}, champion {} against {}",
+            candidate.reference(),
+            candidate.evaluation.target,
+            champion.reference(),
+            champion.evaluation.target
+        )));
     }
+    let Some(theirs) = champion.evaluation.metrics.iter().find(|m| m.horizon == h && m.score_name == mine.score_name) else {
+        return Ok((false, format!("not comparable: champion {} has no {} at h={h}", champion.reference(), mine.score_name)));
+    };
     let same_window = candidate.evaluation.start == champion.evaluation.start
         && candidate.evaluation.end == champion.evaluation.end
         && candidate.training.data.iter().map(|d| &d.sha256).eq(champion.training.data.iter().map(|d| &d.sha256));
@@ -462,6 +469,7 @@ pub fn diff(a: &ModelCard, b: &ModelCard) -> Vec<(String, String, String)> {
     push("training.data", data(a), data(b));
     push("training.window", format!("{}..{}", a.training.start, a.training.end), format!("{}..{}", b.training.start, b.training.end));
     push("evaluation.window", format!("{}..{}", a.evaluation.start, a.evaluation.end), format!("{}..{}", b.evaluation.start, b.evaluation.end));
+    push("evaluation.target", a.evaluation.target.clone(), b.evaluation.target.clone());
     push("evaluation.refit_every", format!("{:?}", a.evaluation.refit_every), format!("{:?}", b.evaluation.refit_every));
     let (pa, pb) = (flatten(&a.params), flatten(&b.params));
     let mut paths: Vec<&String> = pa.keys().chain(pb.keys()).collect();

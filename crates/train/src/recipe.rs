@@ -233,6 +233,7 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
                 start: history.dates[t_end + 1],
                 end: history.dates[last_scored],
                 refit_every: recipe.refit_every,
+                target: target_name(history.rv_source),
                 primary_horizon: recipe.primary_horizon,
                 metrics,
             },
@@ -249,6 +250,14 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
         out.push(TrainedModel { card, onnx, parity_rows: export.holdout.len(), parity_max_relative_error: max_err });
     }
     Ok(out)
+}
+
+/// The evaluation target in words, by where the daily variance comes from.
+fn target_name(rv_source: &str) -> String {
+    match rv_source {
+        "intraday" => "mean daily realized variance from intraday bars".into(),
+        other => format!("mean daily range variance ({other})"),
+    }
 }
 
 fn describe(model: ModelName, rv_source: &str) -> String {
