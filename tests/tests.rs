@@ -6,3 +6,4 @@ mod util;
 mod backtest_cli;
 mod doctor;
 mod reference;
+mod train_cli;

@@ -31,16 +31,17 @@ pub fn foresight_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `foresight` and insists it fails with exit code 2 and a one-line `error:` message;
-/// returns stderr.
+/// Runs `foresight` and insists it fails with exit code 2 and an `error:` message (after any
+/// `[..s]` progress lines); returns the message.
 #[track_caller]
 pub fn foresight_err(args: &[&str]) -> String {
     let out = foresight(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "foresight {args:?} should fail: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
+    let message: String = stderr.split_inclusive('\n').skip_while(|l| l.starts_with('[')).collect();
+    assert!(message.starts_with("error: "), "{stderr}");
+    message
 }
 
 /// Reads a JSON file.

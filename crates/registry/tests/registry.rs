@@ -1,0 +1,190 @@
+//! The registry's rules on the committed models: every model checks out through ONNX Runtime,
+//! tampering is caught, promotion and rollback follow the rules and are logged, and writes never
+//! leave a half-written registry.
+
+use std::path::{Path, PathBuf};
+
+use foresight_registry::card::{GOLDEN_TOLERANCE, ModelCard};
+use foresight_registry::store::{Action, INDEX_FILE};
+use foresight_registry::verify::sha256_hex;
+use foresight_registry::{ModelRef, Registry, RegistryError};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A scratch copy of the committed `models/` (without its registry.json unless asked).
+fn scratch(with_index: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("models"), dir.path());
+    if !with_index {
+        std::fs::remove_file(dir.path().join(INDEX_FILE)).unwrap();
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn r(s: &str) -> ModelRef {
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_committed_model_matches_its_card_through_onnx_runtime() {
+    let registry = Registry::open(repo().join("models")).unwrap();
+    let listing = registry.list().unwrap();
+    let assets: std::collections::BTreeSet<_> = listing.iter().map(|l| l.card.asset.clone()).collect();
+    assert!(assets.contains("BTC") && assets.contains("SPX"), "one model per bundled asset: {assets:?}");
+    for l in &listing {
+        let (card, _, verified) = registry.load(&l.card.reference()).unwrap();
+        assert!(verified.golden_rows >= 5, "{}", card.reference());
+        assert!(verified.max_relative_error <= GOLDEN_TOLERANCE);
+        // The card names the bundled data file it was trained on, by content.
+        for d in &card.training.data {
+            let bytes = std::fs::read(repo().join(&d.path)).unwrap();
+            assert_eq!(sha256_hex(&bytes), d.sha256, "{}: {} changed since training", card.reference(), d.path);
+        }
+        assert!(card.evaluation.start > card.training.end, "{}: evaluation overlaps training", card.reference());
+        let parity = &card.details["onnx_parity"];
+        assert!(parity["holdout_rows"].as_u64().unwrap() > 1000, "{}", card.reference());
+        assert!(parity["max_relative_error"].as_f64().unwrap() <= 1e-5);
+    }
+    // Each slot's champion is registered.
+    for (slot, s) in &registry.index().slots {
+        let champion = s.champion.as_ref().unwrap_or_else(|| panic!("{slot} has no champion"));
+        assert_eq!(registry.card(champion).unwrap().slot(), *slot);
+    }
+}
+
+#[test]
+fn a_changed_onnx_file_or_golden_row_is_refused() {
+    let dir = scratch(true);
+    let registry = Registry::open(dir.path()).unwrap();
+    let model = r("btc-log-har@v1");
+    let onnx = registry.model_dir(&model).unwrap().join("model.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&onnx, &bytes).unwrap();
+    let err = registry.load(&model).unwrap_err();
+    assert!(matches!(err, RegistryError::HashMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("btc-log-har@v1"), "{err}");
+
+    // A card whose golden expectation is off by more than the tolerance.
+    let model = r("spx-gjr-t@v1");
+    let card_path = registry.model_dir(&model).unwrap().join("card.json");
+    let mut card: ModelCard = serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    let (name, value) = card.golden[3].outputs.iter_mut().next().unwrap();
+    let name = name.clone();
+    *value *= 1.0 + 1e-4;
+    std::fs::write(&card_path, serde_json::to_string(&card).unwrap()).unwrap();
+    match registry.load(&model).unwrap_err() {
+        RegistryError::GoldenMismatch { row, output, .. } => assert_eq!((row, output), (3, name)),
+        other => panic!("expected a golden-row mismatch, got {other}"),
+    }
+}
+
+#[test]
+fn promotion_needs_a_better_score_or_a_logged_reason_and_rollback_walks_back() {
+    let dir = scratch(false);
+    let mut registry = Registry::open(dir.path()).unwrap();
+    // No champion yet: GJR-t does not beat EWMA at h=5 on BTC, log-HAR does.
+    let err = registry.promote(&r("btc-gjr-t"), None).unwrap_err();
+    assert!(matches!(err, RegistryError::Refused(_)) && err.to_string().contains("ewma"), "{err}");
+    let p = registry.promote(&r("btc-log-har"), None).unwrap();
+    assert_eq!((p.model.clone(), p.previous.clone(), p.forced), (r("btc-log-har@v1"), None, false));
+    // A worse model needs --force with a reason.
+    assert!(matches!(registry.promote(&r("btc-gjr-t"), None).unwrap_err(), RegistryError::Refused(_)));
+    assert!(matches!(registry.promote(&r("btc-gjr-t"), Some("  ")).unwrap_err(), RegistryError::Invalid(_)));
+    // Scored against another target (range variance from daily bars): not comparable.
+    let err = registry.promote(&r("btc-daily-log-har"), None).unwrap_err();
+    assert!(err.to_string().contains("not comparable"), "{err}");
+    let p = registry.promote(&r("btc-gjr-t"), Some("stress test of the GARCH arm")).unwrap();
+    assert!(p.forced);
+    assert_eq!(p.previous, Some(r("btc-log-har@v1")));
+
+    // What is on disk is what the registry said, and another reader sees it.
+    let reread = Registry::open(dir.path()).unwrap();
+    let slot = &reread.index().slots["BTC/volatility"];
+    assert_eq!(slot.champion, Some(r("btc-gjr-t@v1")));
+    assert!(slot.challengers.contains(&r("btc-log-har@v1")));
+    let last = slot.log.last().unwrap();
+    assert_eq!((last.action, last.forced, last.reason.as_deref()), (Action::Promote, true, Some("stress test of the GARCH arm")));
+
+    // Rollback restores the previous champion, then refuses when there is nothing before it.
+    let p = registry.rollback("BTC", "GJR-t margin too jumpy").unwrap();
+    assert_eq!((p.model, p.previous), (r("btc-log-har@v1"), Some(r("btc-gjr-t@v1"))));
+    let err = registry.rollback("BTC/volatility", "again").unwrap_err();
+    assert!(err.to_string().contains("nothing to roll back to"), "{err}");
+    assert!(matches!(registry.rollback("BTC", "").unwrap_err(), RegistryError::Invalid(_)));
+    assert!(matches!(registry.rollback("ETH", "x").unwrap_err(), RegistryError::NotFound(_)));
+}
+
+#[test]
+fn publishing_adds_a_new_version_as_challenger_and_never_overwrites() {
+    let dir = scratch(true);
+    let mut registry = Registry::open(dir.path()).unwrap();
+    let card = registry.card(&r("spx-log-har@v1")).unwrap();
+    let bytes = std::fs::read(registry.model_dir(&r("spx-log-har@v1")).unwrap().join("model.onnx")).unwrap();
+    let stored = registry.publish(card.clone(), &bytes).unwrap();
+    assert_eq!(stored.reference(), r("spx-log-har@v2"));
+    assert_eq!(registry.resolve(&r("spx-log-har")).unwrap(), r("spx-log-har@v2"));
+    assert!(registry.index().slots["SPX/volatility"].challengers.contains(&r("spx-log-har@v2")));
+    // v1 is untouched and still checks out.
+    registry.load(&r("spx-log-har@v1")).unwrap();
+    // Same window and data, same score: the new version does not beat the champion.
+    let err = registry.promote(&r("spx-log-har@v2"), None).unwrap_err();
+    assert!(err.to_string().contains("same window"), "{err}");
+
+    // A card whose golden rows the bytes do not reproduce is never registered.
+    let mut bad = card;
+    for g in &mut bad.golden {
+        for v in g.outputs.values_mut() {
+            *v *= 2.0;
+        }
+    }
+    assert!(matches!(registry.publish(bad, &bytes).unwrap_err(), RegistryError::GoldenMismatch { .. }));
+    assert_eq!(registry.versions("spx-log-har").unwrap(), vec![1, 2]);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("spx-log-har"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn unknown_models_and_versions_are_named_in_the_error() {
+    let registry = Registry::open(repo().join("models")).unwrap();
+    let err = registry.card(&r("btc-log-har@v9")).unwrap_err();
+    assert!(err.to_string().contains("btc-log-har@v9 is not registered (versions: v1"), "{err}");
+    let err = registry.card(&r("eth-log-har")).unwrap_err();
+    assert!(err.to_string().contains("no model `eth-log-har`"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(INDEX_FILE), "{\"format\": \"something-else\"}").unwrap();
+    let err = Registry::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("expected `foresight-registry/1`"), "{err}");
+}
+
+#[test]
+fn artifacts_round_trip_and_are_hash_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::open(dir.path()).unwrap();
+    let value = serde_json::json!({ "assets": ["BTC", "SPX"], "matrix": [[1.0, 0.2], [0.2, 1.0]] });
+    registry.put_artifact("correlation", &value, "test").unwrap();
+    let reread = Registry::open(dir.path()).unwrap();
+    assert_eq!(reread.artifact("correlation").unwrap(), value);
+    std::fs::write(dir.path().join("artifacts/correlation.json"), "{}").unwrap();
+    assert!(matches!(reread.artifact("correlation").unwrap_err(), RegistryError::HashMismatch { .. }));
+}
