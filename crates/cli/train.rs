@@ -57,19 +57,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["model", "h", "n", "QLIKE", "EWMA QLIKE", "ratio", "MZ R²", "ONNX parity"]);
+    table.set_header(vec!["model", "h", "n", "score", "baseline", "ratio", "MZ R² / event freq.", "ONNX parity"]);
     for t in &trained {
         for m in &t.card.evaluation.metrics {
             let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
             let r2 = m.extra.get("mincer_zarnowitz").and_then(|v| v.get("r2")).and_then(|v| v.as_f64());
+            let freq = m.extra.get("event_frequency").and_then(|v| v.as_f64());
             table.add_row(vec![
                 Cell::new(&t.card.name),
                 right(m.horizon.to_string()),
                 right(m.n.to_string()),
-                right(format!("{:.4}", m.score)),
-                right(format!("{:.4}", m.baseline_score)),
+                right(format!("{} {:.4}", m.score_name, m.score)),
+                right(format!("{} {:.4}", m.baseline, m.baseline_score)),
                 right(format!("{:.3}", m.relative())),
-                right(r2.map_or("-".into(), |r| format!("{r:.3}"))),
+                right(r2.or(freq).map_or("-".into(), |r| format!("{r:.3}"))),
                 right(format!("{} rows, max rel {:.1e}", t.parity_rows, t.parity_max_relative_error)),
             ]);
         }

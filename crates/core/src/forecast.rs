@@ -120,6 +120,67 @@ pub fn diebold_mariano(loss_a: &[f64], loss_b: &[f64], horizon: usize) -> Result
     Ok(DieboldMariano { mean_difference: mean, statistic, p_value })
 }
 
+/// Brier score of probability forecasts of a binary event: the mean of `(p − y)²`
+/// (Brier 1950); 0 is perfect, always saying 0.5 scores 0.25.
+pub fn brier(probabilities: &[f64], outcomes: &[bool]) -> Result<f64> {
+    if probabilities.len() != outcomes.len() || probabilities.is_empty() {
+        return Err(CoreError::InsufficientHistory {
+            what: "probabilities aligned with outcomes".into(),
+            needed: probabilities.len().max(1),
+            available: outcomes.len(),
+        });
+    }
+    if let Some(index) = probabilities.iter().position(|p| !(0.0..=1.0).contains(p)) {
+        return Err(CoreError::InvalidInput {
+            field: "probability",
+            index,
+            value: probabilities[index],
+            reason: "probabilities must lie in [0, 1]",
+        });
+    }
+    let total: f64 = probabilities.iter().zip(outcomes).map(|(p, &y)| (p - if y { 1.0 } else { 0.0 }).powi(2)).sum();
+    Ok(total / probabilities.len() as f64)
+}
+
+/// One bin of a reliability (calibration) table.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CalibrationBin {
+    /// Lower edge of the forecast probability bin.
+    pub from: f64,
+    /// Upper edge.
+    pub to: f64,
+    /// Forecasts in the bin.
+    pub n: usize,
+    /// Their mean forecast probability.
+    pub mean_forecast: f64,
+    /// How often the event happened.
+    pub observed: f64,
+}
+
+/// Reliability table over `bins` equal-width probability bins (empty bins left out): a
+/// calibrated forecast has `observed ≈ mean_forecast` in every bin.
+pub fn calibration_table(probabilities: &[f64], outcomes: &[bool], bins: usize) -> Vec<CalibrationBin> {
+    let bins = bins.max(1);
+    let mut acc = vec![(0usize, 0.0f64, 0usize); bins];
+    for (p, &y) in probabilities.iter().zip(outcomes) {
+        let k = ((p * bins as f64) as usize).min(bins - 1);
+        acc[k].0 += 1;
+        acc[k].1 += p;
+        acc[k].2 += y as usize;
+    }
+    acc.iter()
+        .enumerate()
+        .filter(|(_, (n, _, _))| *n > 0)
+        .map(|(k, &(n, sum, hits))| CalibrationBin {
+            from: k as f64 / bins as f64,
+            to: (k + 1) as f64 / bins as f64,
+            n,
+            mean_forecast: sum / n as f64,
+            observed: hits as f64 / n as f64,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +222,21 @@ mod tests {
         assert!((dm2.statistic - 200.0).abs() < 1e-6, "{}", dm2.statistic);
         let same = diebold_mariano(&b, &b, 1).unwrap();
         assert_eq!(same.p_value, 1.0);
+    }
+
+    #[test]
+    fn brier_score_and_reliability_table_by_hand() {
+        let p = [0.7, 0.2, 0.9, 0.15, 0.55];
+        let y = [true, false, true, true, false];
+        // (0.09 + 0.04 + 0.01 + 0.7225 + 0.3025) / 5
+        assert!((brier(&p, &y).unwrap() - 0.233).abs() < 1e-12);
+        assert!(brier(&[1.2], &[true]).is_err());
+        assert!(brier(&[0.5], &[]).is_err());
+        let table = calibration_table(&p, &y, 5);
+        // Bins [0,0.2): 0.15; [0.2,0.4): 0.2; [0.4,0.6): 0.55; [0.6,0.8): 0.7; [0.8,1]: 0.9.
+        assert_eq!(table.len(), 5);
+        assert_eq!((table[0].n, table[0].observed), (1, 1.0));
+        assert_eq!((table[2].mean_forecast, table[2].observed), (0.55, 0.0));
+        assert_eq!(table.iter().map(|b| b.n).sum::<usize>(), 5);
     }
 }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use foresight_core::calibrate::ModelName;
-use foresight_core::features::{FEATURE_SPEC_VERSION, har_components};
+use foresight_core::features::{FEATURE_SPEC_VERSION, har_components, regime_features};
+use foresight_core::forecast::{brier, calibration_table};
 use foresight_registry::card::{CARD_FORMAT, DataRef, Evaluation, OnnxSignature, TrainingWindow};
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::verify::sha256_hex;
@@ -22,8 +23,8 @@ use serde_json::json;
 use crate::data::load_ohlcv;
 use crate::error::{DataError, Result};
 use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate};
-use crate::fit::{FittedHar, GarchParams, HarParams};
-use crate::onnx::{OPSET, OnnxModel, export_garch, export_har};
+use crate::fit::{FittedHar, GarchParams, HarParams, RegimeParams, outcome, transition_frequencies};
+use crate::onnx::{OPSET, OnnxModel, export_garch, export_har, export_regime};
 
 /// Golden rows stored in each card.
 pub const GOLDEN_ROWS: usize = 8;
@@ -40,7 +41,8 @@ pub struct Recipe {
     pub name: String,
     /// OHLCV file: intraday bars give realized variance, daily bars a range estimator.
     pub data: PathBuf,
-    /// Forecasters to train: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
+    /// Models to train: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har` (variance
+    /// forecasters) and `regime` (probability of the stressed regime).
     pub models: Vec<String>,
     /// Forecast horizons in days.
     #[serde(default = "default_horizons")]
@@ -53,6 +55,9 @@ pub struct Recipe {
     /// Re-fit every this many days during evaluation (expanding window); absent: frozen.
     #[serde(default)]
     pub refit_every: Option<usize>,
+    /// Regimes of the `regime` model (2 or 3).
+    #[serde(default = "default_regime_states")]
+    pub regime_states: usize,
     /// Registry folder.
     #[serde(default = "default_registry")]
     pub registry: PathBuf,
@@ -63,6 +68,9 @@ fn default_horizons() -> Vec<usize> {
 }
 fn default_primary() -> usize {
     5
+}
+fn default_regime_states() -> usize {
+    3
 }
 fn default_registry() -> PathBuf {
     PathBuf::from("models")
@@ -89,9 +97,12 @@ impl Recipe {
             return Err("models: list at least one forecaster".into());
         }
         for m in &self.models {
-            if ModelName::parse(m).is_none() {
-                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har)"));
+            if ModelName::parse(m).is_none() && m != "regime" {
+                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har, regime)"));
             }
+        }
+        if !(2..=3).contains(&self.regime_states) {
+            return Err(format!("regime_states: 2 or 3, not {}", self.regime_states));
         }
         if self.horizons.is_empty() || self.horizons.contains(&0) {
             return Err("horizons: give days ≥ 1".into());
@@ -160,12 +171,9 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
             ),
         });
     }
-    let refit_every = recipe.refit_every.unwrap_or(n);
-    let walk = WalkForward { train_days: t_end, refit_every, horizons: recipe.horizons.clone() };
     let mut out = Vec::new();
     for name in &recipe.models {
-        let model = ModelName::parse(name).expect("checked by Recipe::check");
-        let full_name = format!("{}-{}", recipe.name, model.as_str());
+        let full_name = format!("{}-{name}", recipe.name);
         progress(&format!("{full_name}: fitting on {}..{}", history.dates[0], history.dates[t_end]));
         let metadata = vec![
             ("foresight.name".to_string(), full_name.clone()),
@@ -175,45 +183,20 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
             ("foresight.created_at".into(), info.created_at.clone()),
             ("foresight.git_commit".into(), info.git_commit.clone().unwrap_or_default()),
         ];
-        let export = match model.garch_spec() {
-            Some(_) => export_garch_model(model, &history, t_end, &recipe.horizons, &metadata)?,
-            None => export_har_model(model, &history, t_end, &recipe.horizons, &metadata)?,
+        let built = match ModelName::parse(name) {
+            Some(model) => build_volatility(model, recipe, &history, t_end, &metadata, &mut |s| progress(&format!("{full_name}: {s}")))?,
+            None => build_regime(recipe, &history, t_end, &metadata)?,
         };
-        progress(&format!("{full_name}: walk-forward evaluation from {} (refit {})", history.dates[t_end + 1], recipe.refit_every.map_or("never".into(), |r| format!("every {r} days"))));
-        let scores = evaluate(&history, &[Forecaster::Ewma, Forecaster::Model(model)], &walk)?;
-        let metrics: Vec<HorizonMetrics> = recipe
-            .horizons
-            .iter()
-            .map(|&h| {
-                let of = |m: &str| scores.iter().find(|s| s.horizon == h && s.model == m).expect("evaluate scores every model and horizon");
-                let (mine, ewma) = (of(model.as_str()), of("ewma"));
-                HorizonMetrics {
-                    horizon: h,
-                    n: mine.n,
-                    score: mine.qlike,
-                    score_name: "qlike".into(),
-                    baseline_score: ewma.qlike,
-                    baseline: "ewma".into(),
-                    extra: [
-                        ("mse_pct2".to_string(), json!(mine.mse)),
-                        ("mincer_zarnowitz".into(), json!(mine.mincer_zarnowitz)),
-                        ("ewma_mse_pct2".into(), json!(ewma.mse)),
-                    ]
-                    .into_iter()
-                    .collect(),
-                }
-            })
-            .collect();
-        let last_scored = n - 1;
-        progress(&format!("{full_name}: ONNX parity on {} hold-out rows", export.holdout.len()));
+        progress(&format!("{full_name}: ONNX parity on {} hold-out rows", built.export.holdout.len()));
+        let export = built.export;
         let mut card = ModelCard {
             format: CARD_FORMAT.into(),
             name: full_name.clone(),
             version: 0,
             asset: recipe.asset.clone(),
-            task: Task::Volatility,
-            model_type: model.as_str().into(),
-            description: describe(model, history.rv_source),
+            task: built.task,
+            model_type: built.model_type,
+            description: built.description,
             feature_spec_version: FEATURE_SPEC_VERSION.into(),
             created_at: info.created_at.clone(),
             git_commit: info.git_commit.clone(),
@@ -231,11 +214,11 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
             training: TrainingWindow { data: vec![data_ref.clone()], start: history.dates[0], end: history.dates[t_end], days: t_end + 1 },
             evaluation: Evaluation {
                 start: history.dates[t_end + 1],
-                end: history.dates[last_scored],
-                refit_every: recipe.refit_every,
-                target: target_name(history.rv_source),
+                end: history.dates[n - 1],
+                refit_every: built.refit_every,
+                target: built.target,
                 primary_horizon: recipe.primary_horizon,
-                metrics,
+                metrics: built.metrics,
             },
             params: export.params,
             golden: pick_golden(&export.holdout),
@@ -243,13 +226,166 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
         };
         let onnx = export.onnx.to_bytes();
         let max_err = parity(&card, &onnx, &export.holdout)?;
-        card.details = json!({
+        let mut details = json!({
             "rv_source": history.rv_source,
             "onnx_parity": { "holdout_rows": export.holdout.len(), "max_relative_error": max_err, "tolerance": PARITY_TOLERANCE },
         });
+        if let (Some(d), serde_json::Value::Object(extra)) = (details.as_object_mut(), built.details) {
+            d.extend(extra);
+        }
+        card.details = details;
         out.push(TrainedModel { card, onnx, parity_rows: export.holdout.len(), parity_max_relative_error: max_err });
     }
     Ok(out)
+}
+
+/// What a model family contributes to its card.
+struct Built {
+    task: Task,
+    model_type: String,
+    description: String,
+    export: Export,
+    metrics: Vec<HorizonMetrics>,
+    refit_every: Option<usize>,
+    target: String,
+    details: serde_json::Value,
+}
+
+/// A GARCH-family or HAR forecaster: fitted at `t_end`, scored walk-forward against EWMA.
+fn build_volatility(
+    model: ModelName,
+    recipe: &Recipe,
+    history: &DailyHistory,
+    t_end: usize,
+    metadata: &[(String, String)],
+    progress: &mut dyn FnMut(&str),
+) -> Result<Built> {
+    let export = match model.garch_spec() {
+        Some(_) => export_garch_model(model, history, t_end, &recipe.horizons, metadata)?,
+        None => export_har_model(model, history, t_end, &recipe.horizons, metadata)?,
+    };
+    progress(&format!(
+        "walk-forward evaluation from {} (refit {})",
+        history.dates[t_end + 1],
+        recipe.refit_every.map_or("never".into(), |r| format!("every {r} days"))
+    ));
+    let walk = WalkForward { train_days: t_end, refit_every: recipe.refit_every.unwrap_or(history.dates.len()), horizons: recipe.horizons.clone() };
+    let scores = evaluate(history, &[Forecaster::Ewma, Forecaster::Model(model)], &walk)?;
+    let metrics = recipe
+        .horizons
+        .iter()
+        .map(|&h| {
+            let of = |m: &str| scores.iter().find(|s| s.horizon == h && s.model == m).expect("evaluate scores every model and horizon");
+            let (mine, ewma) = (of(model.as_str()), of("ewma"));
+            HorizonMetrics {
+                horizon: h,
+                n: mine.n,
+                score: mine.qlike,
+                score_name: "qlike".into(),
+                baseline_score: ewma.qlike,
+                baseline: "ewma".into(),
+                extra: [
+                    ("mse_pct2".to_string(), json!(mine.mse)),
+                    ("mincer_zarnowitz".into(), json!(mine.mincer_zarnowitz)),
+                    ("ewma_mse_pct2".into(), json!(ewma.mse)),
+                ]
+                .into_iter()
+                .collect(),
+            }
+        })
+        .collect();
+    Ok(Built {
+        task: Task::Volatility,
+        model_type: model.as_str().into(),
+        description: describe(model, history.rv_source),
+        export,
+        metrics,
+        refit_every: recipe.refit_every,
+        target: target_name(history.rv_source),
+        details: serde_json::Value::Null,
+    })
+}
+
+/// The regime model: mixture and logistic regressions fitted at `t_end` and frozen; scored by
+/// Brier score against the training-window frequency of the event.
+fn build_regime(recipe: &Recipe, history: &DailyHistory, t_end: usize, metadata: &[(String, String)]) -> Result<Built> {
+    let features = regime_features(&history.rv, &history.returns);
+    let fit = RegimeParams::new(recipe.regime_states, &recipe.horizons).fit(&features, t_end)?;
+    let onnx = export_regime(&fit, metadata)?;
+    // Every day is labelled by the training mixture: a contemporaneous classification, so the
+    // labels after t_end use nothing fitted on them.
+    let labels = fit.classify(&features);
+    let origins: Vec<usize> = (t_end..features.len()).filter(|&t| features[t].is_some()).collect();
+    let holdout: Vec<GoldenRow> = origins
+        .iter()
+        .map(|&t| {
+            let x = features[t].expect("filtered");
+            let p = fit.predict(&x);
+            GoldenRow { input: x.to_vec(), outputs: fit.horizons().iter().zip(p).map(|(h, p)| (format!("p_high_regime_h{h}"), p)).collect() }
+        })
+        .collect();
+    let mut metrics = Vec::new();
+    let stressed = fit.states() - 1;
+    for (k, &h) in fit.horizons().iter().enumerate() {
+        let scored: Vec<(f64, bool)> = origins
+            .iter()
+            .filter_map(|&t| outcome(&labels, t, h, fit.states()).map(|y| (fit.predict(&features[t].expect("filtered"))[k], y)))
+            .collect();
+        let (p, y): (Vec<f64>, Vec<bool>) = scored.into_iter().unzip();
+        let base = fit.base_rates()[k];
+        let model_brier = brier(&p, &y)?;
+        let climatology = brier(&vec![base; p.len()], &y)?;
+        metrics.push(HorizonMetrics {
+            horizon: h,
+            n: p.len(),
+            score: model_brier,
+            score_name: "brier".into(),
+            baseline_score: climatology,
+            baseline: "climatology".into(),
+            extra: [
+                ("event_frequency".to_string(), json!(y.iter().filter(|v| **v).count() as f64 / y.len().max(1) as f64)),
+                ("training_frequency".into(), json!(base)),
+                ("calibration".into(), json!(calibration_table(&p, &y, 10))),
+            ]
+            .into_iter()
+            .collect(),
+        });
+    }
+    let (train_labels, eval_labels) = labels.split_at(t_end + 1);
+    let frequency = |l: &[Option<usize>]| -> Vec<f64> {
+        let known = l.iter().flatten().count().max(1) as f64;
+        (0..fit.states()).map(|s| l.iter().flatten().filter(|&&v| v == s).count() as f64 / known).collect()
+    };
+    let (mean, sd) = fit.standardisation();
+    let params = json!({
+        "states": fit.states(),
+        "stressed_state": stressed,
+        "feature_mean": mean,
+        "feature_sd": sd,
+        "logistic": fit.horizons().iter().zip(fit.logistic()).map(|(h, (b, w))| json!({ "horizon": h, "intercept": b, "coef": w })).collect::<Vec<_>>(),
+        "base_rates": fit.base_rates(),
+        "mixture_days": fit.nobs(),
+    });
+    let details = json!({
+        "regimes": fit.summary(),
+        "transition_frequencies_training": transition_frequencies(train_labels, fit.states()),
+        "transition_frequencies_evaluation": transition_frequencies(eval_labels, fit.states()),
+        "state_frequency_training": frequency(train_labels),
+        "state_frequency_evaluation": frequency(eval_labels),
+    });
+    Ok(Built {
+        task: Task::Regime,
+        model_type: format!("regime-gmm{}", fit.states()),
+        description: format!(
+            "{}-state Gaussian mixture (linfa-clustering) on (ln daily RV, log return); logistic regressions (linfa-logistic) forecast P(stressed state within h days)",
+            fit.states()
+        ),
+        export: Export { onnx, params, holdout },
+        metrics,
+        refit_every: None,
+        target: format!("stressed regime ({} of {}) within h days, days labelled by the training mixture", stressed + 1, fit.states()),
+        details,
+    })
 }
 
 /// The evaluation target in words, by where the daily variance comes from.

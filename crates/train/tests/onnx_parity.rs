@@ -103,3 +103,38 @@ fn garch_models_round_trip_through_onnx() {
         assert_rel("last row h=5", out[1].1[rows.len() - 1], last.iter().sum::<f64>() / 5.0 / 1e4);
     }
 }
+
+#[test]
+fn regime_model_round_trips_through_onnx_and_beats_climatology_out_of_sample() {
+    use foresight_core::features::regime_features;
+    use foresight_core::forecast::brier;
+    use foresight_train::fit::{RegimeParams, outcome};
+    use foresight_train::onnx::export_regime;
+
+    let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
+    let features = regime_features(&history.rv, &history.returns);
+    let train_end = history.dates.iter().position(|d| d.to_string() == "2021-12-31").unwrap();
+    let fit = RegimeParams::new(3, &[1, 5]).fit(&features, train_end).unwrap();
+    // Regimes are ranked calm → stressed by their typical volatility.
+    let summary = fit.summary();
+    assert!(summary.windows(2).all(|w| w[0].typical_daily_vol_pct < w[1].typical_daily_vol_pct), "{summary:?}");
+
+    let model = export_regime(&fit, &[]).unwrap();
+    assert_eq!(model.outputs, vec!["p_high_regime_h1", "p_high_regime_h5"]);
+    let origins: Vec<usize> = (train_end..features.len()).filter(|&t| features[t].is_some()).collect();
+    let rows: Vec<Vec<f64>> = origins.iter().map(|&t| features[t].unwrap().to_vec()).collect();
+    let out = run_ort(&model, &rows);
+    for (i, &t) in origins.iter().enumerate() {
+        let native = fit.predict(&features[t].unwrap());
+        for k in 0..2 {
+            assert_rel(&format!("p h{} row {i}", [1, 5][k]), out[k].1[i], native[k]);
+        }
+    }
+    // Out of sample (2022-2025), the 5-day probability beats always saying the training frequency.
+    let labels = fit.classify(&features);
+    let (p, y): (Vec<f64>, Vec<bool>) =
+        origins.iter().filter_map(|&t| outcome(&labels, t, 5, 3).map(|y| (fit.predict(&features[t].unwrap())[1], y))).unzip();
+    let model_brier = brier(&p, &y).unwrap();
+    let climatology = brier(&vec![fit.base_rates()[1]; p.len()], &y).unwrap();
+    assert!(model_brier < 0.9 * climatology, "Brier {model_brier} vs climatology {climatology}");
+}

@@ -5,6 +5,8 @@
 mod garch;
 mod har;
 mod linalg;
+mod regime;
 
 pub use garch::{FittedGarch, GarchParams};
 pub use har::{FittedHar, HarParams};
+pub use regime::{FittedRegime, RegimeParams, RegimeSummary, outcome, transition_frequencies};

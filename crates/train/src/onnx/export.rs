@@ -6,13 +6,13 @@
 
 use std::path::Path;
 
-use foresight_core::features::FEATURE_SPEC_VERSION;
+use foresight_core::features::{FEATURE_SPEC_VERSION, REGIME_FEATURES};
 use prost::Message;
 
 use super::builder::{Dim, GraphBuilder};
 use super::proto::ModelProto;
 use crate::error::{DataError, Result};
-use crate::fit::{FittedGarch, FittedHar};
+use crate::fit::{FittedGarch, FittedHar, FittedRegime};
 
 /// An exported model: the ONNX protobuf plus what a loader needs to call it.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,8 +72,10 @@ fn base_metadata(kind: &str, horizons: &[usize], input: &str, columns: &[&str], 
         ("foresight.input".into(), input.into()),
         ("foresight.input_columns".into(), columns.join(",")),
         ("foresight.horizons".into(), horizons.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",")),
-        ("foresight.units".into(), "variance of daily log returns (fraction², per day)".into()),
     ];
+    if kind != "regime" {
+        m.push(("foresight.units".into(), "variance of daily log returns (fraction², per day)".into()));
+    }
     m.extend_from_slice(extra);
     m
 }
@@ -185,6 +187,48 @@ pub fn export_garch(fit: &FittedGarch, horizons: &[usize], metadata: &[(String, 
         proto: g.into_model("GARCH-family closed-form variance forecast, exported by Foresight", &meta),
         input: "garch_state".into(),
         input_columns: vec!["last_return_pct".into(), "last_sigma2_pct2".into()],
+        outputs,
+    })
+}
+
+/// Exports a regime model's probability forecasts: input `regime_features` `[batch, 5]` (see
+/// `foresight_core::features::regime_features`), standardised, then one logistic regression per
+/// horizon: outputs `p_high_regime_h{h}` `[batch]`, the probability that the stressed regime
+/// occurs within the next `h` days.
+pub fn export_regime(fit: &FittedRegime, metadata: &[(String, String)]) -> Result<OnnxModel> {
+    let horizons = fit.horizons().to_vec();
+    let h = horizons.len() as i64;
+    let width = REGIME_FEATURES.len() as i64;
+    let (mean, sd) = fit.standardisation();
+    let mut g = GraphBuilder::new("regime");
+    let x = g.input("regime_features", &[Dim::Named("batch"), Dim::Fixed(width)], "ln RV daily/weekly/monthly, log return, |log return|");
+    let mean = g.constant("mean", &[width], &mean);
+    let sd = g.constant("sd", &[width], &sd);
+    let centred = g.op("Sub", &[&x, &mean], None, &[]);
+    let z = g.op("Div", &[&centred, &sd], None, &[]);
+    // W[i][k]: coefficient of feature i at horizon k.
+    let weights: Vec<f64> = (0..REGIME_FEATURES.len()).flat_map(|i| fit.logistic().iter().map(move |(_, w)| w[i])).collect();
+    let w = g.constant("coef", &[width, h], &weights);
+    let b: Vec<f64> = fit.logistic().iter().map(|(b, _)| *b).collect();
+    let b = g.constant("intercept", &[h], &b);
+    let linear = g.op("MatMul", &[&z, &w], None, &[]);
+    let logits = g.op("Add", &[&linear, &b], None, &[]);
+    let p = g.op("Sigmoid", &[&logits], None, &[]);
+    let mut outputs = Vec::new();
+    for (k, h) in horizons.iter().enumerate() {
+        let name = format!("p_high_regime_h{h}");
+        let index = g.constant_i64("k", &[], &[k as i64]);
+        g.op("Gather", &[&p, &index], Some(&name), &[("axis", 1)]);
+        g.output(&name, &[Dim::Named("batch")], &format!("probability of the stressed regime within the next {h} days"));
+        outputs.push(name);
+    }
+    let mut extra = metadata.to_vec();
+    extra.push(("foresight.regime_states".into(), fit.states().to_string()));
+    let meta = base_metadata("regime", &horizons, "regime_features", &REGIME_FEATURES, &extra);
+    Ok(OnnxModel {
+        proto: g.into_model("Volatility-regime probability forecaster (Gaussian mixture + logistic), exported by Foresight", &meta),
+        input: "regime_features".into(),
+        input_columns: REGIME_FEATURES.iter().map(|c| c.to_string()).collect(),
         outputs,
     })
 }

@@ -13,7 +13,7 @@ pub mod proto {
 }
 
 pub use builder::GraphBuilder;
-pub use export::{OnnxModel, export_garch, export_har};
+pub use export::{OnnxModel, export_garch, export_har, export_regime};
 
 /// ONNX operator set the exporter targets.
 pub const OPSET: i64 = 17;
