@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_registry::Registry;
-use foresight_train::recipe::{Recipe, RunInfo, train};
-use indicatif::{ProgressBar, ProgressStyle};
+use foresight_train::fit::Epoch;
+use foresight_train::recipe::{Progress, Recipe, RunInfo, train};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -41,19 +42,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git_commit: git_commit(),
     };
-    // Steps: loading, then fit / evaluate / parity per model.
-    let bar = ProgressBar::new(1 + 3 * recipe.models.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}").expect("valid template"));
-    let started = std::time::Instant::now();
-    let trained = train(&recipe, &info, &mut |step| {
-        if bar.is_hidden() {
-            eprintln!("[{:>5.1}s] {step}", started.elapsed().as_secs_f64());
-        }
-        bar.set_message(step.to_string());
-        bar.inc(1);
-    })
-    .with_context(|| format!("training {}", args.config.display()))?;
-    bar.finish_and_clear();
+    let mut bars = Bars::new(1 + 3 * recipe.models.len() as u64);
+    let trained = train(&recipe, &info, &mut bars).with_context(|| format!("training {}", args.config.display()))?;
+    bars.finish();
 
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
@@ -103,4 +94,60 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Progress on a terminal: a bar of steps and, while a neural model trains, a bar of epochs.
+/// Elsewhere (CI, pipes): one timestamped line per step and every 25th epoch.
+struct Bars {
+    multi: MultiProgress,
+    steps: ProgressBar,
+    epochs: Option<ProgressBar>,
+    started: std::time::Instant,
+}
+
+impl Bars {
+    fn new(steps: u64) -> Self {
+        let multi = MultiProgress::new();
+        let bar = multi.add(ProgressBar::new(steps));
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}").expect("valid template"));
+        Self { multi, steps: bar, epochs: None, started: std::time::Instant::now() }
+    }
+
+    fn log(&self, line: &str) {
+        if self.steps.is_hidden() {
+            eprintln!("[{:>5.1}s] {line}", self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.epochs.take() {
+            bar.finish_and_clear();
+        }
+        self.steps.finish_and_clear();
+    }
+}
+
+impl Progress for Bars {
+    fn step(&mut self, message: &str) {
+        if let Some(bar) = self.epochs.take() {
+            bar.finish_and_clear();
+        }
+        self.log(message);
+        self.steps.set_message(message.to_string());
+        self.steps.inc(1);
+    }
+
+    fn epoch(&mut self, model: &str, e: &Epoch) {
+        let losses = format!("train {:.4}  validation {:.4}  best {:.4}", e.train_loss, e.validation_loss, e.best_validation_loss);
+        if e.epoch == 1 || e.epoch % 25 == 0 {
+            self.log(&format!("{model}: epoch {}/{}  {losses}", e.epoch, e.max_epochs));
+        }
+        let bar = self.epochs.get_or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(e.max_epochs as u64));
+            bar.set_style(ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}").expect("valid template"));
+            bar
+        });
+        bar.set_position(e.epoch as u64);
+        bar.set_message(losses);
+    }
 }

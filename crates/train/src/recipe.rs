@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use foresight_core::calibrate::ModelName;
 use foresight_core::features::{FEATURE_SPEC_VERSION, har_components, regime_features};
-use foresight_core::forecast::{brier, calibration_table};
+use foresight_core::forecast::{brier, calibration_table, mincer_zarnowitz, qlike};
 use foresight_registry::card::{CARD_FORMAT, DataRef, Evaluation, OnnxSignature, TrainingWindow};
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::verify::sha256_hex;
@@ -22,9 +22,9 @@ use serde_json::json;
 
 use crate::data::load_ohlcv;
 use crate::error::{DataError, Result};
-use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate};
-use crate::fit::{FittedHar, GarchParams, HarParams, RegimeParams, outcome, transition_frequencies};
-use crate::onnx::{OPSET, OnnxModel, export_garch, export_har, export_regime};
+use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate, forecast_variances};
+use crate::fit::{Epoch, FittedHar, GarchParams, HarParams, NeuralForecast, NeuralParams, RegimeParams, outcome, transition_frequencies, window_row};
+use crate::onnx::{OPSET, OnnxModel, export_garch, export_har, export_neural, export_regime};
 
 /// Golden rows stored in each card.
 pub const GOLDEN_ROWS: usize = 8;
@@ -55,7 +55,16 @@ pub struct Recipe {
     /// Re-fit every this many days during evaluation (expanding window); absent: frozen.
     #[serde(default)]
     pub refit_every: Option<usize>,
-    /// Regimes of the `regime` model (2 or 3).
+    /// Days of features per input of the `neural` model.
+    #[serde(default = "default_neural_window")]
+    pub neural_window: usize,
+    /// Epoch limit of the `neural` model (training stops earlier on the validation window).
+    #[serde(default = "default_neural_epochs")]
+    pub neural_max_epochs: usize,
+    /// Seed of the `neural` model's weight initialisation.
+    #[serde(default = "default_seed")]
+    pub seed: i64,
+    /// Regimes of the `regime` model and of the `neural` model's regime head (2 or 3).
     #[serde(default = "default_regime_states")]
     pub regime_states: usize,
     /// Registry folder.
@@ -68,6 +77,15 @@ fn default_horizons() -> Vec<usize> {
 }
 fn default_primary() -> usize {
     5
+}
+fn default_neural_window() -> usize {
+    10
+}
+fn default_neural_epochs() -> usize {
+    400
+}
+fn default_seed() -> i64 {
+    42
 }
 fn default_regime_states() -> usize {
     3
@@ -97,9 +115,12 @@ impl Recipe {
             return Err("models: list at least one forecaster".into());
         }
         for m in &self.models {
-            if ModelName::parse(m).is_none() && m != "regime" {
-                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har, regime)"));
+            if ModelName::parse(m).is_none() && m != "regime" && m != "neural" {
+                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har, regime, neural)"));
             }
+        }
+        if self.neural_window == 0 || self.neural_max_epochs == 0 {
+            return Err("neural_window and neural_max_epochs: must be ≥ 1".into());
         }
         if !(2..=3).contains(&self.regime_states) {
             return Err(format!("regime_states: 2 or 3, not {}", self.regime_states));
@@ -146,10 +167,27 @@ struct Export {
     holdout: Vec<GoldenRow>,
 }
 
-/// Trains every model of `recipe`; `progress` hears each step.
-pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) -> Result<Vec<TrainedModel>> {
+/// Hears what training is doing: each step, and each epoch of a neural model.
+pub trait Progress {
+    /// A step starts.
+    fn step(&mut self, message: &str);
+    /// A neural model finished an epoch.
+    fn epoch(&mut self, model: &str, epoch: &Epoch) {
+        let _ = (model, epoch);
+    }
+}
+
+/// Any `FnMut(&str)` hears the steps (and not the epochs).
+impl<F: FnMut(&str)> Progress for F {
+    fn step(&mut self, message: &str) {
+        self(message)
+    }
+}
+
+/// Trains every model of `recipe`; `progress` hears each step and epoch.
+pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Result<Vec<TrainedModel>> {
     recipe.check().map_err(|message| DataError::Recipe { file: "recipe".into(), message })?;
-    progress(&format!("loading {}", recipe.data.display()));
+    progress.step(&format!("loading {}", recipe.data.display()));
     let bytes = std::fs::read(&recipe.data).map_err(|source| DataError::Io { file: recipe.data.clone(), source })?;
     let data_ref = DataRef { path: recipe.data.display().to_string(), sha256: sha256_hex(&bytes) };
     let history = DailyHistory::from_bars(&load_ohlcv(&recipe.data)?)?;
@@ -174,7 +212,7 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
     let mut out = Vec::new();
     for name in &recipe.models {
         let full_name = format!("{}-{name}", recipe.name);
-        progress(&format!("{full_name}: fitting on {}..{}", history.dates[0], history.dates[t_end]));
+        progress.step(&format!("{full_name}: fitting on {}..{}", history.dates[0], history.dates[t_end]));
         let metadata = vec![
             ("foresight.name".to_string(), full_name.clone()),
             ("foresight.asset".into(), recipe.asset.clone()),
@@ -183,11 +221,12 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
             ("foresight.created_at".into(), info.created_at.clone()),
             ("foresight.git_commit".into(), info.git_commit.clone().unwrap_or_default()),
         ];
-        let built = match ModelName::parse(name) {
-            Some(model) => build_volatility(model, recipe, &history, t_end, &metadata, &mut |s| progress(&format!("{full_name}: {s}")))?,
-            None => build_regime(recipe, &history, t_end, &metadata)?,
+        let built = match (ModelName::parse(name), name.as_str()) {
+            (Some(model), _) => build_volatility(model, recipe, &history, t_end, &metadata, &mut |s: &str| progress.step(&format!("{full_name}: {s}")))?,
+            (None, "neural") => build_neural(recipe, &history, t_end, &metadata, &full_name, progress)?,
+            _ => build_regime(recipe, &history, t_end, &metadata)?,
         };
-        progress(&format!("{full_name}: ONNX parity on {} hold-out rows", built.export.holdout.len()));
+        progress.step(&format!("{full_name}: ONNX parity on {} hold-out rows", built.export.holdout.len()));
         let export = built.export;
         let mut card = ModelCard {
             format: CARD_FORMAT.into(),
@@ -206,7 +245,7 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn FnMut(&str)) ->
                 sha256: String::new(),
                 opset: OPSET,
                 input: export.onnx.input.clone(),
-                input_shape: vec![-1, export.onnx.input_columns.len() as i64],
+                input_shape: export.onnx.input_shape.clone(),
                 input_columns: export.onnx.input_columns.clone(),
                 outputs: export.onnx.outputs.clone(),
             },
@@ -303,6 +342,115 @@ fn build_volatility(
         refit_every: recipe.refit_every,
         target: target_name(history.rv_source),
         details: serde_json::Value::Null,
+    })
+}
+
+/// Realized mean daily variance over `t+1..=t+h` (every day known and positive).
+fn realized_target(rv: &[Option<f64>], t: usize, h: usize) -> Option<f64> {
+    (t + h < rv.len()).then(|| rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.filter(|v| *v > 0.0).map(|v| s + v))).flatten().map(|s| s / h as f64)
+}
+
+/// The neural forecaster: trained once on the training window (early-stopped on its last
+/// fifth) and frozen; scored by QLIKE against EWMA, with frozen log-HAR's QLIKE and the regime
+/// head's Brier score beside it.
+fn build_neural(
+    recipe: &Recipe,
+    history: &DailyHistory,
+    t_end: usize,
+    metadata: &[(String, String)],
+    name: &str,
+    progress: &mut dyn Progress,
+) -> Result<Built> {
+    let features = regime_features(&history.rv, &history.returns);
+    let regimes = RegimeParams::new(recipe.regime_states, &recipe.horizons).fit(&features, t_end)?;
+    let labels = regimes.classify(&features);
+    let fit = NeuralParams::new(&recipe.horizons)
+        .window(recipe.neural_window)
+        .max_epochs(recipe.neural_max_epochs)
+        .seed(recipe.seed)
+        .fit(&features, &history.rv, &labels, regimes.states(), t_end, &mut |e: &Epoch| progress.epoch(name, e))?;
+    let onnx = export_neural(&fit, metadata)?;
+    let origins: Vec<(usize, Vec<f64>)> = (t_end..features.len()).filter_map(|t| window_row(&features, t, fit.window()).map(|r| (t, r))).collect();
+    let forecasts: Vec<NeuralForecast> = origins.iter().map(|(_, row)| fit.predict(row)).collect();
+    let holdout: Vec<GoldenRow> = origins
+        .iter()
+        .zip(&forecasts)
+        .map(|((_, row), f)| {
+            let mut outputs = variance_outputs(&recipe.horizons, &f.variance);
+            outputs.extend(recipe.horizons.iter().zip(&f.p_high_regime).map(|(h, p)| (format!("p_high_regime_h{h}"), *p)));
+            GoldenRow { input: row.clone(), outputs }
+        })
+        .collect();
+    // Baselines on the same origins: EWMA, and log-HAR fitted on the same window and frozen.
+    let frozen = WalkForward { train_days: t_end, refit_every: history.dates.len(), horizons: recipe.horizons.clone() };
+    let ewma = forecast_variances(Forecaster::Ewma, history, &frozen)?;
+    let log_har = forecast_variances(Forecaster::Model(ModelName::LogHar), history, &frozen)?;
+    let mut metrics = Vec::new();
+    for (k, &h) in recipe.horizons.iter().enumerate() {
+        let mut rows = Vec::new();
+        for ((t, _), f) in origins.iter().zip(&forecasts) {
+            if let (Some(rv), Some(e), Some(l)) = (realized_target(&history.rv, *t, h), ewma[k][*t], log_har[k][*t]) {
+                rows.push((f.variance[k], e, l, rv, f.p_high_regime[k], outcome(&labels, *t, h, regimes.states())));
+            }
+        }
+        let column = |i: usize| -> Vec<f64> { rows.iter().map(|r| [r.0, r.1, r.2, r.3][i]).collect() };
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let realized = column(3);
+        let (mine, ewma_q, har_q) = (mean(qlike(&column(0), &realized)?), mean(qlike(&column(1), &realized)?), mean(qlike(&column(2), &realized)?));
+        let (p, y): (Vec<f64>, Vec<bool>) = rows.iter().filter_map(|r| r.5.map(|y| (r.4, y))).unzip();
+        let base = regimes.base_rates()[k];
+        metrics.push(HorizonMetrics {
+            horizon: h,
+            n: rows.len(),
+            score: mine,
+            score_name: "qlike".into(),
+            baseline_score: ewma_q,
+            baseline: "ewma".into(),
+            extra: [
+                ("log_har_frozen_qlike".to_string(), json!(har_q)),
+                ("qlike_vs_log_har".into(), json!(mine / har_q - 1.0)),
+                ("mincer_zarnowitz".into(), json!(mincer_zarnowitz(&column(0), &realized)?)),
+                ("regime_brier".into(), json!(brier(&p, &y)?)),
+                ("regime_climatology_brier".into(), json!(brier(&vec![base; p.len()], &y)?)),
+            ]
+            .into_iter()
+            .collect(),
+        });
+    }
+    let (epochs, best_epoch, best_loss, train_rows, val_rows) = fit.training_summary();
+    let (mean, sd) = fit.feature_scaling();
+    let (scale, shift) = fit.variance_head();
+    let params = json!({
+        "architecture": fit.layers().iter().map(|l| format!("{}→{}", l.inputs, l.outputs)).collect::<Vec<_>>().join(", ") + " (tanh between layers)",
+        "window_days": fit.window(),
+        "feature_mean": mean,
+        "feature_sd": sd,
+        "log_variance_scale": scale,
+        "log_variance_shift": shift,
+        "seed": recipe.seed,
+        "weights": "in model.onnx",
+    });
+    let details = json!({
+        "training": {
+            "epochs_run": epochs, "best_epoch": best_epoch, "best_validation_loss": best_loss,
+            "training_rows": train_rows, "validation_rows": val_rows,
+            "early_stopping": "patience 40 epochs on the last 20% of the training window",
+        },
+        "regime_labels": format!("{}-state mixture fitted on the training window", regimes.states()),
+    });
+    Ok(Built {
+        task: Task::Volatility,
+        model_type: "neural-mlp".into(),
+        description: format!(
+            "MLP ({}) trained with tch on the last {} days of regime features: log mean RV and P(stressed regime) per horizon",
+            fit.layers().iter().map(|l| l.outputs.to_string()).collect::<Vec<_>>().join("-"),
+            fit.window()
+        ),
+        export: Export { onnx, params, holdout },
+        metrics,
+        refit_every: None,
+        target: target_name(history.rv_source),
+        details,
     })
 }
 

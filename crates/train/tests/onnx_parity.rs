@@ -22,13 +22,18 @@ fn data(name: &str) -> std::path::PathBuf {
 
 /// Runs `model` on `rows` (each `input_columns` wide); returns each output's values.
 fn run_ort(model: &OnnxModel, rows: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
+    run_ort_shaped(model, rows, &[model.input_columns.len()])
+}
+
+/// Runs `model` on `rows`, each the flattened `shape` of one batch element.
+fn run_ort_shaped(model: &OnnxModel, rows: &[Vec<f64>], shape: &[usize]) -> Vec<(String, Vec<f64>)> {
     // ORT_DYLIB_PATH comes from .cargo/config.toml (the bootstrap's venv).
     static ENV: OnceLock<Environment> = OnceLock::new();
     let env = ENV.get_or_init(|| ort::init().build().expect("ONNX Runtime loads (run ./scripts/bootstrap.sh)"));
     let mut session = Session::builder(env).unwrap().commit_from_memory(&model.to_bytes()).unwrap();
-    let width = model.input_columns.len();
     let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-    let input = TensorRef::from_array_view(([rows.len(), width], flat.as_slice())).unwrap();
+    let dims: Vec<usize> = std::iter::once(rows.len()).chain(shape.iter().copied()).collect();
+    let input = TensorRef::from_array_view((dims, flat.as_slice())).unwrap();
     let outputs = session.run(ort::inputs![model.input.as_str() => input]).unwrap();
     model
         .outputs
@@ -137,4 +142,47 @@ fn regime_model_round_trips_through_onnx_and_beats_climatology_out_of_sample() {
     let model_brier = brier(&p, &y).unwrap();
     let climatology = brier(&vec![fit.base_rates()[1]; p.len()], &y).unwrap();
     assert!(model_brier < 0.9 * climatology, "Brier {model_brier} vs climatology {climatology}");
+}
+
+#[test]
+fn neural_forecaster_is_deterministic_and_round_trips_through_onnx() {
+    use foresight_core::features::regime_features;
+    use foresight_train::fit::{NeuralParams, RegimeParams, window_row};
+    use foresight_train::onnx::export_neural;
+
+    let history = DailyHistory::from_bars(&load_ohlcv(&data("spx_1d.csv")).unwrap()).unwrap();
+    let features = regime_features(&history.rv, &history.returns);
+    let train_end = history.dates.iter().rposition(|d| d.to_string().as_str() <= "2010-12-31").unwrap();
+    let regimes = RegimeParams::new(3, &[1, 5]).fit(&features, train_end).unwrap();
+    let labels = regimes.classify(&features);
+    let fit = |seed| {
+        let mut epochs = Vec::new();
+        let f = NeuralParams::new(&[1, 5])
+            .max_epochs(60)
+            .seed(seed)
+            .fit(&features, &history.rv, &labels, 3, train_end, &mut |e| epochs.push(e.validation_loss))
+            .unwrap();
+        (f, epochs)
+    };
+    let (a, epochs) = fit(7);
+    assert!(!epochs.is_empty() && epochs.len() <= 60);
+    let (b, _) = fit(7);
+    assert_eq!(a, b, "same seed, same weights");
+    assert_ne!(a, fit(8).0, "the seed matters");
+
+    let model = export_neural(&a, &[]).unwrap();
+    assert_eq!(model.input_shape, vec![-1, 10, 5]);
+    assert_eq!(model.outputs, vec!["variance_h1", "variance_h5", "sigma_h1", "sigma_h5", "p_high_regime_h1", "p_high_regime_h5"]);
+    let rows: Vec<Vec<f64>> = (train_end..features.len()).filter_map(|t| window_row(&features, t, 10)).collect();
+    assert!(rows.len() > 1900);
+    // run_ort feeds [batch, width]; reshape to the model's [batch, 10, 5] through a wrapper.
+    let out = run_ort_shaped(&model, &rows, &[10, 5]);
+    for (i, row) in rows.iter().enumerate() {
+        let native = a.predict(row);
+        for k in 0..2 {
+            assert_rel(&format!("variance h{} row {i}", [1, 5][k]), out[k].1[i], native.variance[k]);
+            assert_rel(&format!("sigma row {i}"), out[2 + k].1[i], native.variance[k].sqrt());
+            assert_rel(&format!("p row {i}"), out[4 + k].1[i], native.p_high_regime[k]);
+        }
+    }
 }

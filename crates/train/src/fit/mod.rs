@@ -5,8 +5,10 @@
 mod garch;
 mod har;
 mod linalg;
+mod neural;
 mod regime;
 
 pub use garch::{FittedGarch, GarchParams};
 pub use har::{FittedHar, HarParams};
 pub use regime::{FittedRegime, RegimeParams, RegimeSummary, outcome, transition_frequencies};
+pub use neural::{Dense, Epoch, FittedNeural, NeuralForecast, NeuralParams, window_row};

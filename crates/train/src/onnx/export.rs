@@ -12,7 +12,7 @@ use prost::Message;
 use super::builder::{Dim, GraphBuilder};
 use super::proto::ModelProto;
 use crate::error::{DataError, Result};
-use crate::fit::{FittedGarch, FittedHar, FittedRegime};
+use crate::fit::{FittedGarch, FittedHar, FittedNeural, FittedRegime};
 
 /// An exported model: the ONNX protobuf plus what a loader needs to call it.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +21,10 @@ pub struct OnnxModel {
     pub proto: ModelProto,
     /// Graph input name.
     pub input: String,
-    /// Columns of the input, in order.
+    /// Columns of the input's last axis, in order.
     pub input_columns: Vec<String>,
+    /// Input shape, `-1` for the batch axis.
+    pub input_shape: Vec<i64>,
     /// Output names, `variance_h*` then `sigma_h*` per horizon.
     pub outputs: Vec<String>,
 }
@@ -122,6 +124,7 @@ pub fn export_har(fits: &[FittedHar], metadata: &[(String, String)]) -> Result<O
         proto: g.into_model("HAR-RV variance forecaster (Corsi 2009), exported by Foresight", &meta),
         input: "har_components".into(),
         input_columns: columns.iter().map(|c| c.to_string()).collect(),
+        input_shape: vec![-1, 3],
         outputs,
     })
 }
@@ -187,6 +190,7 @@ pub fn export_garch(fit: &FittedGarch, horizons: &[usize], metadata: &[(String, 
         proto: g.into_model("GARCH-family closed-form variance forecast, exported by Foresight", &meta),
         input: "garch_state".into(),
         input_columns: vec!["last_return_pct".into(), "last_sigma2_pct2".into()],
+        input_shape: vec![-1, 2],
         outputs,
     })
 }
@@ -229,6 +233,74 @@ pub fn export_regime(fit: &FittedRegime, metadata: &[(String, String)]) -> Resul
         proto: g.into_model("Volatility-regime probability forecaster (Gaussian mixture + logistic), exported by Foresight", &meta),
         input: "regime_features".into(),
         input_columns: REGIME_FEATURES.iter().map(|c| c.to_string()).collect(),
+        input_shape: vec![-1, width],
+        outputs,
+    })
+}
+
+/// Exports the neural forecaster: input `feature_window` `[batch, window, 5]` (the regime
+/// features of the last `window` days, oldest first), the MLP with its standardisation, and
+/// outputs `variance_h{h}`, `sigma_h{h}` and `p_high_regime_h{h}` per horizon.
+pub fn export_neural(fit: &FittedNeural, metadata: &[(String, String)]) -> Result<OnnxModel> {
+    let horizons = fit.horizons().to_vec();
+    let k = horizons.len() as i64;
+    let width = REGIME_FEATURES.len() as i64;
+    let window = fit.window() as i64;
+    let mut g = GraphBuilder::new("neural");
+    let x = g.input(
+        "feature_window",
+        &[Dim::Named("batch"), Dim::Fixed(window), Dim::Fixed(width)],
+        "regime features of the last `window` days, oldest first",
+    );
+    let shape = g.constant_i64("shape", &[2], &[-1, window * width]);
+    let flat = g.op("Reshape", &[&x, &shape], None, &[]);
+    let (mean, sd) = fit.feature_scaling();
+    let tile = |v: &[f64]| -> Vec<f64> { (0..window as usize).flat_map(|_| v.iter().copied()).collect() };
+    let mean = g.constant("mean", &[window * width], &tile(mean));
+    let sd = g.constant("sd", &[window * width], &tile(sd));
+    let centred = g.op("Sub", &[&flat, &mean], None, &[]);
+    let mut h = g.op("Div", &[&centred, &sd], None, &[]);
+    let layers = fit.layers();
+    for (i, layer) in layers.iter().enumerate() {
+        // tch stores [outputs, inputs]; MatMul wants [inputs, outputs].
+        let transposed: Vec<f64> =
+            (0..layer.inputs).flat_map(|r| (0..layer.outputs).map(move |c| layer.weight[c * layer.inputs + r])).collect();
+        let w = g.constant("w", &[layer.inputs as i64, layer.outputs as i64], &transposed);
+        let b = g.constant("b", &[layer.outputs as i64], &layer.bias);
+        let product = g.op("MatMul", &[&h, &w], None, &[]);
+        h = g.op("Add", &[&product, &b], None, &[]);
+        if i + 1 < layers.len() {
+            h = g.op("Tanh", &[&h], None, &[]);
+        }
+    }
+    let vol_index = g.constant_i64("vol_cols", &[k], &(0..k).collect::<Vec<_>>());
+    let regime_index = g.constant_i64("regime_cols", &[k], &(k..2 * k).collect::<Vec<_>>());
+    let vol = g.op("Gather", &[&h, &vol_index], None, &[("axis", 1)]);
+    let (scale, shift) = fit.variance_head();
+    let scale = g.constant("scale", &[k], &scale);
+    let shift = g.constant("shift", &[k], &shift);
+    let scaled = g.op("Mul", &[&vol, &scale], None, &[]);
+    let log_variance = g.op("Add", &[&scaled, &shift], None, &[]);
+    let variances = g.op("Exp", &[&log_variance], None, &[]);
+    let mut outputs = Vec::new();
+    horizon_outputs(&mut g, &variances, &horizons, &mut outputs);
+    let logits = g.op("Gather", &[&h, &regime_index], None, &[("axis", 1)]);
+    let p = g.op("Sigmoid", &[&logits], None, &[]);
+    for (i, h) in horizons.iter().enumerate() {
+        let name = format!("p_high_regime_h{h}");
+        let index = g.constant_i64("k", &[], &[i as i64]);
+        g.op("Gather", &[&p, &index], Some(&name), &[("axis", 1)]);
+        g.output(&name, &[Dim::Named("batch")], &format!("probability of the stressed regime within the next {h} days"));
+        outputs.push(name);
+    }
+    let mut extra = metadata.to_vec();
+    extra.push(("foresight.window_days".into(), window.to_string()));
+    let meta = base_metadata("neural-mlp", &horizons, "feature_window", &REGIME_FEATURES, &extra);
+    Ok(OnnxModel {
+        proto: g.into_model("MLP volatility and regime forecaster trained with tch, exported by Foresight", &meta),
+        input: "feature_window".into(),
+        input_columns: REGIME_FEATURES.iter().map(|c| c.to_string()).collect(),
+        input_shape: vec![-1, window, width],
         outputs,
     })
 }
