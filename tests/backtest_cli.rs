@@ -1,6 +1,6 @@
 //! `foresight backtest`, `inspect` and `features` run end to end on the bundled data.
 
-use crate::util::{data, foresight_err, foresight_ok, read_json};
+use crate::util::{assert_close, data, foresight_err, foresight_ok, read_json};
 
 const SIDE_KEYS: [&str; 15] = [
     "observations",
@@ -66,6 +66,20 @@ fn several_arms_side_by_side_on_btc_daily() {
     let rise1 = |arm: &str| arms_json[arm]["long"]["max_rise_1d"]["rel"].as_f64().unwrap();
     assert!(rise1("ewma:0.94+floor:stress10y+cap:0.25") <= 0.25 + 1e-12, "the cap holds");
     assert!(rise1("ewma:0.94") > 1.0);
+
+    // Readiness at the known stress events in the window: EWMA 0.26 before 2020-03-12 (the
+    // figure the training issue quotes), a static rate is always ready.
+    assert!(stdout.contains("readiness") && stdout.contains("2022-11-09"), "{stdout}");
+    let readiness = |arm: &str, date: &str| {
+        let list = arms_json[arm]["readiness"].as_array().unwrap();
+        let e = list.iter().find(|e| e["date"] == date).unwrap_or_else(|| panic!("{arm} has {date}"));
+        e["long"].as_f64().unwrap()
+    };
+    assert_close("EWMA readiness 2020-03-12", readiness("ewma:0.94", "2020-03-12"), 0.26, 0.02);
+    assert_eq!(readiness("static:0.1", "2020-03-12"), 1.0);
+    assert!(readiness("hs:500", "2020-03-12") > 0.9);
+    let dates: Vec<&str> = arms_json["hs:250"]["readiness"].as_array().unwrap().iter().map(|e| e["date"].as_str().unwrap()).collect();
+    assert_eq!(dates, ["2020-03-12", "2021-05-19", "2022-06-13", "2022-11-09", "2024-08-05"], "events outside the window are left out");
 
     // Per-arm series files with the documented columns, and the chart.
     let csv = std::fs::read_to_string(out.path().join("series_hs-250+buffer-0.25.csv")).unwrap();

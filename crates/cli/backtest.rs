@@ -11,7 +11,7 @@ use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
 use foresight_train::data::{load_daily_closes, load_ohlcv};
 use foresight_train::evaluate::{DailyHistory, model_margin_rates};
-use foresight_train::report::{date_of, write_backtest_report};
+use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
@@ -45,6 +45,10 @@ pub struct BacktestArgs {
     /// [default: 22].
     #[arg(long)]
     refit_every: Option<usize>,
+    /// Stress events to measure readiness at, `YYYY-MM-DD[=label]`, comma-separated
+    /// [default: the known stress events of the bundled data that fall in the scored window].
+    #[arg(long, value_name = "DATE[=LABEL]", value_delimiter = ',')]
+    events: Vec<String>,
 }
 
 /// The `[backtest]`-style TOML config: the same settings as the flags, arms in the arm grammar.
@@ -61,6 +65,8 @@ struct BacktestConfigFile {
     out: Option<PathBuf>,
     rv_data: Option<PathBuf>,
     refit_every: Option<usize>,
+    #[serde(default)]
+    events: Vec<String>,
 }
 
 /// Settings after merging defaults, the config file and the flags (flags win).
@@ -73,6 +79,26 @@ struct Settings {
     horizon: usize,
     burn_in: usize,
     out: PathBuf,
+    events: Vec<(chrono::NaiveDate, String)>,
+}
+
+/// Parses `YYYY-MM-DD[=label]` events; none given means the known stress events.
+fn parse_events(texts: &[String]) -> anyhow::Result<Vec<(chrono::NaiveDate, String)>> {
+    if texts.is_empty() {
+        return Ok(STRESS_EVENTS
+            .iter()
+            .map(|(d, l)| (chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("valid built-in date"), l.to_string()))
+            .collect());
+    }
+    texts
+        .iter()
+        .map(|t| {
+            let (date, label) = t.split_once('=').unwrap_or((t.as_str(), ""));
+            let day = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+                .with_context(|| format!("--events: `{date}` is not a YYYY-MM-DD date"))?;
+            Ok((day, if label.is_empty() { date.trim().to_string() } else { label.trim().to_string() }))
+        })
+        .collect()
 }
 
 fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
@@ -98,7 +124,9 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
             bail!("--calibrator: arm {arm} is given twice");
         }
     }
+    let events = parse_events(if args.events.is_empty() { &file.events } else { &args.events })?;
     Ok(Settings {
+        events,
         rv_data: args.rv_data.or(file.rv_data),
         refit_every: args.refit_every.or(file.refit_every).unwrap_or(22),
         data: args.data.or(file.data).context("no data: pass --data FILE or `data = ...` in --config")?,
@@ -159,7 +187,12 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     if args.horizon > 1 {
         println!("{}", foresight_train::report::OVERLAP_NOTE);
     }
-    let files = write_backtest_report(&args.out, &prices, &backtest)?;
+    let events = events_in(&prices, &backtest, &args.events);
+    if !events.is_empty() {
+        println!("{}", readiness_table(&backtest, &events));
+        println!("Readiness m(t−1) / max m(t..t+29), long/short: 1 = the margin was already at its peak when the event came.");
+    }
+    let files = write_backtest_report(&args.out, &prices, &backtest, &events)?;
     println!("wrote {}", files.summary.display());
     for s in &files.series {
         println!("wrote {}", s.display());
@@ -222,3 +255,22 @@ fn table(bt: &Backtest) -> Table {
     t
 }
 
+
+/// Readiness of every arm at every event, long/short.
+fn readiness_table(bt: &Backtest, events: &[Event]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["readiness".to_string()];
+    header.extend(events.iter().map(|e| e.date.clone()));
+    t.set_header(header);
+    let show = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
+    for arm in &bt.arms {
+        let mut row = vec![Cell::new(arm.arm.to_string())];
+        row.extend(events.iter().map(|e| {
+            Cell::new(format!("{}/{}", show(arm.readiness(Side::Long, e.index)), show(arm.readiness(Side::Short, e.index))))
+                .set_alignment(CellAlignment::Right)
+        }));
+        t.add_row(row);
+    }
+    t
+}

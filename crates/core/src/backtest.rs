@@ -114,6 +114,15 @@ pub struct ArmBacktest {
 }
 
 impl ArmBacktest {
+    /// Readiness of this arm's `side` margin for an event at price index `event` (see
+    /// [`stats::readiness`]); `None` unless the event and the day before are scored days.
+    pub fn readiness(&self, side: Side, event: usize) -> Option<f64> {
+        let first = self.rows.first()?.index;
+        let position = event.checked_sub(first)?;
+        let margins: Vec<f64> = self.rows.iter().map(|r| r.margin.get(side)).collect();
+        stats::readiness(&margins, position, stats::READINESS_WINDOW)
+    }
+
     /// The statistics of `side`.
     pub fn side(&self, side: Side) -> &SideSummary {
         match side {

@@ -191,9 +191,36 @@ pub fn peak_to_trough(m: &[f64]) -> Option<f64> {
     (!m.is_empty() && min > 0.0).then(|| max / min)
 }
 
+/// Days after an event over which [`readiness`] looks for the peak margin.
+pub const READINESS_WINDOW: usize = 30;
+
+/// Readiness of a margin series for an event on day `event`: the margin in force the day
+/// before, over the largest margin of the event day and the `window − 1` days after it,
+/// `m(t−1) / max m(t..t+window−1)`. 1 means the margin was already at its peak when the event
+/// came; a reactive margin that only climbs after the event scores low. `None` when the day
+/// before or the event day is outside `m`, or the peak is not positive.
+pub fn readiness(m: &[f64], event: usize, window: usize) -> Option<f64> {
+    if event == 0 || event >= m.len() || window == 0 {
+        return None;
+    }
+    let end = (event + window).min(m.len());
+    let peak = m[event..end].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (peak > 0.0).then(|| m[event - 1] / peak)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_is_the_margin_before_over_the_peak_after() {
+        let m = [0.05, 0.05, 0.10, 0.20, 0.15, 0.12];
+        assert_eq!(readiness(&m, 2, 30), Some(0.25), "0.05 before, peak 0.20 within the window");
+        assert_eq!(readiness(&m, 2, 1), Some(0.5), "a one-day window sees only the event day");
+        assert!((readiness(&[0.3, 0.2, 0.1], 1, 30).unwrap() - 1.5).abs() < 1e-12, "a margin that falls after the event");
+        assert_eq!(readiness(&m, 0, 30), None, "no day before");
+        assert_eq!(readiness(&m, 6, 30), None, "event outside the series");
+    }
 
     #[test]
     fn chi_square_quantiles_match_published_tables() {

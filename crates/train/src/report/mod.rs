@@ -20,6 +20,46 @@ pub const OVERLAP_NOTE: &str = "With a horizon h > 1 consecutive loss windows ov
 rates, margins and shortfall use every scored day; Kupiec, Christoffersen and the traffic light use the \
 non-overlapping subsample (every h-th scored day), where their independence assumption holds.";
 
+/// Stress events in the bundled histories (see `data/README.md`), which reports measure
+/// readiness at when they fall inside the scored window.
+pub const STRESS_EVENTS: [(&str, &str); 10] = [
+    ("2008-09-15", "Lehman Brothers files for bankruptcy"),
+    ("2008-09-29", "US House rejects TARP; S&P 500 −8.8%"),
+    ("2011-08-08", "US downgrade; S&P 500 −6.7%"),
+    ("2015-08-24", "China devaluation sell-off"),
+    ("2018-02-05", "Volmageddon (short-VIX products collapse)"),
+    ("2020-03-12", "COVID crash, BTC about −40% in a day"),
+    ("2021-05-19", "BTC −30% intraday (China mining ban, leverage flush)"),
+    ("2022-06-13", "3AC / Celsius"),
+    ("2022-11-09", "FTX collapse"),
+    ("2024-08-05", "Yen carry-trade unwind"),
+];
+
+/// An event a report measures readiness at: a scored bar and its name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Index of the event's bar in the price series.
+    pub index: usize,
+    /// Its date as text.
+    pub date: String,
+    /// What happened.
+    pub label: String,
+}
+
+/// The events (`dates` with labels) that fall on a bar of `prices` inside the scored window of
+/// `backtest`, with a scored day before them. An event on a non-trading day moves to the next
+/// bar (at most 4 days later); events outside the window are left out.
+pub fn events_in(prices: &Values, backtest: &Backtest, dates: &[(chrono::NaiveDate, String)]) -> Vec<Event> {
+    dates
+        .iter()
+        .filter_map(|(day, label)| {
+            let index = prices.timestamps.iter().position(|t| t.date() >= *day)?;
+            let close = (prices.timestamps[index].date() - *day).num_days() <= 4;
+            (close && index > backtest.start && index <= backtest.end).then(|| Event { index, date: date_of(prices, index), label: label.clone() })
+        })
+        .collect()
+}
+
 /// The files a backtest report consists of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportFiles {
@@ -35,10 +75,10 @@ pub struct ReportFiles {
 
 /// Writes the whole report of `backtest` (run on `prices`) into `out_dir`, creating it. The
 /// JSON and CSV files are written first, so a chart failure loses no data.
-pub fn write_backtest_report(out_dir: &Path, prices: &Values, backtest: &Backtest) -> Result<ReportFiles> {
+pub fn write_backtest_report(out_dir: &Path, prices: &Values, backtest: &Backtest, events: &[Event]) -> Result<ReportFiles> {
     std::fs::create_dir_all(out_dir).map_err(|source| DataError::Io { file: out_dir.to_path_buf(), source })?;
     let summary = out_dir.join("summary.json");
-    let text = serde_json::to_string_pretty(&summary_json(prices, backtest)).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&summary_json(prices, backtest, events)).unwrap_or_default();
     std::fs::write(&summary, text + "\n").map_err(|source| DataError::Io { file: summary.clone(), source })?;
     let mut series = Vec::new();
     for arm in &backtest.arms {
@@ -62,14 +102,19 @@ pub fn date_of(prices: &Values, index: usize) -> String {
 }
 
 /// The `summary.json` document.
-pub fn summary_json(prices: &Values, backtest: &Backtest) -> Value {
+pub fn summary_json(prices: &Values, backtest: &Backtest, events: &[Event]) -> Value {
     let params = &backtest.config.params;
     let arms: serde_json::Map<String, Value> = backtest
         .arms
         .iter()
         .map(|a| {
-            let sides: serde_json::Map<String, Value> =
+            let mut sides: serde_json::Map<String, Value> =
                 Side::BOTH.iter().map(|s| (s.as_str().to_string(), side_json(prices, a.side(*s), params.confidence()))).collect();
+            let readiness: Vec<Value> = events
+                .iter()
+                .map(|e| json!({ "date": e.date, "event": e.label, "long": a.readiness(Side::Long, e.index), "short": a.readiness(Side::Short, e.index) }))
+                .collect();
+            sides.insert("readiness".into(), Value::Array(readiness));
             (a.arm.to_string(), Value::Object(sides))
         })
         .collect();
@@ -99,6 +144,7 @@ pub fn summary_json(prices: &Values, backtest: &Backtest) -> Value {
             "scored_to": date_of(prices, backtest.end),
             "reject_at": foresight_core::stats::REJECT_AT,
             "overlap": OVERLAP_NOTE,
+            "readiness": "m(t−1) / max m(t..t+29): the margin in force before the event over its peak in the 30 days from it",
         },
         "arms": arms,
     })
