@@ -91,3 +91,26 @@ fn the_bundled_recipes_parse() {
         }
     }
 }
+
+#[test]
+fn correlation_artifact_uses_common_dates_only_and_is_shrunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("models");
+    let btc = format!("BTC={}", data("btc_usdt_1d.csv").display());
+    let spx = format!("SPX={}", data("spx_1d.csv").display());
+    let out = foresight_ok(&["correlation", "--asset", &btc, "--asset", &spx, "--registry", registry.to_str().unwrap()]);
+    // BTC trades every day, the S&P 500 on business days: 345 common dates, 344 returns.
+    assert!(out.contains("344 aligned daily returns on common dates 2017-08-17..2018-12-31"), "{out}");
+    let reg = foresight_registry::Registry::open(&registry).unwrap();
+    let artifact = reg.artifact("correlation").unwrap();
+    assert_eq!(artifact["assets"], serde_json::json!(["BTC", "SPX"]));
+    let (sample, shrunk) = (artifact["sample"][0][1].as_f64().unwrap(), artifact["matrix"][0][1].as_f64().unwrap());
+    assert!(sample > 0.0 && shrunk > 0.0 && shrunk < sample, "{sample} {shrunk}");
+    let intensity = artifact["intensity"].as_f64().unwrap();
+    assert!(intensity > 0.0 && intensity < 1.0);
+    assert_eq!(artifact["matrix"][1][1], 1.0);
+    let err = foresight_err(&["correlation", "--asset", &btc, "--asset", &spx, "--start", "2019-01-01", "--dry-run"]);
+    assert!(err.contains("the assets share 0 dates"), "{err}");
+    let err = foresight_err(&["correlation", "--asset", &btc, "--asset", "SPX"]);
+    assert!(err.contains("expected NAME=FILE"), "{err}");
+}

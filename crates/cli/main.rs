@@ -8,6 +8,7 @@
 //! runtimes).
 
 mod backtest;
+mod correlation;
 mod doctor;
 mod evaluate;
 mod fit;
@@ -44,6 +45,8 @@ enum Command {
     Train(train::TrainArgs),
     /// The model registry: list, show, verify, promote, rollback, diff.
     Models(models::ModelsArgs),
+    /// Estimate the cross-asset correlation (common dates, shrinkage) into the registry.
+    Correlation(correlation::CorrelationArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
     Doctor(doctor::DoctorArgs),
 }
@@ -59,6 +62,7 @@ fn run() -> anyhow::Result<()> {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Train(args) => train::run(args),
         Command::Models(args) => models::run(args),
+        Command::Correlation(args) => correlation::run(args),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`calibrate`]: the reactive margin calibrators (static, EWMA/RiskMetrics, historical
 //!   simulation) named by the arm grammar ([`calibrate::Arm`]), with EMIR Art. 28
 //!   anti-procyclicality options (floor, buffer, cap).
+//! - [`correlation`]: the cross-asset correlation for portfolio offsets (Schäfer-Strimmer shrinkage).
 //! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
 //! - [`forecast`]: scoring variance forecasts (QLIKE, MSE, Mincer-Zarnowitz, Diebold-Mariano).
 //! - [`stats`]: coverage tests (Kupiec, Christoffersen), the Basel traffic light and
@@ -21,6 +22,7 @@
 
 pub mod backtest;
 pub mod calibrate;
+pub mod correlation;
 pub mod error;
 pub mod features;
 pub mod forecast;

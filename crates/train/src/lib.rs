@@ -2,6 +2,7 @@
 //!
 //! Foresight's data side, on top of the pure math in `foresight-core`:
 //!
+//! - [`correlation`]: the cross-asset correlation artifact (common dates, Schäfer-Strimmer shrinkage);
 //! - [`data`]: load OHLCV and single-value series from CSV or Parquet with polars, validate them
 //!   (every rejection names the file, row and column), report time gaps, turn intraday bars into
 //!   daily bars and daily realized variance;
@@ -15,6 +16,7 @@
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
 #![deny(missing_docs)]
 
+pub mod correlation;
 pub mod data;
 pub mod error;
 pub mod evaluate;
