@@ -271,7 +271,7 @@ fn evaluate_prints_the_forecast_table_and_writes_scores() {
     assert_eq!(scores["scores"].as_array().unwrap().len(), 6);
     assert_eq!(scores["first_origin"], "2020-05-13");
     let err = crate::util::foresight_err(&["evaluate", "--data", data("btc_usdt_2h.csv").to_str().unwrap(), "--models", "ewma,lstm"]);
-    assert!(err.contains("unknown forecaster `lstm`"), "{err}");
+    assert!(err.contains("`lstm` is not a forecaster") && err.contains("no model `lstm`"), "{err}");
 }
 
 #[test]

@@ -6,4 +6,5 @@ mod util;
 mod backtest_cli;
 mod doctor;
 mod reference;
+mod registry_arms;
 mod train_cli;

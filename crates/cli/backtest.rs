@@ -10,7 +10,8 @@ use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams};
 use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
 use foresight_train::data::{load_daily_closes, load_ohlcv};
-use foresight_train::evaluate::{DailyHistory, model_margin_rates};
+use foresight_registry::{ModelRef, Registry};
+use foresight_train::evaluate::{DailyHistory, model_margin_rates, registered_margin_rates};
 use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
 #[derive(Debug, Args)]
@@ -49,6 +50,9 @@ pub struct BacktestArgs {
     /// [default: the known stress events of the bundled data that fall in the scored window].
     #[arg(long, value_name = "DATE[=LABEL]", value_delimiter = ',')]
     events: Vec<String>,
+    /// For `model:<name>[@vN]` arms: the registry folder [default: models].
+    #[arg(long, value_name = "DIR")]
+    registry: Option<PathBuf>,
 }
 
 /// The `[backtest]`-style TOML config: the same settings as the flags, arms in the arm grammar.
@@ -67,6 +71,7 @@ struct BacktestConfigFile {
     refit_every: Option<usize>,
     #[serde(default)]
     events: Vec<String>,
+    registry: Option<PathBuf>,
 }
 
 /// Settings after merging defaults, the config file and the flags (flags win).
@@ -80,6 +85,7 @@ struct Settings {
     burn_in: usize,
     out: PathBuf,
     events: Vec<(chrono::NaiveDate, String)>,
+    registry: PathBuf,
 }
 
 /// Parses `YYYY-MM-DD[=label]` events; none given means the known stress events.
@@ -127,6 +133,7 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
     let events = parse_events(if args.events.is_empty() { &file.events } else { &args.events })?;
     Ok(Settings {
         events,
+        registry: args.registry.or(file.registry).unwrap_or_else(|| PathBuf::from("models")),
         rv_data: args.rv_data.or(file.rv_data),
         refit_every: args.refit_every.or(file.refit_every).unwrap_or(22),
         data: args.data.or(file.data).context("no data: pass --data FILE or `data = ...` in --config")?,
@@ -146,7 +153,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let config = BacktestConfig { params, burn_in: args.burn_in };
     // Model arms share one daily history: realized variance from --rv-data (intraday bars) when
     // given, else the daily bars' range.
-    let history = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Model { .. })) {
+    let history = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. })) {
         let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
         let bars = load_ohlcv(bars_file).context("model: arms need OHLC bars for realized variance (pass --rv-data FILE)")?;
         Some(DailyHistory::from_bars(&bars)?)
@@ -156,13 +163,27 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let with_rates = args
         .arms
         .iter()
-        .map(|arm| match (arm.base, &history) {
+        .map(|arm| match (&arm.base, &history) {
             (BaseCalibrator::Model { forecaster }, Some(history)) => {
-                let base = model_margin_rates(forecaster, history, &prices, &params, args.burn_in, args.refit_every)
+                let base = model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every)
                     .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
-                Ok((*arm, arm.with_apc(&base, &prices.values, &params)?))
+                Ok((arm.clone(), arm.with_apc(&base, &prices.values, &params)?))
             }
-            _ => Ok((*arm, arm.margin_rates(&prices.values, &params)?)),
+            (BaseCalibrator::Registered { model }, Some(history)) => {
+                let reference: ModelRef = model.parse()?;
+                let registry = Registry::open(&args.registry)?;
+                let (card, mut loaded, _) = registry.load(&reference)?;
+                let base = registered_margin_rates(&card, &mut loaded, history, &prices, &params)
+                    .with_context(|| format!("forecasting with model:{model}"))?;
+                println!(
+                    "model:{model} is {} (trained on {}..{}); its rates start after the training window",
+                    card.reference(),
+                    card.training.start,
+                    card.training.end
+                );
+                Ok((arm.clone(), arm.with_apc(&base, &prices.values, &params)?))
+            }
+            _ => Ok((arm.clone(), arm.margin_rates(&prices.values, &params)?)),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let backtest = run_backtest_rates(&prices.values, with_rates, config)

@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_train::data::load_ohlcv;
-use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, evaluate};
+use foresight_registry::{ModelRef, Registry};
+use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, evaluate_with, registered_forecasts};
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -14,7 +15,9 @@ pub struct EvaluateArgs {
     /// back to the Garman-Klass range variance.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// Forecasters: ewma, garch, garch-t, gjr, gjr-t, har, log-har.
+    /// Forecasters: ewma, garch, garch-t, gjr, gjr-t, har, log-har (re-fitted walk-forward), and
+    /// registered models by name (`btc-neural`, `btc-log-har@v1`), run frozen through ONNX
+    /// Runtime; the evaluation must start after every registered model's training window.
     #[arg(long, value_delimiter = ',', default_value = "ewma,garch,gjr-t,har,log-har")]
     models: Vec<String>,
     /// Horizons in days.
@@ -26,23 +29,50 @@ pub struct EvaluateArgs {
     /// Re-estimate every this many days (expanding window).
     #[arg(long, default_value_t = 22)]
     refit_every: usize,
+    /// Registry folder for registered models.
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    registry: PathBuf,
     /// Write `forecast_scores.json` here.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
-    let forecasters = args
-        .models
-        .iter()
-        .map(|m| Forecaster::parse(m).with_context(|| format!("--models: unknown forecaster `{m}` (ewma, garch, garch-t, gjr, gjr-t, har, log-har)")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if forecasters.is_empty() {
+    let history = DailyHistory::from_bars(&load_ohlcv(&args.data)?)?;
+    if args.train_days >= history.dates.len() {
+        bail!("--train-days {} leaves nothing to evaluate in {} days", args.train_days, history.dates.len());
+    }
+    let first_origin = history.dates[args.train_days];
+    let mut forecasters = Vec::new();
+    let mut registered = Vec::new();
+    for m in &args.models {
+        if let Some(f) = Forecaster::parse(m) {
+            forecasters.push(f);
+            continue;
+        }
+        let reference: ModelRef = m.parse().with_context(|| format!("--models: `{m}` is neither a forecaster (ewma, garch, garch-t, gjr, gjr-t, har, log-har) nor a model reference"))?;
+        let registry = Registry::open(&args.registry)?;
+        let (card, mut loaded, _) = registry
+            .load(&reference)
+            .with_context(|| format!("--models: `{m}` is not a forecaster (ewma, garch, garch-t, gjr, gjr-t, har, log-har), so it must be a registered model"))?;
+        // Scoring a model on days it was fitted on would flatter it: refuse.
+        if first_origin <= card.training.end {
+            bail!(
+                "{} was trained on {}..{}; this evaluation starts at {first_origin}: raise --train-days so the first forecast comes after {}",
+                card.reference(),
+                card.training.start,
+                card.training.end,
+                card.training.end
+            );
+        }
+        let forecasts = registered_forecasts(&card, &mut loaded, &history, &args.horizons)?;
+        registered.push((card.reference().to_string(), forecasts));
+    }
+    if forecasters.is_empty() && registered.is_empty() {
         bail!("--models: name at least one forecaster");
     }
-    let history = DailyHistory::from_bars(&load_ohlcv(&args.data)?)?;
     let config = WalkForward { train_days: args.train_days, refit_every: args.refit_every, horizons: args.horizons.clone() };
-    let scores = evaluate(&history, &forecasters, &config).with_context(|| format!("evaluating on {}", args.data.display()))?;
+    let scores = evaluate_with(&history, &forecasters, registered, &config).with_context(|| format!("evaluating on {}", args.data.display()))?;
     println!(
         "{}: {} days, RV from {}; first forecast {} (after {} days), refit every {} days, expanding window",
         args.data.display(),

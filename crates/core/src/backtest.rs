@@ -150,7 +150,7 @@ pub fn run_backtest(prices: &[f64], arms: &[Arm], config: BacktestConfig) -> Res
     check_prices("close", prices)?;
     let with_rates = arms
         .iter()
-        .map(|arm| Ok((*arm, arm.margin_rates(prices, &config.params)?)))
+        .map(|arm| Ok((arm.clone(), arm.margin_rates(prices, &config.params)?)))
         .collect::<Result<Vec<_>>>()?;
     run_backtest_rates(prices, with_rates, config)
 }
@@ -207,7 +207,7 @@ pub fn run_backtest_rates(prices: &[f64], arms: Vec<(Arm, Vec<Option<SideRates>>
                 .collect::<Result<Vec<_>>>()?;
             let long = summarize(&rows, Side::Long, &config);
             let short = summarize(&rows, Side::Short, &config);
-            Ok(ArmBacktest { arm: *arm, rows, long, short })
+            Ok(ArmBacktest { arm: arm.clone(), rows, long, short })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Backtest { config, start, end, arms })
@@ -315,7 +315,7 @@ mod tests {
     fn no_look_ahead_margin_at_t_ignores_later_prices() {
         let p = prices();
         let arm: Arm = "hs:100+cap:0.5".parse().unwrap();
-        let full = run_backtest(&p, &[arm], config(1, 250)).unwrap();
+        let full = run_backtest(&p, &[arm.clone()], config(1, 250)).unwrap();
         // Changing every price after bar 320 must not change any margin posted up to 320.
         let mut altered = p.clone();
         for x in altered.iter_mut().skip(321) {

@@ -1,11 +1,14 @@
 //! # foresight-registry
 //!
 //! Foresight's model registry, without MLflow: a folder (the checkout's `models/`) that training
-//! writes and the service reads. No libtorch and no polars, so both sides can depend on it.
+//! writes and the service reads. No libtorch and no polars, so both sides can depend on it
+//! (it builds on the pure `foresight-core`).
 //!
 //! - [`card`]: the model card (`card.json`): signature, windows, data hashes, metrics, golden rows;
 //! - [`store`]: `models/<name>/v<n>/`, champion/challenger pointers per `<asset>/<task>` slot in
 //!   `registry.json`, promotion rules, rollback, diff, shared artifacts;
+//! - [`inputs`]: the input rows a registered model takes, built from a daily history with the
+//!   feature code of `foresight-core`;
 //! - [`verify`]: sha256 of the ONNX file and its golden rows re-run through ONNX Runtime;
 //! - [`runtime`]: find and load ONNX Runtime (`ort`, load-dynamic) and run a model on `f64` rows;
 //! - [`atomic`]: temp-file + fsync + rename writes, so a crash never leaves a half-written registry.
@@ -14,6 +17,7 @@
 pub mod atomic;
 pub mod card;
 pub mod error;
+pub mod inputs;
 pub mod runtime;
 pub mod store;
 pub mod verify;

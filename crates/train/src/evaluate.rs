@@ -15,6 +15,10 @@ use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, diebold_mariano,
 use foresight_core::volatility::ArchData;
 use serde::Serialize;
 
+use foresight_registry::ModelCard;
+use foresight_registry::inputs::ModelInput;
+use foresight_registry::runtime::LoadedModel;
+
 use crate::data::{Frequency, Ohlcv, Values};
 use crate::error::{DataError, Result};
 use crate::fit::{FittedHar, GarchParams, HarParams};
@@ -117,6 +121,17 @@ pub struct Scores {
 
 /// Runs every forecaster over `history` and scores it at every horizon.
 pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &WalkForward) -> Result<Vec<Scores>> {
+    evaluate_with(history, forecasters, Vec::new(), config)
+}
+
+/// [`evaluate`], plus forecasts made elsewhere (`(name, [horizon index][day])`, e.g. a
+/// registered model's [`registered_forecasts`]) scored on the same origins.
+pub fn evaluate_with(
+    history: &DailyHistory,
+    forecasters: &[Forecaster],
+    precomputed: Vec<(String, Vec<Vec<Option<f64>>>)>,
+    config: &WalkForward,
+) -> Result<Vec<Scores>> {
     let n = history.dates.len();
     let max_h = config.horizons.iter().copied().max().unwrap_or(1);
     if config.horizons.is_empty() || config.horizons.contains(&0) || config.refit_every == 0 {
@@ -129,8 +144,16 @@ pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &Wal
         });
     }
     // forecasts[model][horizon index][origin]
-    let forecasts: Vec<Vec<Vec<Option<f64>>>> =
+    let mut forecasts: Vec<Vec<Vec<Option<f64>>>> =
         forecasters.iter().map(|f| run(*f, history, config)).collect::<Result<_>>()?;
+    let mut names: Vec<String> = forecasters.iter().map(|f| f.name().to_string()).collect();
+    for (name, f) in precomputed {
+        if f.len() != config.horizons.len() || f.iter().any(|row| row.len() != n) {
+            return Err(DataError::Fit { model: name, message: "forecasts do not cover every horizon and day".into() });
+        }
+        names.push(name);
+        forecasts.push(f);
+    }
     let target = |t: usize, h: usize| -> Option<f64> {
         (t + h < n).then(|| history.rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.map(|v| s + v))).flatten().map(|s| s / h as f64)
     };
@@ -144,8 +167,8 @@ pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &Wal
             .iter()
             .map(|f| qlike(&origins.iter().filter_map(|&t| f[k][t]).collect::<Vec<_>>(), &realized))
             .collect::<std::result::Result<_, _>>()?;
-        let reference = |name: &str| forecasters.iter().position(|f| f.name() == name);
-        for (m, f) in forecasters.iter().enumerate() {
+        let reference = |name: &str| names.iter().position(|f| f == name);
+        for (m, name) in names.iter().enumerate() {
             let predicted: Vec<f64> = origins.iter().filter_map(|&t| forecasts[m][k][t]).collect();
             let pct2 = |v: &[f64]| v.iter().map(|x| x * 1e4).collect::<Vec<_>>();
             let mse = squared_error(&pct2(&predicted), &pct2(&realized))?;
@@ -156,7 +179,7 @@ pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &Wal
                 }
             };
             out.push(Scores {
-                model: f.name().into(),
+                model: name.clone(),
                 horizon: h,
                 n: origins.len(),
                 qlike: losses[m].iter().sum::<f64>() / origins.len() as f64,
@@ -275,6 +298,80 @@ pub fn model_margin_rates(
     let horizons = if h == 1 { vec![1] } else { vec![1, h] };
     let config = WalkForward { train_days: burn_in, refit_every, horizons };
     let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
+    forecast_rates(&forecasts, history, prices, params)
+}
+
+/// Variance forecasts of a registered model, run through ONNX Runtime on every day of
+/// `history`: `[horizon index][day] -> variance_h{h}` for each of `horizons`, which the model
+/// must output. The inputs come from [`ModelInput`], i.e. the same feature code it was trained
+/// on. Days up to the end of its training window are forecast too (in sample); callers that
+/// score forecasts must start after [`ModelCard::training`]'s end.
+pub fn registered_forecasts(
+    card: &ModelCard,
+    model: &mut LoadedModel,
+    history: &DailyHistory,
+    horizons: &[usize],
+) -> Result<Vec<Vec<Option<f64>>>> {
+    let name = card.reference().to_string();
+    let source = card.details.get("rv_source").and_then(|v| v.as_str()).unwrap_or(history.rv_source);
+    if source != history.rv_source {
+        return Err(DataError::Fit {
+            model: name,
+            message: format!(
+                "it was trained on daily variance from {source}, this history has {}: give it the same kind of data (intraday bars: --rv-data)",
+                history.rv_source
+            ),
+        });
+    }
+    let missing: Vec<usize> = horizons.iter().copied().filter(|h| !card.onnx.outputs.contains(&format!("variance_h{h}"))).collect();
+    if !missing.is_empty() {
+        return Err(DataError::Fit { model: name, message: format!("it forecasts horizons {:?}, not {missing:?}", card.horizons) });
+    }
+    let input = ModelInput::from_card(card)?;
+    let rows = input.rows(&history.rv, &history.returns);
+    let days: Vec<usize> = (0..rows.len()).filter(|&t| rows[t].is_some()).collect();
+    let mut out = vec![vec![None; rows.len()]; horizons.len()];
+    if days.is_empty() {
+        return Ok(out);
+    }
+    let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].clone().unwrap_or_default()).collect();
+    let outputs = model.run(&flat)?;
+    for (k, h) in horizons.iter().enumerate() {
+        let values = &outputs[&format!("variance_h{h}")];
+        for (i, &t) in days.iter().enumerate() {
+            out[k][t] = Some(values[i]).filter(|v| v.is_finite() && *v > 0.0);
+        }
+    }
+    Ok(out)
+}
+
+/// Base margin rates of a `model:<name>@vN` arm aligned with `prices`: the registered model's
+/// forecasts (see [`registered_forecasts`]) turned into rates by filtered historical simulation.
+/// Standardised residuals are collected over the whole history, but no rate is posted for a
+/// day up to the end of the model's training window, so a backtest scores it out of sample
+/// only.
+pub fn registered_margin_rates(
+    card: &ModelCard,
+    model: &mut LoadedModel,
+    history: &DailyHistory,
+    prices: &Values,
+    params: &CalibrationParams,
+) -> Result<Vec<Option<SideRates>>> {
+    let h = params.horizon();
+    let horizons = if h == 1 { vec![1] } else { vec![1, h] };
+    let forecasts = registered_forecasts(card, model, history, &horizons)?;
+    let mut rates = forecast_rates(&forecasts, history, prices, params)?;
+    for (t, r) in rates.iter_mut().enumerate() {
+        if prices.timestamps[t].date() <= card.training.end {
+            *r = None;
+        }
+    }
+    Ok(rates)
+}
+
+/// FHS rates from per-day forecasts (`[horizon index][day]`, 1 day first, the margin horizon
+/// last), aligned with `prices` by date; a day without a forecast keeps the previous rate.
+fn forecast_rates(forecasts: &[Vec<Option<f64>>], history: &DailyHistory, prices: &Values, params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
     let by_date: HashMap<NaiveDate, usize> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
     let aligned = |series: &[Option<f64>]| -> Vec<Option<f64>> {
         prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()

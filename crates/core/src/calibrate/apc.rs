@@ -103,7 +103,9 @@ impl Apc {
                             .collect()
                     }
                     // Refused by validate.
-                    BaseCalibrator::Static { .. } | BaseCalibrator::Model { .. } => vec![None; prices.len()],
+                    BaseCalibrator::Static { .. } | BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. } => {
+                        vec![None; prices.len()]
+                    }
                 }
             }
         })

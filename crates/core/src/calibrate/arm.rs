@@ -17,7 +17,7 @@ use crate::features::Ewma;
 /// assert_eq!(arm.to_string(), "ewma:0.94+floor:stress10y+cap:0.25");
 /// assert!("ewma:1.2".parse::<Arm>().is_err());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Arm {
     /// How the base rate is set.
     pub base: BaseCalibrator,
@@ -25,7 +25,7 @@ pub struct Arm {
     pub apc: Apc,
 }
 
-const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster>, then optional \
+const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster> | model:<name>[@vN], then optional \
                        +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +cap:<fraction>";
 
 impl Arm {
@@ -56,13 +56,22 @@ impl Arm {
     }
 }
 
+/// `name` or `name@vN` with a lowercase/digit/`-` name (the registry's model references).
+fn is_model_reference(text: &str) -> bool {
+    let (name, version) = text.split_once('@').map_or((text, None), |(n, v)| (n, Some(v)));
+    let name_ok = !name.is_empty() && !name.starts_with('-') && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let version_ok = version.is_none_or(|v| v.strip_prefix('v').unwrap_or(v).parse::<u32>().is_ok_and(|n| n > 0));
+    name_ok && version_ok
+}
+
 impl fmt::Display for Arm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.base {
+        match &self.base {
             BaseCalibrator::Static { rate } => write!(f, "static:{rate}")?,
             BaseCalibrator::Ewma { lambda } => write!(f, "ewma:{lambda}")?,
             BaseCalibrator::HistoricalSimulation { window } => write!(f, "hs:{window}")?,
             BaseCalibrator::Model { forecaster } => write!(f, "model:{}", forecaster.as_str())?,
+            BaseCalibrator::Registered { model } => write!(f, "model:{model}")?,
         }
         match self.apc.floor {
             Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
@@ -104,11 +113,17 @@ impl FromStr for Arm {
             ("hs", Some(v)) => BaseCalibrator::HistoricalSimulation {
                 window: v.parse().map_err(|_| invalid(format!("hs window `{v}` is not a whole number of days")))?,
             },
-            ("model", Some(v)) => BaseCalibrator::Model {
-                forecaster: ModelName::parse(v).ok_or_else(|| {
+            // A forecaster family re-estimated walk-forward, or a registered model by name.
+            ("model", Some(v)) => match ModelName::parse(v) {
+                Some(forecaster) => BaseCalibrator::Model { forecaster },
+                None if is_model_reference(v) => BaseCalibrator::Registered { model: v.to_string() },
+                None => {
                     let known: Vec<&str> = ModelName::ALL.iter().map(|m| m.as_str()).collect();
-                    invalid(format!("unknown forecaster `{v}`; known: {}", known.join(", ")))
-                })?,
+                    return Err(invalid(format!(
+                        "`{v}` is neither a forecaster ({}) nor a registered model name (lowercase, digits, `-`, optional @vN)",
+                        known.join(", ")
+                    )));
+                }
             },
             ("static" | "hs" | "model", None) => return Err(invalid(format!("`{name}` needs a value; {GRAMMAR}"))),
             _ => return Err(invalid(format!("unknown calibrator `{head}`; {GRAMMAR}"))),

@@ -94,7 +94,7 @@ impl CalibrationParams {
 }
 
 /// How the base margin rate is set from past prices.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum BaseCalibrator {
     /// A fixed rate in (0, 1].
     Static {
@@ -116,6 +116,12 @@ pub enum BaseCalibrator {
     Model {
         /// Which forecaster.
         forecaster: ModelName,
+    },
+    /// A model from the registry (`name` or `name@vN`), run through ONNX Runtime on the days
+    /// after its training window; its forecasts become rates by filtered historical simulation.
+    Registered {
+        /// The model reference as written.
+        model: String,
     },
 }
 
@@ -207,9 +213,9 @@ impl BaseCalibrator {
                     .map(|v| v.map(|v| SideRates::both(z * v.sqrt() * sqrt_h)))
                     .collect()
             }
-            BaseCalibrator::Model { forecaster } => {
+            BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. } => {
                 return Err(CoreError::InvalidArm {
-                    spec: format!("model:{}", forecaster.as_str()),
+                    spec: format!("{self:?}"),
                     reason: "a model arm's rates come from its forecasts (foresight-train), not from prices alone".into(),
                 });
             }

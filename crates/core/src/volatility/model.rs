@@ -17,8 +17,8 @@ pub struct ArchData {
 }
 
 /// Observations the backcast and bounds look at first.
-const BACKCAST_OBS: usize = 75;
-const BACKCAST_DECAY: f64 = 0.94;
+pub(super) const BACKCAST_OBS: usize = 75;
+pub(super) const BACKCAST_DECAY: f64 = 0.94;
 
 impl ArchData {
     /// Prepares `returns` (finite, at least 30 of them).

@@ -54,6 +54,21 @@ impl Garch {
         }
     }
 
+    /// Conditional variances of `resids` for live use: the same recursion started from arch's
+    /// backcast of the first residuals, without the estimation-time variance bounds (which
+    /// only keep absurd trial parameters finite). Element `t` is σ² of residual `t`, known at
+    /// the close before it; it uses residuals `..t` only.
+    pub fn filter(&self, p: &[f64], resids: &[f64]) -> Vec<f64> {
+        let tau = resids.len().min(super::model::BACKCAST_OBS);
+        let weights: Vec<f64> = (0..tau).map(|i| super::model::BACKCAST_DECAY.powi(i as i32)).collect();
+        let total: f64 = weights.iter().sum();
+        let backcast = if tau == 0 { 0.0 } else { resids[..tau].iter().zip(&weights).map(|(e, w)| e * e * w).sum::<f64>() / total };
+        let mut sigma2 = vec![0.0; resids.len()];
+        let unbounded = vec![(0.0, f64::INFINITY); resids.len()];
+        self.variance(p, resids, backcast, &unbounded, &mut sigma2);
+        sigma2
+    }
+
     /// Analytic variance forecasts for 1..=horizon steps after the last observation, from its
     /// residual and conditional variance.
     pub fn forecast(&self, p: &[f64], last_resid: f64, last_sigma2: f64, horizon: usize) -> Vec<f64> {

@@ -1,0 +1,77 @@
+//! Registered models join the backtest (`model:<name>[@vN]`) and the forecast evaluation, run
+//! through ONNX Runtime, and are only ever scored after their training window.
+
+use crate::util::{data, foresight_err, foresight_ok, read_json, root};
+
+fn registry() -> String {
+    root().join("models").display().to_string()
+}
+
+#[test]
+fn a_registered_model_is_an_arm_scored_after_its_training_window() {
+    let out = tempfile::tempdir().unwrap();
+    let stdout = foresight_ok(&[
+        "backtest",
+        "--data",
+        data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--rv-data",
+        data("btc_usdt_2h.csv").to_str().unwrap(),
+        "--calibrator",
+        "ewma,model:btc-gjr-t@v1,model:btc-log-har+cap:0.25",
+        "--registry",
+        &registry(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("model:btc-gjr-t@v1 is btc-gjr-t@v1 (trained on 2017-08-17..2021-12-31)"), "{stdout}");
+    let summary = read_json(&out.path().join("summary.json"));
+    // Every arm is scored on the same days, all after the models' training window.
+    assert_eq!(summary["settings"]["scored_from"], "2022-01-01");
+    let arms = summary["arms"].as_object().unwrap();
+    let gjr = &arms["model:btc-gjr-t@v1"]["long"];
+    assert_eq!(gjr["observations"], 1333);
+    let avg = gjr["avg_margin"].as_f64().unwrap();
+    assert!(avg > 0.03 && avg < 0.2, "{avg}");
+    let capped = arms["model:btc-log-har+cap:0.25"]["long"]["max_rise_1d"]["rel"].as_f64().unwrap();
+    assert!(capped <= 0.25 + 1e-12, "the cap applies to registered arms too: {capped}");
+}
+
+#[test]
+fn a_model_fed_another_kind_of_variance_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    // btc-log-har learned intraday realized variance; daily bars only give a range estimate.
+    let err = foresight_err(&[
+        "backtest",
+        "--data",
+        data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--calibrator",
+        "model:btc-log-har",
+        "--registry",
+        &registry(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(err.contains("--rv-data"), "{err}");
+    let err = foresight_err(&["backtest", "--data", data("btc_usdt_1d.csv").to_str().unwrap(), "--calibrator", "model:Nope", "--out", "x"]);
+    assert!(err.contains("neither a forecaster"), "{err}");
+}
+
+#[test]
+fn evaluate_scores_registered_models_only_out_of_sample() {
+    let err = foresight_err(&["evaluate", "--data", data("btc_usdt_2h.csv").to_str().unwrap(), "--models", "ewma,btc-log-har@v1", "--registry", &registry()]);
+    assert!(err.contains("btc-log-har@v1 was trained on 2017-08-17..2021-12-31") && err.contains("--train-days"), "{err}");
+    let stdout = foresight_ok(&[
+        "evaluate",
+        "--data",
+        data("btc_usdt_2h.csv").to_str().unwrap(),
+        "--models",
+        "ewma,log-har,btc-log-har@v1",
+        "--horizons",
+        "1,5",
+        "--train-days",
+        "1600",
+        "--registry",
+        &registry(),
+    ]);
+    assert!(stdout.contains("first forecast 2022-01-03") && stdout.contains("btc-log-har@v1"), "{stdout}");
+}
