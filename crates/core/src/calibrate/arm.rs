@@ -186,6 +186,15 @@ mod tests {
     }
 
     #[test]
+    fn a_model_that_is_not_a_forecaster_family_is_a_registry_reference() {
+        let arm: Arm = "model:btc-log-har@v2+cap:0.25".parse().unwrap();
+        assert_eq!(arm.base, BaseCalibrator::Registered { model: "btc-log-har@v2".into() });
+        assert_eq!(arm.to_string(), "model:btc-log-har@v2+cap:0.25");
+        let family: Arm = "model:log-har".parse().unwrap();
+        assert_eq!(family.base, BaseCalibrator::Model { forecaster: ModelName::LogHar });
+    }
+
+    #[test]
     fn rejects_each_malformed_arm_with_a_reason() {
         for (bad, needle) in [
             ("", "unknown calibrator"),
@@ -204,7 +213,8 @@ mod tests {
             ("ewma+buffer:2", "(0, 1]"),
             ("ewma+speed:1", "unknown option"),
             ("ewma:NaN", "not a number"),
-            ("model:lstm", "unknown forecaster `lstm`"),
+            ("model:LSTM", "neither a forecaster"),
+            ("model:btc-log-har@v0", "neither a forecaster"),
             ("model:garch+floor:stress10y", "reactive volatility arm"),
         ] {
             let err = bad.parse::<Arm>().unwrap_err().to_string();
