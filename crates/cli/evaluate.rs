@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use foresight_train::data::load_ohlcv;
+use foresight_train::data::{Transform, daily_input, load_ohlcv, load_values};
 use foresight_registry::{ModelRef, Registry};
-use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, evaluate_with, registered_forecasts};
+use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, evaluate_with, exogenous_gain, registered_forecasts};
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -29,6 +29,14 @@ pub struct EvaluateArgs {
     /// Re-estimate every this many days (expanding window).
     #[arg(long, default_value_t = 22)]
     refit_every: usize,
+    /// Exogenous inputs whose forecast gain over log-HAR (HAR-X) to measure:
+    /// `NAME=FILE[:iv|sum|last]`, e.g. `dvol=data/btc_dvol_1d.csv:iv` (annualised implied vol in
+    /// percent) or `funding=data/btc_funding_8h.csv:sum` (daily sum of 8-hour rates).
+    #[arg(long = "exog", value_name = "NAME=FILE[:TRANSFORM]")]
+    exogenous: Vec<String>,
+    /// Training days with the exogenous input before its first HAR-X forecast.
+    #[arg(long, default_value_t = 250)]
+    exog_min_days: usize,
     /// Registry folder for registered models.
     #[arg(long, value_name = "DIR", default_value = "models")]
     registry: PathBuf,
@@ -38,7 +46,9 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
-    let history = DailyHistory::from_bars(&load_ohlcv(&args.data)?)?;
+    let bars = load_ohlcv(&args.data)?;
+    let periods_per_year = bars.to_daily().frequency.periods_per_year();
+    let history = DailyHistory::from_bars(&bars)?;
     if args.train_days >= history.dates.len() {
         bail!("--train-days {} leaves nothing to evaluate in {} days", args.train_days, history.dates.len());
     }
@@ -107,6 +117,41 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     }
     println!("{table}");
     println!("QLIKE = RV/F − ln(RV/F) − 1 (0 is perfect). DM: Diebold-Mariano on QLIKE, Newey-West over h−1 lags.");
+    let mut gains = Vec::new();
+    for spec in &args.exogenous {
+        let (name, rest) = spec.split_once('=').with_context(|| format!("--exog `{spec}`: expected NAME=FILE[:iv|sum|last]"))?;
+        let (file, transform) = match rest.rsplit_once(':') {
+            Some((f, t)) if ["iv", "sum", "last"].contains(&t) => (f, t.parse::<Transform>().map_err(anyhow::Error::msg)?),
+            _ => (rest, Transform::Last),
+        };
+        let values = load_values(std::path::Path::new(file), None, false)?;
+        let x = daily_input(&values, transform, periods_per_year, &history.dates);
+        let known = x.iter().filter(|v| v.is_some()).count();
+        println!("{name}: {file} ({transform:?}), known on {known} of {} days", history.dates.len());
+        gains.extend(exogenous_gain(&history, name, &x, &args.horizons, args.exog_min_days, args.refit_every)?);
+    }
+    if !gains.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(vec!["input", "h", "from", "n", "fallback", "QLIKE log-HAR", "QLIKE HAR-X", "change", "DM p", "coef"]);
+        for g in &gains {
+            let right = |t: String| Cell::new(t).set_alignment(CellAlignment::Right);
+            table.add_row(vec![
+                Cell::new(&g.input),
+                right(g.horizon.to_string()),
+                Cell::new(g.first_origin.to_string()),
+                right(g.n.to_string()),
+                right(g.fallback.to_string()),
+                right(format!("{:.4}", g.qlike_log_har)),
+                right(format!("{:.4}", g.qlike_har_x)),
+                right(format!("{:+.1}%", 100.0 * g.change)),
+                right(format!("{:.3}", g.dm.p_value)),
+                right(format!("{:.3}", g.coefficient)),
+            ]);
+        }
+        println!("{table}");
+        println!("HAR-X = log-HAR + the input, walk-forward on the same origins; `fallback` days lacked the input and used log-HAR.");
+    }
     if let Some(dir) = args.out {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("forecast_scores.json");
@@ -117,6 +162,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             "refit_every": args.refit_every,
             "first_origin": history.dates[args.train_days].to_string(),
             "scores": scores,
+            "exogenous": gains,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());

@@ -21,7 +21,7 @@ use foresight_registry::runtime::LoadedModel;
 
 use crate::data::{Frequency, Ohlcv, Values};
 use crate::error::{DataError, Result};
-use crate::fit::{FittedHar, GarchParams, HarParams};
+use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
 
 /// Daily series a forecaster sees: log return and realized variance of each UTC day.
 #[derive(Debug, Clone, PartialEq)]
@@ -389,4 +389,109 @@ fn forecast_rates(forecasts: &[Vec<Option<f64>>], history: &DailyHistory, prices
         }
     }
     Ok(rates)
+}
+
+/// The forecast gain of one exogenous input at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExogenousGain {
+    /// Input name.
+    pub input: String,
+    /// Horizon in days.
+    pub horizon: usize,
+    /// First scored origin (the first day with enough training days that have the input).
+    pub first_origin: NaiveDate,
+    /// Scored origins.
+    pub n: usize,
+    /// Origins where the input was missing and HAR-X fell back to log-HAR.
+    pub fallback: usize,
+    /// QLIKE of log-HAR on those origins.
+    pub qlike_log_har: f64,
+    /// QLIKE of HAR-X (log-HAR where the input is missing).
+    pub qlike_har_x: f64,
+    /// `qlike_har_x / qlike_log_har − 1` (negative: the input helps).
+    pub change: f64,
+    /// Diebold-Mariano of HAR-X against log-HAR.
+    pub dm: DieboldMariano,
+    /// The input's coefficient at the last refit.
+    pub coefficient: f64,
+}
+
+/// Measures what an exogenous input `x` (aligned with `history.dates`, `None` where missing)
+/// adds to log-HAR, walk-forward: from the first origin with `min_rows` training days that have
+/// the input, both models are re-fitted every `refit_every` days on the expanding window and
+/// forecast from data up to each origin; on a day without the input HAR-X falls back to
+/// log-HAR (counted in `fallback`, never zero-filled).
+pub fn exogenous_gain(
+    history: &DailyHistory,
+    input: &str,
+    x: &[Option<f64>],
+    horizons: &[usize],
+    min_rows: usize,
+    refit_every: usize,
+) -> Result<Vec<ExogenousGain>> {
+    let n = history.dates.len();
+    let fail = |message: String| DataError::Fit { model: format!("har-x[{input}]"), message };
+    if x.len() != n || refit_every == 0 {
+        return Err(fail("the input must be aligned with the history and refit_every ≥ 1".into()));
+    }
+    let components = har_components(&history.rv);
+    let mut out = Vec::new();
+    for &h in horizons {
+        // First origin: min_rows earlier days with the input and a complete target.
+        let mut count = 0;
+        let mut start = None;
+        for t in 0..n {
+            if t >= h && x[t - h].is_some() && components[t - h].is_some() {
+                count += 1;
+            }
+            if count >= min_rows.max(30) && t >= 250 {
+                start = Some(t);
+                break;
+            }
+        }
+        let Some(start) = start else {
+            return Err(fail(format!("fewer than {} days with the input", min_rows.max(30))));
+        };
+        let (mut har, mut har_x) = (None::<FittedHar>, None::<FittedHarX>);
+        let (mut f_har, mut f_x, mut realized) = (Vec::new(), Vec::new(), Vec::new());
+        let mut fallback = 0;
+        for t in start..n {
+            if (t - start) % refit_every == 0 {
+                har = Some(HarParams::log(h).fit(&history.rv, t)?);
+                har_x = Some(HarXParams::new(h).fit(&history.rv, x, t, min_rows)?);
+            }
+            let (Some(c), Some(target)) = (components[t], (t + h < n).then(|| history.rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.filter(|v| *v > 0.0).map(|v| s + v))).flatten()) else { continue };
+            let Some(base) = har.and_then(|f| f.predict(&c)) else { continue };
+            let with_x = match har_x.and_then(|f| f.predict(&c, x[t])) {
+                Some(v) => v,
+                None => {
+                    fallback += 1;
+                    base
+                }
+            };
+            f_har.push(base);
+            f_x.push(with_x);
+            realized.push(target / h as f64);
+        }
+        if realized.len() < 30 {
+            return Err(fail(format!("h={h}: only {} scored origins", realized.len())));
+        }
+        let l_har = qlike(&f_har, &realized)?;
+        let l_x = qlike(&f_x, &realized)?;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (q_har, q_x) = (mean(&l_har), mean(&l_x));
+        out.push(ExogenousGain {
+            input: input.into(),
+            horizon: h,
+            first_origin: history.dates[start],
+            n: realized.len(),
+            fallback,
+            qlike_log_har: q_har,
+            qlike_har_x: q_x,
+            change: q_x / q_har - 1.0,
+            dm: diebold_mariano(&l_x, &l_har, h)?,
+            coefficient: har_x.map_or(f64::NAN, |f| f.exogenous_coefficient()),
+        });
+    }
+    Ok(out)
 }

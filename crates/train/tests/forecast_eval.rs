@@ -44,3 +44,35 @@ fn bad_settings_are_refused() {
         assert!(evaluate(&history, &models, &config).is_err(), "{config:?}");
     }
 }
+
+/// Implied volatility (DVOL) is a forward-looking input: HAR-X beats log-HAR out of sample at
+/// five days, and a gap in the input falls back to log-HAR explicitly, day by day.
+#[test]
+fn dvol_improves_the_five_day_forecast_and_gaps_fall_back_to_log_har() {
+    use foresight_train::data::{Transform, daily_input, load_values};
+    use foresight_train::evaluate::exogenous_gain;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let history = DailyHistory::from_bars(&load_ohlcv(&root.join("btc_usdt_2h.csv")).unwrap()).unwrap();
+    let dvol = load_values(&root.join("btc_dvol_1d.csv"), None, true).unwrap();
+    let mut x = daily_input(&dvol, Transform::ImpliedVol, 365.0, &history.dates);
+    // DVOL 56.76 on 2022-11-06 → ln((0.5676)²/365).
+    let first = history.dates.iter().position(|d| d.to_string() == "2022-11-06").unwrap();
+    assert!((x[first].unwrap() - (0.5676f64.powi(2) / 365.0).ln()).abs() < 1e-12);
+    assert!(x[first - 1].is_none(), "no value before the index starts: missing, not zero");
+
+    let gains = exogenous_gain(&history, "dvol", &x, &[5], 250, 66).unwrap();
+    let g = &gains[0];
+    assert_eq!(g.fallback, 0);
+    assert!(g.change < -0.05 && g.dm.statistic < 0.0, "DVOL helps at h=5: {g:?}");
+
+    // Remove 40 days of DVOL inside the scored window: those origins use log-HAR.
+    let gap = history.dates.iter().position(|d| d.to_string() == "2024-03-01").unwrap();
+    for v in &mut x[gap..gap + 40] {
+        *v = None;
+    }
+    let with_gap = &exogenous_gain(&history, "dvol", &x, &[5], 250, 66).unwrap()[0];
+    assert_eq!(with_gap.fallback, 40);
+    assert_eq!(with_gap.n, g.n, "the same origins are scored");
+    assert!(with_gap.qlike_har_x.is_finite() && with_gap.qlike_har_x != g.qlike_har_x);
+}

@@ -10,6 +10,7 @@
 //! `[low, high]`, a negative volume. Gaps in time are allowed and reported.
 
 mod calendar;
+mod exogenous;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use foresight_core::features::{Bar, DailyRv, daily_realized_variance};
 
 pub use calendar::{Frequency, Gap, GapReport};
+pub use exogenous::{Transform, daily_input};
 use table::Table;
 
 use crate::error::{DataError, Result};
