@@ -165,7 +165,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
         .iter()
         .map(|arm| match (&arm.base, &history) {
             (BaseCalibrator::Model { forecaster }, Some(history)) => {
-                let base = model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every)
+                let base = model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every, arm.lookahead)
                     .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
                 Ok((arm.clone(), arm.with_apc(&base, &prices.values, &params)?))
             }
@@ -173,7 +173,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
                 let reference: ModelRef = model.parse()?;
                 let registry = Registry::open(&args.registry)?;
                 let (card, mut loaded, _) = registry.load(&reference)?;
-                let base = registered_margin_rates(&card, &mut loaded, history, &prices, &params)
+                let base = registered_margin_rates(&card, &mut loaded, history, &prices, &params, arm.lookahead)
                     .with_context(|| format!("forecasting with model:{model}"))?;
                 println!(
                     "model:{model} is {} (trained on {}..{}); its rates start after the training window",

@@ -283,9 +283,11 @@ pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f
 pub const FHS_MIN_RESIDUALS: usize = 100;
 
 /// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes) by
-/// date: the forecaster runs walk-forward on `history` from day `burn_in`, re-fitted every `refit_every` days, and filtered historical
-/// simulation turns its forecasts into rates. A day without a forecast keeps the previous
-/// day's rate.
+/// date: the forecaster runs walk-forward on `history` from day `burn_in`, re-fitted every
+/// `refit_every` days, and filtered historical simulation turns its forecasts into rates:
+/// returns standardised by the forecast over the next day (or the `lookahead`), scaled by the
+/// forecast over the margin horizon (or the look-ahead, when longer). A day without a forecast
+/// keeps the previous day's rate.
 pub fn model_margin_rates(
     forecaster: ModelName,
     history: &DailyHistory,
@@ -293,10 +295,9 @@ pub fn model_margin_rates(
     params: &CalibrationParams,
     burn_in: usize,
     refit_every: usize,
+    lookahead: Option<usize>,
 ) -> Result<Vec<Option<SideRates>>> {
-    let h = params.horizon();
-    let horizons = if h == 1 { vec![1] } else { vec![1, h] };
-    let config = WalkForward { train_days: burn_in, refit_every, horizons };
+    let config = WalkForward { train_days: burn_in, refit_every, horizons: fhs_horizons(params.horizon(), lookahead) };
     let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
     forecast_rates(&forecasts, history, prices, params)
 }
@@ -356,9 +357,9 @@ pub fn registered_margin_rates(
     history: &DailyHistory,
     prices: &Values,
     params: &CalibrationParams,
+    lookahead: Option<usize>,
 ) -> Result<Vec<Option<SideRates>>> {
-    let h = params.horizon();
-    let horizons = if h == 1 { vec![1] } else { vec![1, h] };
+    let horizons = fhs_horizons(params.horizon(), lookahead);
     let forecasts = registered_forecasts(card, model, history, &horizons)?;
     let mut rates = forecast_rates(&forecasts, history, prices, params)?;
     for (t, r) in rates.iter_mut().enumerate() {
@@ -367,6 +368,15 @@ pub fn registered_margin_rates(
         }
     }
     Ok(rates)
+}
+
+/// Forecast horizons a model arm needs: the one that standardises returns (1 day, or the
+/// look-ahead) and the one that scales the margin (the larger of the margin horizon and the
+/// look-ahead), in that order; one when they coincide.
+fn fhs_horizons(margin_horizon: usize, lookahead: Option<usize>) -> Vec<usize> {
+    let standardise = lookahead.unwrap_or(1);
+    let scale = margin_horizon.max(standardise);
+    if standardise == scale { vec![scale] } else { vec![standardise, scale] }
 }
 
 /// FHS rates from per-day forecasts (`[horizon index][day]`, 1 day first, the margin horizon

@@ -23,16 +23,21 @@ pub struct Arm {
     pub base: BaseCalibrator,
     /// Anti-procyclicality options.
     pub apc: Apc,
+    /// Model arms only: scale the margin by the forecast mean variance over the next this many
+    /// days (at least the margin horizon) instead of over the margin horizon alone. A longer
+    /// look ahead is smoother and moves earlier: the forecast already sees volatility coming
+    /// back to its mean (or rising toward it) over the month.
+    pub lookahead: Option<usize>,
 }
 
 const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster> | model:<name>[@vN], then optional \
-                       +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +cap:<fraction>";
+                       +lookahead:<days> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +cap:<fraction>";
 
 impl Arm {
     /// An arm with no APC option.
     pub fn new(base: BaseCalibrator) -> Result<Self> {
         base.validate()?;
-        Ok(Self { base, apc: Apc::default() })
+        Ok(Self { base, apc: Apc::default(), lookahead: None })
     }
 
     /// A file-name-safe form of the canonical name (`:` becomes `-`).
@@ -72,6 +77,9 @@ impl fmt::Display for Arm {
             BaseCalibrator::HistoricalSimulation { window } => write!(f, "hs:{window}")?,
             BaseCalibrator::Model { forecaster } => write!(f, "model:{}", forecaster.as_str())?,
             BaseCalibrator::Registered { model } => write!(f, "model:{model}")?,
+        }
+        if let Some(days) = self.lookahead {
+            write!(f, "+lookahead:{days}")?;
         }
         match self.apc.floor {
             Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
@@ -130,6 +138,7 @@ impl FromStr for Arm {
         };
         base.validate().map_err(|e| invalid(e.to_string()))?;
         let mut apc = Apc::default();
+        let mut lookahead = None;
         for option in parts {
             let option = option.trim();
             let (key, value) = option
@@ -155,11 +164,19 @@ impl FromStr for Arm {
                 "buffer" => apc.buffer = Some(number("buffer", value)?),
                 "cap" if apc.cap.is_some() => return Err(duplicate()),
                 "cap" => apc.cap = Some(number("cap", value)?),
+                "lookahead" if lookahead.is_some() => return Err(duplicate()),
+                "lookahead" => {
+                    if !matches!(base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
+                        return Err(invalid("lookahead applies to model arms only".into()));
+                    }
+                    let days: usize = value.trim().parse().ok().filter(|d| *d >= 1).ok_or_else(|| invalid(format!("lookahead `{value}`: a whole number of days ≥ 1")))?;
+                    lookahead = Some(days);
+                }
                 other => return Err(invalid(format!("unknown option `{other}`; {GRAMMAR}"))),
             }
         }
         apc.validate(&base).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { base, apc })
+        Ok(Self { base, apc, lookahead })
     }
 }
 
@@ -183,6 +200,16 @@ mod tests {
             assert_eq!(canonical.parse::<Arm>().unwrap(), arm, "round trip of {canonical}");
         }
         assert_eq!("ewma:0.94+floor:stress10y".parse::<Arm>().unwrap().slug(), "ewma-0.94+floor-stress10y");
+    }
+
+    #[test]
+    fn lookahead_is_a_model_arm_option() {
+        let arm: Arm = "model:log-har+cap:0.15+lookahead:22".parse().unwrap();
+        assert_eq!(arm.lookahead, Some(22));
+        assert_eq!(arm.to_string(), "model:log-har+lookahead:22+cap:0.15");
+        assert!("ewma+lookahead:22".parse::<Arm>().unwrap_err().to_string().contains("model arms only"));
+        assert!("model:har+lookahead:0".parse::<Arm>().is_err());
+        assert!("model:har+lookahead:5+lookahead:5".parse::<Arm>().unwrap_err().to_string().contains("twice"));
     }
 
     #[test]
