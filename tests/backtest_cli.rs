@@ -285,7 +285,7 @@ fn model_arms_join_the_backtest_next_to_reactive_ones() {
         "--rv-data",
         data("btc_usdt_2h.csv").to_str().unwrap(),
         "--calibrator",
-        "ewma,model:log-har,model:log-har+cap:0.25",
+        "ewma,model:log-har,model:log-har+cap:0.25,model:log-har+lookahead:22",
         "--refit-every",
         "250",
         "--out",
@@ -300,6 +300,11 @@ fn model_arms_join_the_backtest_next_to_reactive_ones() {
     assert!(long["avg_margin"].as_f64().unwrap() > 0.02 && long["avg_margin"].as_f64().unwrap() < 0.3);
     let capped = arms["model:log-har+cap:0.25"]["long"]["max_rise_1d"]["rel"].as_f64().unwrap();
     assert!(capped <= 0.25 + 1e-12, "APC options apply to model arms: {capped}");
+    // Scaling by the 22-day forecast makes the margin far less procyclical and readier.
+    let side = |arm: &str, key: &str| arms[arm]["long"][key].as_f64().unwrap();
+    assert!(side("model:log-har+lookahead:22", "peak_to_trough") < 0.5 * side("model:log-har", "peak_to_trough"));
+    let ready = |arm: &str| arms[arm]["readiness"].as_array().unwrap().iter().find(|e| e["date"] == "2020-03-12").unwrap()["long"].as_f64().unwrap();
+    assert!(ready("model:log-har+lookahead:22") > ready("model:log-har") + 0.1, "{} vs {}", ready("model:log-har+lookahead:22"), ready("model:log-har"));
     // A close-only file has no bars to learn realized variance from.
     let closes = out.path().join("closes.csv");
     let text = std::fs::read_to_string(data("btc_usdt_1d.csv")).unwrap();
