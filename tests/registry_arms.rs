@@ -60,6 +60,7 @@ fn a_model_fed_another_kind_of_variance_is_refused() {
 fn evaluate_scores_registered_models_only_out_of_sample() {
     let err = foresight_err(&["evaluate", "--data", data("btc_usdt_2h.csv").to_str().unwrap(), "--models", "ewma,btc-log-har@v1", "--registry", &registry()]);
     assert!(err.contains("btc-log-har@v1 was trained on 2017-08-17..2021-12-31") && err.contains("--train-days"), "{err}");
+    let out = tempfile::tempdir().unwrap();
     let stdout = foresight_ok(&[
         "evaluate",
         "--data",
@@ -72,6 +73,20 @@ fn evaluate_scores_registered_models_only_out_of_sample() {
         "1600",
         "--registry",
         &registry(),
+        "--margin-data",
+        data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
     ]);
     assert!(stdout.contains("first forecast 2022-01-03") && stdout.contains("btc-log-har@v1"), "{stdout}");
+    // The forecasters as margin arms beside the reactive ones, with readiness, and the charts.
+    let summary = read_json(&out.path().join("margin/summary.json"));
+    let arms = summary["arms"].as_object().unwrap();
+    for arm in ["ewma:0.94", "hs:250", "static:0.1", "model:log-har", "model:btc-log-har@v1"] {
+        assert!(arms.contains_key(arm), "{arm} in {:?}", arms.keys().collect::<Vec<_>>());
+    }
+    assert!(arms["model:log-har"]["readiness"].as_array().unwrap().iter().any(|e| e["date"] == "2022-11-09"));
+    for png in ["forecast_chart.png", "margin/chart.png"] {
+        assert!(std::fs::read(out.path().join(png)).unwrap().starts_with(b"\x89PNG"), "{png}");
+    }
 }

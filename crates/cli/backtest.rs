@@ -75,21 +75,21 @@ struct BacktestConfigFile {
 }
 
 /// Settings after merging defaults, the config file and the flags (flags win).
-struct Settings {
-    rv_data: Option<PathBuf>,
-    refit_every: usize,
-    data: PathBuf,
-    arms: Vec<Arm>,
-    confidence: f64,
-    horizon: usize,
-    burn_in: usize,
-    out: PathBuf,
-    events: Vec<(chrono::NaiveDate, String)>,
-    registry: PathBuf,
+pub struct Settings {
+    pub rv_data: Option<PathBuf>,
+    pub refit_every: usize,
+    pub data: PathBuf,
+    pub arms: Vec<Arm>,
+    pub confidence: f64,
+    pub horizon: usize,
+    pub burn_in: usize,
+    pub out: PathBuf,
+    pub events: Vec<(chrono::NaiveDate, String)>,
+    pub registry: PathBuf,
 }
 
 /// Parses `YYYY-MM-DD[=label]` events; none given means the known stress events.
-fn parse_events(texts: &[String]) -> anyhow::Result<Vec<(chrono::NaiveDate, String)>> {
+pub fn parse_events(texts: &[String]) -> anyhow::Result<Vec<(chrono::NaiveDate, String)>> {
     if texts.is_empty() {
         return Ok(STRESS_EVENTS
             .iter()
@@ -146,7 +146,11 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
 }
 
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-    let args = settings(args)?;
+    execute(settings(args)?)
+}
+
+/// Runs the backtest these settings describe: prints the table and readiness, writes the report.
+pub fn execute(args: Settings) -> anyhow::Result<()> {
     let prices = load_daily_closes(&args.data)?;
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;

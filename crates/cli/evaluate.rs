@@ -6,7 +6,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_train::data::{Transform, daily_input, load_ohlcv, load_values};
+use foresight_core::calibrate::Arm;
 use foresight_registry::{ModelRef, Registry};
+use foresight_train::report::draw_forecast_chart;
+
+use crate::backtest;
 use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, evaluate_with, exogenous_gain, registered_forecasts};
 
 #[derive(Debug, Args)]
@@ -37,6 +41,14 @@ pub struct EvaluateArgs {
     /// Training days with the exogenous input before its first HAR-X forecast.
     #[arg(long, default_value_t = 250)]
     exog_min_days: usize,
+    /// Also backtest each forecaster as a margin arm on these daily closes (e.g.
+    /// data/btc_usdt_1d.csv), next to EWMA and historical simulation, with readiness at the
+    /// stress events; the report goes to `<out>/margin` (or reports/evaluate_margin).
+    #[arg(long, value_name = "FILE")]
+    margin_data: Option<PathBuf>,
+    /// Arms beside the forecasters in the margin backtest.
+    #[arg(long, value_delimiter = ',', default_value = "ewma,hs:250,static:0.10")]
+    margin_baselines: Vec<String>,
     /// Registry folder for registered models.
     #[arg(long, value_name = "DIR", default_value = "models")]
     registry: PathBuf,
@@ -82,7 +94,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         bail!("--models: name at least one forecaster");
     }
     let config = WalkForward { train_days: args.train_days, refit_every: args.refit_every, horizons: args.horizons.clone() };
-    let scores = evaluate_with(&history, &forecasters, registered, &config).with_context(|| format!("evaluating on {}", args.data.display()))?;
+    let (scores, forecasts) =
+        evaluate_with(&history, &forecasters, registered, &config).with_context(|| format!("evaluating on {}", args.data.display()))?;
     println!(
         "{}: {} days, RV from {}; first forecast {} (after {} days), refit every {} days, expanding window",
         args.data.display(),
@@ -152,8 +165,16 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         println!("{table}");
         println!("HAR-X = log-HAR + the input, walk-forward on the same origins; `fallback` days lacked the input and used log-HAR.");
     }
-    if let Some(dir) = args.out {
+    if let Some(dir) = &args.out {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(k) = args.horizons.iter().position(|h| *h == 1) {
+            let one_day: Vec<(String, Vec<Option<f64>>)> = forecasts.iter().map(|(n, f)| (n.clone(), f[k].clone())).collect();
+            let chart = dir.join("forecast_chart.png");
+            match draw_forecast_chart(&chart, &history.dates, &history.rv, &one_day, args.train_days) {
+                Ok(()) => println!("wrote {}", chart.display()),
+                Err(e) => eprintln!("warning: chart not drawn: {e}"),
+            }
+        }
         let path = dir.join("forecast_scores.json");
         let doc = serde_json::json!({
             "data": args.data.display().to_string(),
@@ -166,6 +187,26 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         });
         std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+    }
+    if let Some(prices) = &args.margin_data {
+        // Each forecaster becomes a `model:` arm, beside the reactive baselines.
+        let mut arms: Vec<Arm> = args.margin_baselines.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("--margin-baselines")?;
+        for m in args.models.iter().filter(|m| m.as_str() != "ewma") {
+            arms.push(format!("model:{m}").parse().with_context(|| format!("--models {m} as a margin arm"))?);
+        }
+        println!();
+        backtest::execute(backtest::Settings {
+            rv_data: Some(args.data.clone()),
+            refit_every: args.refit_every,
+            data: prices.clone(),
+            arms,
+            confidence: 0.99,
+            horizon: 1,
+            burn_in: args.train_days,
+            out: args.out.as_ref().map_or_else(|| PathBuf::from("reports/evaluate_margin"), |d| d.join("margin")),
+            events: backtest::parse_events(&[])?,
+            registry: args.registry.clone(),
+        })?;
     }
     Ok(())
 }

@@ -121,17 +121,21 @@ pub struct Scores {
 
 /// Runs every forecaster over `history` and scores it at every horizon.
 pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &WalkForward) -> Result<Vec<Scores>> {
-    evaluate_with(history, forecasters, Vec::new(), config)
+    Ok(evaluate_with(history, forecasters, Vec::new(), config)?.0)
 }
 
+/// Forecasts by model name: `[horizon index][day]`, as [`forecast_variances`] returns them.
+pub type NamedForecasts = Vec<(String, Vec<Vec<Option<f64>>>)>;
+
 /// [`evaluate`], plus forecasts made elsewhere (`(name, [horizon index][day])`, e.g. a
-/// registered model's [`registered_forecasts`]) scored on the same origins.
+/// registered model's [`registered_forecasts`]) scored on the same origins. Returns the scores
+/// and every model's forecasts.
 pub fn evaluate_with(
     history: &DailyHistory,
     forecasters: &[Forecaster],
-    precomputed: Vec<(String, Vec<Vec<Option<f64>>>)>,
+    precomputed: NamedForecasts,
     config: &WalkForward,
-) -> Result<Vec<Scores>> {
+) -> Result<(Vec<Scores>, NamedForecasts)> {
     let n = history.dates.len();
     let max_h = config.horizons.iter().copied().max().unwrap_or(1);
     if config.horizons.is_empty() || config.horizons.contains(&0) || config.refit_every == 0 {
@@ -190,7 +194,7 @@ pub fn evaluate_with(
             });
         }
     }
-    Ok(out)
+    Ok((out, names.into_iter().zip(forecasts).collect()))
 }
 
 /// Forecasts of one forecaster: `[horizon index][origin] -> mean daily variance over the next

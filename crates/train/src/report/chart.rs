@@ -138,3 +138,69 @@ fn draw(path: &Path, prices: &Values, bt: &Backtest) -> DrawResult {
     root.present()?;
     Ok(())
 }
+
+/// Draws realized daily volatility against each forecaster's one-day-ahead forecast (both as
+/// daily volatility in percent, log scale) from day `from` on: `forecasts[k].1[t]` is the
+/// variance forecast made at `t` for `t+1`, drawn at `t+1` beside what was realized.
+pub fn draw_forecast_chart(
+    path: &Path,
+    dates: &[chrono::NaiveDate],
+    realized: &[Option<f64>],
+    forecasts: &[(String, Vec<Option<f64>>)],
+    from: usize,
+) -> Result<()> {
+    let fail = |message: String| DataError::Chart { file: path.to_path_buf(), message };
+    ensure_font().map_err(fail)?;
+    draw_forecasts(path, dates, realized, forecasts, from).map_err(|e| fail(e.to_string()))
+}
+
+fn draw_forecasts(path: &Path, dates: &[chrono::NaiveDate], realized: &[Option<f64>], forecasts: &[(String, Vec<Option<f64>>)], from: usize) -> DrawResult {
+    let n = dates.len();
+    let vol = |v: f64| 100.0 * v.sqrt();
+    let points = |t: usize| realized.get(t).copied().flatten().filter(|v| *v > 0.0);
+    let all: Vec<f64> = (from + 1..n)
+        .filter_map(points)
+        .chain(forecasts.iter().flat_map(|(_, f)| f[from..n.saturating_sub(1)].iter().flatten().copied()))
+        .filter(|v| *v > 0.0)
+        .map(vol)
+        .collect();
+    let lo = all.iter().copied().fold(f64::INFINITY, f64::min).max(0.01);
+    let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(lo * 2.0);
+    let root = BitMapBackend::new(path, (1400, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let date_label = |x: &f64| dates[(x.round() as usize).clamp(0, n - 1)].format("%Y-%m").to_string();
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Daily volatility: realized (grey) and one-day-ahead forecasts (%, log scale)", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(70)
+        .build_cartesian_2d(from as f64..(n - 1) as f64, (lo * 0.9..hi * 1.1).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&date_label)
+        .y_label_formatter(&|y| format!("{y:.1}%"))
+        .x_labels(12)
+        .light_line_style(WHITE)
+        .draw()?;
+    chart
+        .draw_series((from + 1..n).filter_map(|t| points(t).map(|v| Circle::new((t as f64, vol(v)), 1, RGBColor(150, 150, 150).filled()))))?
+        .label("realized")
+        .legend(|(x, y)| Circle::new((x + 9, y), 3, RGBColor(150, 150, 150).filled()));
+    for (k, (name, f)) in forecasts.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let series: Vec<(f64, f64)> = (from..n - 1).filter_map(|t| f[t].filter(|v| *v > 0.0).map(|v| ((t + 1) as f64, vol(v)))).collect();
+        chart
+            .draw_series(LineSeries::new(series, color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
