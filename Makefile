@@ -20,9 +20,20 @@ demo: build
 	$(FORESIGHT) backtest --config training/reactive_btc.toml
 	$(FORESIGHT) backtest --config training/reactive_spx.toml
 	$(FORESIGHT) fit --model gjr --dist t --data data/btc_usdt_1d.csv
-	$(FORESIGHT) evaluate --data data/btc_usdt_2h.csv --out $(REPORTS)/btc_forecasts
+	# Retrain -> compare -> promote, in a scratch copy of the committed registry.
+	rm -rf $(REPORTS)/registry && mkdir -p $(REPORTS) && cp -r models $(REPORTS)/registry
+	$(FORESIGHT) train --config training/btc_intraday.toml --registry $(REPORTS)/registry
+	$(FORESIGHT) models --registry $(REPORTS)/registry list
+	$(FORESIGHT) models --registry $(REPORTS)/registry diff btc-neural@v1 btc-neural@v2
+	$(FORESIGHT) models --registry $(REPORTS)/registry show btc-regime
+	# Every forecaster, walk-forward and registered, scored and turned into margin.
+	$(FORESIGHT) evaluate --data data/btc_usdt_2h.csv --models ewma,gjr-t,log-har,btc-neural,btc-log-har \
+	    --train-days 1600 --exog dvol=data/btc_dvol_1d.csv:iv --exog funding=data/btc_funding_8h.csv:sum \
+	    --margin-data data/btc_usdt_1d.csv --out $(REPORTS)/btc_forecasts
 	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
-	    --calibrator static:0.10,ewma,hs:250,model:log-har,model:gjr-t --out $(REPORTS)/btc_models
+	    --calibrator static:0.10,ewma,hs:250,model:log-har,model:log-har+lookahead:22+cap:0.15,model:har+lookahead:22+cap:0.15 \
+	    --out $(REPORTS)/btc_models
+	$(FORESIGHT) correlation --asset BTC=data/btc_usdt_1d.csv --asset SPX=data/spx_1d.csv --dry-run
 
 test: bootstrap
 	cargo test --workspace

@@ -25,11 +25,13 @@ pub struct TrainArgs {
     dry_run: bool,
 }
 
-/// The checkout's commit, with `-dirty` when tracked files changed; `None` outside git.
-fn git_commit() -> Option<String> {
+/// The checkout's commit, with `-dirty` when tracked files outside the registry changed (the
+/// registry itself changes with every training run); `None` outside git.
+fn git_commit(registry: &std::path::Path) -> Option<String> {
     let run = |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success());
     let head = String::from_utf8(run(&["rev-parse", "--short=12", "HEAD"])?.stdout).ok()?.trim().to_string();
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
+    let exclude = format!(":(exclude){}", registry.display());
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no", "--", ".", &exclude]).is_some_and(|o| !o.stdout.is_empty());
     Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
@@ -40,7 +42,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let info = RunInfo {
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        git_commit: git_commit(),
+        git_commit: git_commit(&recipe.registry),
     };
     let mut bars = Bars::new(1 + 3 * recipe.models.len() as u64);
     let trained = train(&recipe, &info, &mut bars).with_context(|| format!("training {}", args.config.display()))?;
