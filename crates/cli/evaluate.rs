@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use foresight_train::data::{Transform, daily_input, load_ohlcv, load_values};
+use foresight_train::data::{ExogenousSource, load_ohlcv};
 use foresight_core::calibrate::Arm;
 use foresight_registry::{ModelRef, Registry};
 use foresight_train::report::draw_forecast_chart;
 
 use crate::backtest;
-use foresight_train::evaluate::{DailyHistory, Forecaster, WalkForward, evaluate_with, exogenous_gain, registered_forecasts};
+use foresight_train::evaluate::{
+    DailyHistory, Forecaster, WalkForward, evaluate_with, exogenous_gain, registered_forecasts, registered_regime_scores,
+};
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -67,6 +69,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let first_origin = history.dates[args.train_days];
     let mut forecasters = Vec::new();
     let mut registered = Vec::new();
+    let mut regime_scores = Vec::new();
     for m in &args.models {
         if let Some(f) = Forecaster::parse(m) {
             forecasters.push(f);
@@ -87,11 +90,16 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
                 card.training.end
             );
         }
-        let forecasts = registered_forecasts(&card, &mut loaded, &history, &args.horizons)?;
-        registered.push((card.reference().to_string(), forecasts));
+        if card.onnx.outputs.iter().any(|o| o.starts_with("p_high_regime_h")) {
+            regime_scores.extend(registered_regime_scores(&card, &mut loaded, &history, args.train_days)?);
+        }
+        if card.onnx.outputs.iter().any(|o| o.starts_with("variance_h")) {
+            let forecasts = registered_forecasts(&card, &mut loaded, &history, &args.horizons)?;
+            registered.push((card.reference().to_string(), forecasts));
+        }
     }
     if forecasters.is_empty() && registered.is_empty() {
-        bail!("--models: name at least one forecaster");
+        bail!("--models: name at least one variance forecaster");
     }
     let config = WalkForward { train_days: args.train_days, refit_every: args.refit_every, horizons: args.horizons.clone() };
     let (scores, forecasts) =
@@ -130,17 +138,32 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     }
     println!("{table}");
     println!("QLIKE = RV/F − ln(RV/F) − 1 (0 is perfect). DM: Diebold-Mariano on QLIKE, Newey-West over h−1 lags.");
+    if !regime_scores.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(vec!["regime forecast", "h", "n", "Brier", "climatology", "vs climatology", "event freq."]);
+        for r in &regime_scores {
+            let right = |t: String| Cell::new(t).set_alignment(CellAlignment::Right);
+            table.add_row(vec![
+                Cell::new(&r.model),
+                right(r.horizon.to_string()),
+                right(r.n.to_string()),
+                right(format!("{:.4}", r.brier)),
+                right(format!("{:.4}", r.climatology)),
+                right(format!("{:+.1}%", 100.0 * (r.brier / r.climatology - 1.0))),
+                right(format!("{:.3}", r.event_frequency)),
+            ]);
+        }
+        println!("{table}");
+        println!("P(stressed regime within h days): days labelled by the mixture each card stores; climatology = the training-window frequency.");
+    }
     let mut gains = Vec::new();
     for spec in &args.exogenous {
         let (name, rest) = spec.split_once('=').with_context(|| format!("--exog `{spec}`: expected NAME=FILE[:iv|sum|last]"))?;
-        let (file, transform) = match rest.rsplit_once(':') {
-            Some((f, t)) if ["iv", "sum", "last"].contains(&t) => (f, t.parse::<Transform>().map_err(anyhow::Error::msg)?),
-            _ => (rest, Transform::Last),
-        };
-        let values = load_values(std::path::Path::new(file), None, false)?;
-        let x = daily_input(&values, transform, periods_per_year, &history.dates);
+        let source = ExogenousSource::parse(rest, periods_per_year).map_err(anyhow::Error::msg).context("--exog")?;
+        let x = source.load(&history.dates)?;
         let known = x.iter().filter(|v| v.is_some()).count();
-        println!("{name}: {file} ({transform:?}), known on {known} of {} days", history.dates.len());
+        println!("{name}: {} ({}), known on {known} of {} days", source.file.display(), source.transform_name(), history.dates.len());
         gains.extend(exogenous_gain(&history, name, &x, &args.horizons, args.exog_min_days, args.refit_every)?);
     }
     if !gains.is_empty() {
@@ -184,6 +207,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             "first_origin": history.dates[args.train_days].to_string(),
             "scores": scores,
             "exogenous": gains,
+            "regime": regime_scores,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
@@ -191,7 +215,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(prices) = &args.margin_data {
         // Each forecaster becomes a `model:` arm, beside the reactive baselines.
         let mut arms: Vec<Arm> = args.margin_baselines.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("--margin-baselines")?;
-        for m in args.models.iter().filter(|m| m.as_str() != "ewma") {
+        for m in forecasts.iter().map(|(name, _)| name).filter(|m| m.as_str() != "ewma") {
             arms.push(format!("model:{m}").parse().with_context(|| format!("--models {m} as a margin arm"))?);
         }
         println!();

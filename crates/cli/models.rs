@@ -172,6 +172,29 @@ fn show(registry: &Registry, model: &ModelRef, json: bool) -> anyhow::Result<()>
             if m.horizon == card.evaluation.primary_horizon { "  (primary)" } else { "" }
         );
     }
+    if let Some(regimes) = card.details.get("regimes").and_then(|r| r.as_array()) {
+        println!("  regimes (calm → stressed): typical daily vol, mixture weight, mean daily return");
+        for r in regimes {
+            let f = |k: &str| r.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            println!("    {}: {:.2}%  {:.2}  {:+.3}%", f("rank"), f("typical_daily_vol_pct"), f("weight"), f("mean_return_pct"));
+        }
+        for (label, key) in [("training", "transition_frequencies_training"), ("evaluation", "transition_frequencies_evaluation")] {
+            if let Some(rows) = card.details.get(key).and_then(|v| v.as_array()) {
+                let text: Vec<String> = rows
+                    .iter()
+                    .map(|row| row.as_array().map_or(String::new(), |r| r.iter().map(|v| format!("{:.2}", v.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join(" ")))
+                    .collect();
+                println!("  transitions ({label}, row = from): [{}]", text.join(" | "));
+            }
+        }
+    }
+    if let Some(bins) = card.primary_metrics().and_then(|m| m.extra.get("calibration")).and_then(|c| c.as_array()) {
+        println!("  calibration at h={} (forecast bin: n, mean forecast → observed):", card.evaluation.primary_horizon);
+        for b in bins {
+            let f = |k: &str| b.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            println!("    {:.1}-{:.1}: {:>4}  {:.3} → {:.3}", f("from"), f("to"), f("n"), f("mean_forecast"), f("observed"));
+        }
+    }
     println!("  created {} by foresight {} at commit {}", card.created_at, card.foresight_version, card.git_commit.as_deref().unwrap_or("unknown"));
     Ok(())
 }

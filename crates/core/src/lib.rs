@@ -12,6 +12,8 @@
 //! - [`correlation`]: the cross-asset correlation for portfolio offsets (Schäfer-Strimmer shrinkage).
 //! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
 //! - [`forecast`]: scoring variance forecasts (QLIKE, MSE, Mincer-Zarnowitz, Diebold-Mariano).
+//! - [`regime`]: volatility regimes from a fitted mixture's parameters, and the stressed-regime
+//!   event regime forecasts are scored on.
 //! - [`stats`]: coverage tests (Kupiec, Christoffersen), the Basel traffic light and
 //!   procyclicality measures.
 //! - [`volatility`]: GARCH/GJR-GARCH likelihoods (normal, Student-t) and analytic variance
@@ -26,6 +28,7 @@ pub mod correlation;
 pub mod error;
 pub mod features;
 pub mod forecast;
+pub mod regime;
 pub mod stats;
 pub mod volatility;
 

@@ -190,10 +190,26 @@ impl HorizonMetrics {
 /// One input row (one batch element, flattened) and the outputs the trained model gives for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GoldenRow {
-    /// Flattened input of one batch element (shape = `input_shape` without the batch axis).
+    /// Flattened input of one batch element (shape = `input_shape` without the batch axis); a
+    /// missing value (NaN, e.g. an exogenous input the model falls back without) is `null`.
+    #[serde(with = "nan_as_null")]
     pub input: Vec<f64>,
     /// Expected value of each output.
     pub outputs: BTreeMap<String, f64>,
+}
+
+/// JSON has no NaN: a missing input value is written as `null` and read back as NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(values.iter().map(|v| if v.is_nan() { None } else { Some(*v) }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let values: Vec<Option<f64>> = Vec::deserialize(d)?;
+        Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
 }
 
 /// `name`, `name@v3` or `name@3`: a model, at a version or its latest.

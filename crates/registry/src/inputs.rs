@@ -23,6 +23,9 @@ pub enum ModelInput {
         /// ω, α, (γ,) β.
         params: Vec<f64>,
     },
+    /// `harx_inputs` `[batch, 4]`: the HAR components and an exogenous regressor (NaN where
+    /// missing: the model then falls back to log-HAR).
+    HarX,
     /// `regime_features` `[batch, 5]`.
     RegimeFeatures,
     /// `feature_window` `[batch, days, 5]`: regime features of the last `days` days.
@@ -39,6 +42,7 @@ impl ModelInput {
         let param = |key: &str| card.params.get(key).and_then(|v| v.as_f64()).ok_or_else(|| bad(format!("params.{key} is missing")));
         match card.onnx.input.as_str() {
             "har_components" => Ok(ModelInput::HarComponents),
+            "harx_inputs" => Ok(ModelInput::HarX),
             "regime_features" => Ok(ModelInput::RegimeFeatures),
             "feature_window" => match card.onnx.input_shape.as_slice() {
                 [_, days, width] if *days > 0 && *width == REGIME_FEATURES.len() as i64 => Ok(ModelInput::FeatureWindow { days: *days as usize }),
@@ -55,9 +59,16 @@ impl ModelInput {
     }
 
     /// One input row per day (`None` where the inputs are incomplete), from the daily realized
-    /// variance and log returns (`returns[0]` is usually `None`). Row `t` uses days `..=t` only.
-    pub fn rows(&self, rv: &[Option<f64>], returns: &[Option<f64>]) -> Vec<Option<Vec<f64>>> {
+    /// variance and log returns (`returns[0]` is usually `None`) and, for HAR-X, the exogenous
+    /// regressor per day (`exogenous`, where a missing day becomes NaN and the model's log-HAR
+    /// fallback). Row `t` uses days `..=t` only.
+    pub fn rows(&self, rv: &[Option<f64>], returns: &[Option<f64>], exogenous: &[Option<f64>]) -> Vec<Option<Vec<f64>>> {
         match self {
+            ModelInput::HarX => har_components(rv)
+                .into_iter()
+                .enumerate()
+                .map(|(t, c)| c.map(|c| vec![c.daily, c.weekly, c.monthly, exogenous.get(t).copied().flatten().unwrap_or(f64::NAN)]))
+                .collect(),
             ModelInput::HarComponents => har_components(rv).into_iter().map(|c| c.map(|c| vec![c.daily, c.weekly, c.monthly])).collect(),
             ModelInput::RegimeFeatures => regime_features(rv, returns).into_iter().map(|f| f.map(|f| f.to_vec())).collect(),
             ModelInput::FeatureWindow { days } => {

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use foresight_core::calibrate::{CalibrationParams, ModelName, SideRates, fhs_rates};
-use foresight_core::features::{Ewma, VolEstimator, har_components};
-use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
+use foresight_core::features::{Ewma, VolEstimator, har_components, regime_features};
+use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
+use foresight_core::regime::{Mixture, stressed_within};
 use foresight_core::volatility::ArchData;
 use serde::Serialize;
 
@@ -19,7 +20,7 @@ use foresight_registry::ModelCard;
 use foresight_registry::inputs::ModelInput;
 use foresight_registry::runtime::LoadedModel;
 
-use crate::data::{Frequency, Ohlcv, Values};
+use crate::data::{ExogenousSource, Frequency, Ohlcv, Values};
 use crate::error::{DataError, Result};
 use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
 
@@ -333,7 +334,8 @@ pub fn registered_forecasts(
         return Err(DataError::Fit { model: name, message: format!("it forecasts horizons {:?}, not {missing:?}", card.horizons) });
     }
     let input = ModelInput::from_card(card)?;
-    let rows = input.rows(&history.rv, &history.returns);
+    let exogenous = card_exogenous(card, history)?;
+    let rows = input.rows(&history.rv, &history.returns, &exogenous);
     let days: Vec<usize> = (0..rows.len()).filter(|&t| rows[t].is_some()).collect();
     let mut out = vec![vec![None; rows.len()]; horizons.len()];
     if days.is_empty() {
@@ -508,4 +510,82 @@ pub fn exogenous_gain(
         });
     }
     Ok(out)
+}
+
+/// Brier score of one registered model's regime probabilities at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegimeScore {
+    /// `name@vN`.
+    pub model: String,
+    /// Horizon in days.
+    pub horizon: usize,
+    /// Scored origins.
+    pub n: usize,
+    /// Brier score of `p_high_regime_h{h}`.
+    pub brier: f64,
+    /// Brier score of the training-window frequency of the event on the same origins.
+    pub climatology: f64,
+    /// How often the stressed regime came within h days on these origins.
+    pub event_frequency: f64,
+}
+
+/// Scores a registered model's `p_high_regime_h*` outputs from day `first_origin` on. Days are
+/// labelled with the regime mixture its card stores (fitted on its training window), so the
+/// event is the one it was trained to forecast; the baseline is the event's frequency over the
+/// training window.
+pub fn registered_regime_scores(
+    card: &ModelCard,
+    model: &mut LoadedModel,
+    history: &DailyHistory,
+    first_origin: usize,
+) -> Result<Vec<RegimeScore>> {
+    let name = card.reference().to_string();
+    let mixture: Mixture = card
+        .params
+        .get("mixture")
+        .cloned()
+        .and_then(|m| serde_json::from_value(m).ok())
+        .ok_or_else(|| DataError::Fit { model: name.clone(), message: "its card stores no regime mixture (params.mixture)".into() })?;
+    let states = mixture.states();
+    let features = regime_features(&history.rv, &history.returns);
+    let labels: Vec<Option<usize>> = features.iter().map(|f| f.and_then(|f| mixture.classify([f[0], f[3]]))).collect();
+    let rows = ModelInput::from_card(card)?.rows(&history.rv, &history.returns, &[]);
+    let days: Vec<usize> = (first_origin..rows.len()).filter(|&t| rows[t].is_some()).collect();
+    let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].clone().unwrap_or_default()).collect();
+    if days.is_empty() {
+        return Err(DataError::Fit { model: name, message: "no day with complete inputs to score".into() });
+    }
+    let outputs = model.run(&flat)?;
+    let mut out = Vec::new();
+    for h in &card.horizons {
+        let Some(p) = outputs.get(&format!("p_high_regime_h{h}")) else { continue };
+        let train_end = history.dates.iter().rposition(|d| *d <= card.training.end).unwrap_or(0);
+        let training: Vec<bool> = (0..=train_end.saturating_sub(*h)).filter_map(|t| stressed_within(&labels, t, *h, states)).collect();
+        let base = training.iter().filter(|y| **y).count() as f64 / training.len().max(1) as f64;
+        let (probabilities, events): (Vec<f64>, Vec<bool>) =
+            days.iter().zip(p).filter_map(|(&t, &p)| stressed_within(&labels, t, *h, states).map(|y| (p, y))).unzip();
+        if probabilities.is_empty() {
+            continue;
+        }
+        out.push(RegimeScore {
+            model: name.clone(),
+            horizon: *h,
+            n: probabilities.len(),
+            brier: brier(&probabilities, &events)?,
+            climatology: brier(&vec![base; events.len()], &events)?,
+            event_frequency: events.iter().filter(|y| **y).count() as f64 / events.len() as f64,
+        });
+    }
+    Ok(out)
+}
+
+/// The exogenous regressor a HAR-X card names (`params.exogenous`), loaded and aligned with
+/// `history`; empty for models without one.
+fn card_exogenous(card: &ModelCard, history: &DailyHistory) -> Result<Vec<Option<f64>>> {
+    let Some(spec) = card.params.get("exogenous") else { return Ok(Vec::new()) };
+    let text = |k: &str| spec.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let periods = spec.get("periods_per_year").and_then(|v| v.as_f64()).unwrap_or(365.0);
+    let source = ExogenousSource::parse(&format!("{}:{}", text("file"), text("transform")), periods)
+        .map_err(|message| DataError::Fit { model: card.reference().to_string(), message })?;
+    source.load(&history.dates)
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use foresight_core::calibrate::ModelName;
-use foresight_core::features::{FEATURE_SPEC_VERSION, har_components, regime_features};
+use foresight_core::features::{FEATURE_SPEC_VERSION, HarComponents, har_components, regime_features};
 use foresight_core::forecast::{brier, calibration_table, mincer_zarnowitz, qlike};
 use foresight_registry::card::{CARD_FORMAT, DataRef, Evaluation, OnnxSignature, TrainingWindow};
 use foresight_registry::runtime::LoadedModel;
@@ -20,11 +20,12 @@ use foresight_registry::{GoldenRow, HorizonMetrics, ModelCard, Task};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::data::load_ohlcv;
+use crate::data::{ExogenousSource, Frequency, load_ohlcv};
 use crate::error::{DataError, Result};
 use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate, forecast_variances};
-use crate::fit::{Epoch, FittedHar, GarchParams, HarParams, NeuralForecast, NeuralParams, RegimeParams, outcome, transition_frequencies, window_row};
-use crate::onnx::{OPSET, OnnxModel, export_garch, export_har, export_neural, export_regime};
+use crate::fit::{Epoch, FittedHar, FittedHarX, GarchParams, HarParams, HarXParams, NeuralForecast, NeuralParams, RegimeParams, transition_frequencies, window_row};
+use foresight_core::regime::stressed_within;
+use crate::onnx::{OPSET, OnnxModel, export_garch, export_har, export_har_x, export_neural, export_regime};
 
 /// Golden rows stored in each card.
 pub const GOLDEN_ROWS: usize = 8;
@@ -41,8 +42,8 @@ pub struct Recipe {
     pub name: String,
     /// OHLCV file: intraday bars give realized variance, daily bars a range estimator.
     pub data: PathBuf,
-    /// Models to train: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har` (variance
-    /// forecasters) and `regime` (probability of the stressed regime).
+    /// Models to train: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`, `har-x` (variance
+    /// forecasters), `regime` (probability of the stressed regime) and `neural` (both).
     pub models: Vec<String>,
     /// Forecast horizons in days.
     #[serde(default = "default_horizons")]
@@ -55,6 +56,10 @@ pub struct Recipe {
     /// Re-fit every this many days during evaluation (expanding window); absent: frozen.
     #[serde(default)]
     pub refit_every: Option<usize>,
+    /// The exogenous input of the `har-x` model, `FILE:iv|sum|last` (e.g.
+    /// `data/btc_dvol_1d.csv:iv` for implied volatility).
+    #[serde(default)]
+    pub exogenous: Option<String>,
     /// Days of features per input of the `neural` model.
     #[serde(default = "default_neural_window")]
     pub neural_window: usize,
@@ -115,8 +120,11 @@ impl Recipe {
             return Err("models: list at least one forecaster".into());
         }
         for m in &self.models {
-            if ModelName::parse(m).is_none() && m != "regime" && m != "neural" {
-                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har, regime, neural)"));
+            if ModelName::parse(m).is_none() && !["regime", "neural", "har-x"].contains(&m.as_str()) {
+                return Err(format!("models: unknown forecaster `{m}` (garch, garch-t, gjr, gjr-t, har, log-har, har-x, regime, neural)"));
+            }
+            if m == "har-x" && self.exogenous.is_none() {
+                return Err("models: `har-x` needs `exogenous = \"FILE:iv|sum|last\"`".into());
             }
         }
         if self.neural_window == 0 || self.neural_max_epochs == 0 {
@@ -190,7 +198,9 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
     progress.step(&format!("loading {}", recipe.data.display()));
     let bytes = std::fs::read(&recipe.data).map_err(|source| DataError::Io { file: recipe.data.clone(), source })?;
     let data_ref = DataRef { path: recipe.data.display().to_string(), sha256: sha256_hex(&bytes) };
-    let history = DailyHistory::from_bars(&load_ohlcv(&recipe.data)?)?;
+    let bars = load_ohlcv(&recipe.data)?;
+    let bars_frequency = bars.to_daily().frequency;
+    let history = DailyHistory::from_bars(&bars)?;
     let t_end = history.dates.iter().rposition(|d| *d <= recipe.train_end).ok_or_else(|| DataError::Recipe {
         file: recipe.data.clone(),
         message: format!("train_end {} is before the first day {}", recipe.train_end, history.dates[0]),
@@ -224,10 +234,13 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
         let built = match (ModelName::parse(name), name.as_str()) {
             (Some(model), _) => build_volatility(model, recipe, &history, t_end, &metadata, &mut |s: &str| progress.step(&format!("{full_name}: {s}")))?,
             (None, "neural") => build_neural(recipe, &history, t_end, &metadata, &full_name, progress)?,
+            (None, "har-x") => build_har_x(recipe, &bars_frequency, &history, t_end, &metadata)?,
             _ => build_regime(recipe, &history, t_end, &metadata)?,
         };
         progress.step(&format!("{full_name}: ONNX parity on {} hold-out rows", built.export.holdout.len()));
         let export = built.export;
+        let mut data = vec![data_ref.clone()];
+        data.extend(built.extra_data.iter().cloned());
         let mut card = ModelCard {
             format: CARD_FORMAT.into(),
             name: full_name.clone(),
@@ -250,7 +263,7 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
                 outputs: export.onnx.outputs.clone(),
             },
             horizons: recipe.horizons.clone(),
-            training: TrainingWindow { data: vec![data_ref.clone()], start: history.dates[0], end: history.dates[t_end], days: t_end + 1 },
+            training: TrainingWindow { data, start: history.dates[0], end: history.dates[t_end], days: t_end + 1 },
             evaluation: Evaluation {
                 start: history.dates[t_end + 1],
                 end: history.dates[n - 1],
@@ -288,6 +301,8 @@ struct Built {
     refit_every: Option<usize>,
     target: String,
     details: serde_json::Value,
+    /// Input files beside the recipe's data (the exogenous input).
+    extra_data: Vec<DataRef>,
 }
 
 /// A GARCH-family or HAR forecaster: fitted at `t_end`, scored walk-forward against EWMA.
@@ -342,6 +357,102 @@ fn build_volatility(
         refit_every: recipe.refit_every,
         target: target_name(history.rv_source),
         details: serde_json::Value::Null,
+        extra_data: Vec::new(),
+    })
+}
+
+/// HAR-X: log-HAR plus the recipe's exogenous input, with the plain log-HAR of the same window
+/// as its explicit fallback where the input is missing; fitted at `t_end`, frozen, scored
+/// against EWMA with log-HAR beside it.
+fn build_har_x(recipe: &Recipe, frequency: &Frequency, history: &DailyHistory, t_end: usize, metadata: &[(String, String)]) -> Result<Built> {
+    let spec = recipe.exogenous.as_deref().expect("checked by Recipe::check");
+    let source = ExogenousSource::parse(spec, frequency.periods_per_year()).map_err(|message| DataError::Recipe { file: "recipe".into(), message })?;
+    let x = source.load(&history.dates)?;
+    let fits: Vec<FittedHarX> = recipe.horizons.iter().map(|&h| HarXParams::new(h).fit(&history.rv, &x, t_end, 250)).collect::<Result<_>>()?;
+    let fallback: Vec<FittedHar> = recipe.horizons.iter().map(|&h| HarParams::log(h).fit(&history.rv, t_end)).collect::<Result<_>>()?;
+    let mut meta = metadata.to_vec();
+    meta.push(("foresight.exogenous".into(), spec.to_string()));
+    let onnx = export_har_x(&fits, &fallback, &meta)?;
+    let components = har_components(&history.rv);
+    let predict = |t: usize| -> Option<Vec<f64>> {
+        let c = components[t]?;
+        fits.iter().zip(&fallback).map(|(fx, f)| fx.predict(&c, x[t]).or_else(|| f.predict(&c))).collect()
+    };
+    let mut holdout = Vec::new();
+    let mut fallback_days = 0;
+    for t in t_end..history.dates.len() {
+        let (Some(c), Some(v)) = (components[t], predict(t)) else { continue };
+        fallback_days += x[t].is_none() as usize;
+        holdout.push(GoldenRow { input: vec![c.daily, c.weekly, c.monthly, x[t].unwrap_or(f64::NAN)], outputs: variance_outputs(&recipe.horizons, &v) });
+    }
+    // One more row with the input removed: the card's golden rows always include the last row,
+    // so anything that loads the model re-checks the fallback too.
+    if let Some(last) = holdout.last().cloned() {
+        let mut input = last.input.clone();
+        input[3] = f64::NAN;
+        let c = HarComponents { daily: input[0], weekly: input[1], monthly: input[2] };
+        let v: Option<Vec<f64>> = fallback.iter().map(|f| f.predict(&c)).collect();
+        if let Some(v) = v {
+            holdout.push(GoldenRow { input, outputs: variance_outputs(&recipe.horizons, &v) });
+        }
+    }
+    let frozen = WalkForward { train_days: t_end, refit_every: history.dates.len(), horizons: recipe.horizons.clone() };
+    let ewma = forecast_variances(Forecaster::Ewma, history, &frozen)?;
+    let mut metrics = Vec::new();
+    for (k, &h) in recipe.horizons.iter().enumerate() {
+        let rows: Vec<(f64, f64, f64, f64)> = (t_end..history.dates.len())
+            .filter_map(|t| {
+                let c = components[t]?;
+                let with_x = fits[k].predict(&c, x[t]).or_else(|| fallback[k].predict(&c))?;
+                Some((with_x, fallback[k].predict(&c)?, ewma[k][t]?, realized_target(&history.rv, t, h)?))
+            })
+            .collect();
+        let col = |i: usize| -> Vec<f64> { rows.iter().map(|r| [r.0, r.1, r.2, r.3][i]).collect() };
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let realized = col(3);
+        let (mine, har, ew) = (mean(qlike(&col(0), &realized)?), mean(qlike(&col(1), &realized)?), mean(qlike(&col(2), &realized)?));
+        metrics.push(HorizonMetrics {
+            horizon: h,
+            n: rows.len(),
+            score: mine,
+            score_name: "qlike".into(),
+            baseline_score: ew,
+            baseline: "ewma".into(),
+            extra: [
+                ("log_har_frozen_qlike".to_string(), json!(har)),
+                ("qlike_vs_log_har".into(), json!(mine / har - 1.0)),
+                ("mincer_zarnowitz".into(), json!(mincer_zarnowitz(&col(0), &realized)?)),
+            ]
+            .into_iter()
+            .collect(),
+        });
+    }
+    let regression = |f: &FittedHarX| {
+        let (b, [d, w, m, e]) = f.coefficients();
+        json!({ "horizon": f.horizon(), "intercept": b, "beta_daily": d, "beta_weekly": w, "beta_monthly": m, "beta_exogenous": e,
+                "residual_variance": f.residual_variance(), "nobs": f.nobs() })
+    };
+    let params = json!({
+        "exogenous": { "file": source.file.display().to_string(), "transform": source.transform_name(), "periods_per_year": source.periods_per_year },
+        "regressions": fits.iter().map(regression).collect::<Vec<_>>(),
+        "fallback_log_har": fallback.iter().map(|f| { let (b, [d, w, m]) = f.coefficients(); json!({ "horizon": f.horizon(), "intercept": b, "beta_daily": d, "beta_weekly": w, "beta_monthly": m, "residual_variance": f.residual_variance() }) }).collect::<Vec<_>>(),
+    });
+    let known = x[..=t_end].iter().filter(|v| v.is_some()).count();
+    let details = json!({
+        "exogenous_coverage": { "training_days_with_input": known, "evaluation_fallback_days": fallback_days },
+        "fallback": "rows whose exogenous input is NaN use the log-HAR fallback (IsNaN → Where in the graph)",
+    });
+    let bytes = std::fs::read(&source.file).map_err(|e| DataError::Io { file: source.file.clone(), source: e })?;
+    Ok(Built {
+        task: Task::Volatility,
+        model_type: "har-x".into(),
+        description: format!("Log-HAR + {} ({}), log-HAR where the input is missing; OLS through linfa", source.file.display(), source.transform_name()),
+        export: Export { onnx, params, holdout },
+        metrics,
+        refit_every: None,
+        target: target_name(history.rv_source),
+        details,
+        extra_data: vec![DataRef { path: source.file.display().to_string(), sha256: sha256_hex(&bytes) }],
     })
 }
 
@@ -390,7 +501,7 @@ fn build_neural(
         let mut rows = Vec::new();
         for ((t, _), f) in origins.iter().zip(&forecasts) {
             if let (Some(rv), Some(e), Some(l)) = (realized_target(&history.rv, *t, h), ewma[k][*t], log_har[k][*t]) {
-                rows.push((f.variance[k], e, l, rv, f.p_high_regime[k], outcome(&labels, *t, h, regimes.states())));
+                rows.push((f.variance[k], e, l, rv, f.p_high_regime[k], stressed_within(&labels, *t, h, regimes.states())));
             }
         }
         let column = |i: usize| -> Vec<f64> { rows.iter().map(|r| [r.0, r.1, r.2, r.3][i]).collect() };
@@ -429,6 +540,7 @@ fn build_neural(
         "log_variance_shift": shift,
         "seed": recipe.seed,
         "weights": "in model.onnx",
+        "mixture": regimes.mixture(),
     });
     let details = json!({
         "training": {
@@ -451,6 +563,7 @@ fn build_neural(
         refit_every: None,
         target: target_name(history.rv_source),
         details,
+        extra_data: Vec::new(),
     })
 }
 
@@ -477,7 +590,7 @@ fn build_regime(recipe: &Recipe, history: &DailyHistory, t_end: usize, metadata:
     for (k, &h) in fit.horizons().iter().enumerate() {
         let scored: Vec<(f64, bool)> = origins
             .iter()
-            .filter_map(|&t| outcome(&labels, t, h, fit.states()).map(|y| (fit.predict(&features[t].expect("filtered"))[k], y)))
+            .filter_map(|&t| stressed_within(&labels, t, h, fit.states()).map(|y| (fit.predict(&features[t].expect("filtered"))[k], y)))
             .collect();
         let (p, y): (Vec<f64>, Vec<bool>) = scored.into_iter().unzip();
         let base = fit.base_rates()[k];
@@ -513,6 +626,7 @@ fn build_regime(recipe: &Recipe, history: &DailyHistory, t_end: usize, metadata:
         "logistic": fit.horizons().iter().zip(fit.logistic()).map(|(h, (b, w))| json!({ "horizon": h, "intercept": b, "coef": w })).collect::<Vec<_>>(),
         "base_rates": fit.base_rates(),
         "mixture_days": fit.nobs(),
+        "mixture": fit.mixture(),
     });
     let details = json!({
         "regimes": fit.summary(),
@@ -533,6 +647,7 @@ fn build_regime(recipe: &Recipe, history: &DailyHistory, t_end: usize, metadata:
         refit_every: None,
         target: format!("stressed regime ({} of {}) within h days, days labelled by the training mixture", stressed + 1, fit.states()),
         details,
+        extra_data: Vec::new(),
     })
 }
 

@@ -113,7 +113,8 @@ fn garch_models_round_trip_through_onnx() {
 fn regime_model_round_trips_through_onnx_and_beats_climatology_out_of_sample() {
     use foresight_core::features::regime_features;
     use foresight_core::forecast::brier;
-    use foresight_train::fit::{RegimeParams, outcome};
+    use foresight_core::regime::stressed_within;
+    use foresight_train::fit::RegimeParams;
     use foresight_train::onnx::export_regime;
 
     let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
@@ -138,7 +139,7 @@ fn regime_model_round_trips_through_onnx_and_beats_climatology_out_of_sample() {
     // Out of sample (2022-2025), the 5-day probability beats always saying the training frequency.
     let labels = fit.classify(&features);
     let (p, y): (Vec<f64>, Vec<bool>) =
-        origins.iter().filter_map(|&t| outcome(&labels, t, 5, 3).map(|y| (fit.predict(&features[t].unwrap())[1], y))).unzip();
+        origins.iter().filter_map(|&t| stressed_within(&labels, t, 5, 3).map(|y| (fit.predict(&features[t].unwrap())[1], y))).unzip();
     let model_brier = brier(&p, &y).unwrap();
     let climatology = brier(&vec![fit.base_rates()[1]; p.len()], &y).unwrap();
     assert!(model_brier < 0.9 * climatology, "Brier {model_brier} vs climatology {climatology}");
@@ -183,6 +184,42 @@ fn neural_forecaster_is_deterministic_and_round_trips_through_onnx() {
             assert_rel(&format!("variance h{} row {i}", [1, 5][k]), out[k].1[i], native.variance[k]);
             assert_rel(&format!("sigma row {i}"), out[2 + k].1[i], native.variance[k].sqrt());
             assert_rel(&format!("p row {i}"), out[4 + k].1[i], native.p_high_regime[k]);
+        }
+    }
+}
+
+#[test]
+fn har_x_round_trips_and_falls_back_to_log_har_where_the_input_is_missing() {
+    use foresight_train::data::ExogenousSource;
+    use foresight_train::fit::HarXParams;
+    use foresight_train::onnx::export_har_x;
+
+    let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
+    let dvol = ExogenousSource::parse(data("btc_dvol_1d.csv").to_str().unwrap(), 365.0).unwrap();
+    let dvol = ExogenousSource { transform: foresight_train::data::Transform::ImpliedVol, ..dvol };
+    let x = dvol.load(&history.dates).unwrap();
+    let train_end = history.dates.iter().position(|d| d.to_string() == "2024-06-30").unwrap();
+    let fits: Vec<_> = [1, 5].iter().map(|&h| HarXParams::new(h).fit(&history.rv, &x, train_end, 250).unwrap()).collect();
+    let fallback: Vec<_> = [1, 5].iter().map(|&h| HarParams::log(h).fit(&history.rv, train_end).unwrap()).collect();
+    let model = export_har_x(&fits, &fallback, &[]).unwrap();
+    let components = har_components(&history.rv);
+    // Hold-out days, every third one with the input removed.
+    let mut rows = Vec::new();
+    let mut want = Vec::new();
+    for (i, t) in (train_end + 1..history.dates.len()).enumerate() {
+        let Some(c) = components[t] else { continue };
+        let xt = if i % 3 == 0 { None } else { x[t] };
+        rows.push(vec![c.daily, c.weekly, c.monthly, xt.unwrap_or(f64::NAN)]);
+        want.push(fits.iter().zip(&fallback).map(|(fx, f)| fx.predict(&c, xt).unwrap_or_else(|| f.predict(&c).unwrap())).collect::<Vec<_>>());
+        if xt.is_none() {
+            assert_eq!(want.last().unwrap()[1], fallback[1].predict(&c).unwrap(), "a missing input means log-HAR");
+        }
+    }
+    assert!(rows.len() > 400 && rows.iter().filter(|r| r[3].is_nan()).count() > 100);
+    let out = run_ort(&model, &rows);
+    for (i, w) in want.iter().enumerate() {
+        for k in 0..2 {
+            assert_rel(&format!("har-x h{} row {i} (input {})", [1, 5][k], rows[i][3]), out[k].1[i], w[k]);
         }
     }
 }

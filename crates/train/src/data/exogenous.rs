@@ -55,3 +55,44 @@ pub fn daily_input(values: &Values, transform: Transform, periods_per_year: f64,
         })
         .collect()
 }
+
+/// An exogenous input as a recipe or a card names it: `FILE:iv|sum|last` (`last` when no
+/// transform is given), with the periods per year that annualise implied volatility.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExogenousSource {
+    /// The data file (`date,<value>`).
+    pub file: std::path::PathBuf,
+    /// How observations become a day's regressor.
+    pub transform: Transform,
+    /// 365 for calendar-daily assets, 252 for business-daily ones.
+    pub periods_per_year: f64,
+}
+
+impl ExogenousSource {
+    /// Parses `FILE[:iv|sum|last]`.
+    pub fn parse(spec: &str, periods_per_year: f64) -> Result<Self, String> {
+        let (file, transform) = match spec.rsplit_once(':') {
+            Some((f, t)) if ["iv", "sum", "last"].contains(&t) => (f, t.parse()?),
+            _ => (spec, Transform::Last),
+        };
+        if file.trim().is_empty() {
+            return Err(format!("exogenous input `{spec}`: expected FILE[:iv|sum|last]"));
+        }
+        Ok(Self { file: file.trim().into(), transform, periods_per_year })
+    }
+
+    /// `iv`, `sum` or `last`.
+    pub fn transform_name(&self) -> &'static str {
+        match self.transform {
+            Transform::ImpliedVol => "iv",
+            Transform::DailySum => "sum",
+            Transform::Last => "last",
+        }
+    }
+
+    /// Loads the file and returns one regressor per day of `dates` (`None` where missing).
+    pub fn load(&self, dates: &[NaiveDate]) -> crate::Result<Vec<Option<f64>>> {
+        let values = super::load_values(&self.file, None, false)?;
+        Ok(daily_input(&values, self.transform, self.periods_per_year, dates))
+    }
+}

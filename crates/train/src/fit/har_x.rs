@@ -21,6 +21,7 @@ pub struct HarXParams {
 /// A fitted HAR-X regression.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FittedHarX {
+    horizon: usize,
     intercept: f64,
     coef: [f64; 4],
     resid_var: f64,
@@ -58,7 +59,7 @@ impl HarXParams {
         let p = fitted.params();
         let predicted = fitted.predict(&xm);
         let sse: f64 = predicted.iter().zip(&targets).map(|(p, t)| (t - p).powi(2)).sum();
-        Ok(FittedHarX { intercept: fitted.intercept(), coef: [p[0], p[1], p[2], p[3]], resid_var: sse / (rows.len() as f64 - 5.0), nobs: rows.len() })
+        Ok(FittedHarX { horizon: self.horizon, intercept: fitted.intercept(), coef: [p[0], p[1], p[2], p[3]], resid_var: sse / (rows.len() as f64 - 5.0), nobs: rows.len() })
     }
 }
 
@@ -72,6 +73,21 @@ impl FittedHarX {
         let r = regressors(c, x?)?;
         let y = self.intercept + self.coef.iter().zip(r).map(|(b, v)| b * v).sum::<f64>();
         Some((y + 0.5 * self.resid_var).exp())
+    }
+
+    /// The forecast horizon in days.
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
+
+    /// Intercept and the coefficients of ln RV daily, weekly, monthly and the input.
+    pub fn coefficients(&self) -> (f64, [f64; 4]) {
+        (self.intercept, self.coef)
+    }
+
+    /// Residual variance of the regression (log units).
+    pub fn residual_variance(&self) -> f64 {
+        self.resid_var
     }
 
     /// Coefficient of the exogenous regressor.

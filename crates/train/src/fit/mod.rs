@@ -12,5 +12,5 @@ mod regime;
 pub use garch::{FittedGarch, GarchParams};
 pub use har::{FittedHar, HarParams};
 pub use har_x::{FittedHarX, HarXParams};
-pub use regime::{FittedRegime, RegimeParams, RegimeSummary, outcome, transition_frequencies};
+pub use regime::{FittedRegime, RegimeParams, RegimeSummary, transition_frequencies};
 pub use neural::{Dense, Epoch, FittedNeural, NeuralForecast, NeuralParams, window_row};

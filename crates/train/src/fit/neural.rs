@@ -12,7 +12,7 @@ use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::error::{DataError, Result};
-use crate::fit::outcome;
+use foresight_core::regime::stressed_within;
 
 const WIDTH: usize = REGIME_FEATURES.len();
 
@@ -106,7 +106,7 @@ impl NeuralParams {
             let Some(x) = window_row(features, t, self.window) else { continue };
             let targets: Option<Vec<f64>> = self.horizons.iter().map(|&h| mean_rv(rv, t, h, upto).map(f64::ln)).collect();
             let events: Option<Vec<f64>> =
-                self.horizons.iter().map(|&h| if t + h <= upto { outcome(labels, t, h, states).map(|y| y as u8 as f64) } else { None }).collect();
+                self.horizons.iter().map(|&h| if t + h <= upto { stressed_within(labels, t, h, states).map(|y| y as u8 as f64) } else { None }).collect();
             if let (Some(y), Some(e)) = (targets, events) {
                 rows.push((x, y, e));
             }

@@ -7,6 +7,8 @@
 //! regression on the origins whose whole outcome window ends by `upto`.
 
 use foresight_core::features::REGIME_FEATURES;
+use foresight_core::regime::stressed_within;
+use foresight_core::regime::Mixture;
 use linfa::prelude::*;
 use linfa_clustering::GaussianMixtureModel;
 use linfa_logistic::LogisticRegression;
@@ -89,8 +91,8 @@ impl RegimeParams {
         }
         let labels = state.classify(&features[..=upto]);
         for &h in &self.horizons {
-            let origins: Vec<usize> = (0..=upto).filter(|&t| features[t].is_some() && outcome(&labels, t, h, self.states).is_some()).collect();
-            let y: Array1<usize> = origins.iter().map(|&t| outcome(&labels, t, h, self.states).expect("filtered") as usize).collect();
+            let origins: Vec<usize> = (0..=upto).filter(|&t| features[t].is_some() && stressed_within(&labels, t, h, self.states).is_some()).collect();
+            let y: Array1<usize> = origins.iter().map(|&t| stressed_within(&labels, t, h, self.states).expect("filtered") as usize).collect();
             let positives = y.iter().filter(|&&v| v == 1).count();
             if positives == 0 || positives == y.len() {
                 return Err(fit_error(format!("h={h}: the stressed regime {} in every training window; nothing to learn", if positives == 0 { "never occurs" } else { "occurs" })));
@@ -111,15 +113,6 @@ impl RegimeParams {
         }
         Ok(state)
     }
-}
-
-/// Whether the stressed state (rank `states − 1`) occurs on any day of `t+1..=t+h`; `None`
-/// when the window runs past the labels or holds an unlabelled day.
-pub fn outcome(labels: &[Option<usize>], t: usize, h: usize, states: usize) -> Option<bool> {
-    if t + h >= labels.len() {
-        return None;
-    }
-    labels[t + 1..=t + h].iter().try_fold(false, |any, l| l.map(|l| any || l == states - 1))
 }
 
 /// A fitted regime model.
@@ -186,6 +179,17 @@ impl FittedRegime {
 
     fn standardise(&self, x: &[f64; WIDTH]) -> [f64; WIDTH] {
         std::array::from_fn(|k| (x[k] - self.mean[k]) / self.sd[k])
+    }
+
+    /// The mixture's parameters, ranked calm → stressed (what a card stores to label days).
+    pub fn mixture(&self) -> Mixture {
+        let (w, m, c) = (self.gmm.weights(), self.gmm.means(), self.gmm.covariances());
+        Mixture {
+            weights: w.to_vec(),
+            means: (0..self.states).map(|k| [m[[k, 0]], m[[k, 1]]]).collect(),
+            covariances: (0..self.states).map(|k| [[c[[k, 0, 0]], c[[k, 0, 1]]], [c[[k, 1, 0]], c[[k, 1, 1]]]]).collect(),
+            rank: self.rank.clone(),
+        }
     }
 
     /// The regime (0 = calmest) of each day with features.
@@ -258,16 +262,6 @@ pub fn transition_frequencies(labels: &[Option<usize>], states: usize) -> Vec<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outcomes_look_only_at_the_next_h_days() {
-        let labels = [Some(0), Some(0), Some(2), None, Some(1), Some(0)];
-        assert_eq!(outcome(&labels, 0, 1, 3), Some(false));
-        assert_eq!(outcome(&labels, 0, 2, 3), Some(true));
-        assert_eq!(outcome(&labels, 1, 2, 3), None, "an unlabelled day in the window");
-        assert_eq!(outcome(&labels, 4, 1, 3), Some(false));
-        assert_eq!(outcome(&labels, 5, 1, 3), None, "past the end");
-    }
 
     #[test]
     fn transition_rows_sum_to_one() {

@@ -12,7 +12,7 @@ use prost::Message;
 use super::builder::{Dim, GraphBuilder};
 use super::proto::ModelProto;
 use crate::error::{DataError, Result};
-use crate::fit::{FittedGarch, FittedHar, FittedNeural, FittedRegime};
+use crate::fit::{FittedGarch, FittedHar, FittedHarX, FittedNeural, FittedRegime};
 
 /// An exported model: the ONNX protobuf plus what a loader needs to call it.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +65,17 @@ fn horizon_outputs(g: &mut GraphBuilder, variances: &str, horizons: &[usize], ou
     }
     // Order: all variances, then all sigmas.
     outputs.sort_by_key(|o| !o.starts_with("variance"));
+}
+
+/// Adds `p_high_regime_h{h}` outputs for column `k` of `probabilities` ([batch, H]).
+fn regime_outputs(g: &mut GraphBuilder, probabilities: &str, horizons: &[usize], outputs: &mut Vec<String>) {
+    for (k, h) in horizons.iter().enumerate() {
+        let name = format!("p_high_regime_h{h}");
+        let index = g.constant_i64("k", &[], &[k as i64]);
+        g.op("Gather", &[probabilities, &index], Some(&name), &[("axis", 1)]);
+        g.output(&name, &[Dim::Named("batch")], &format!("probability of the stressed regime within the next {h} days"));
+        outputs.push(name);
+    }
 }
 
 fn base_metadata(kind: &str, horizons: &[usize], input: &str, columns: &[&str], extra: &[(String, String)]) -> Vec<(String, String)> {
@@ -219,13 +230,7 @@ pub fn export_regime(fit: &FittedRegime, metadata: &[(String, String)]) -> Resul
     let logits = g.op("Add", &[&linear, &b], None, &[]);
     let p = g.op("Sigmoid", &[&logits], None, &[]);
     let mut outputs = Vec::new();
-    for (k, h) in horizons.iter().enumerate() {
-        let name = format!("p_high_regime_h{h}");
-        let index = g.constant_i64("k", &[], &[k as i64]);
-        g.op("Gather", &[&p, &index], Some(&name), &[("axis", 1)]);
-        g.output(&name, &[Dim::Named("batch")], &format!("probability of the stressed regime within the next {h} days"));
-        outputs.push(name);
-    }
+    regime_outputs(&mut g, &p, &horizons, &mut outputs);
     let mut extra = metadata.to_vec();
     extra.push(("foresight.regime_states".into(), fit.states().to_string()));
     let meta = base_metadata("regime", &horizons, "regime_features", &REGIME_FEATURES, &extra);
@@ -286,13 +291,7 @@ pub fn export_neural(fit: &FittedNeural, metadata: &[(String, String)]) -> Resul
     horizon_outputs(&mut g, &variances, &horizons, &mut outputs);
     let logits = g.op("Gather", &[&h, &regime_index], None, &[("axis", 1)]);
     let p = g.op("Sigmoid", &[&logits], None, &[]);
-    for (i, h) in horizons.iter().enumerate() {
-        let name = format!("p_high_regime_h{h}");
-        let index = g.constant_i64("k", &[], &[i as i64]);
-        g.op("Gather", &[&p, &index], Some(&name), &[("axis", 1)]);
-        g.output(&name, &[Dim::Named("batch")], &format!("probability of the stressed regime within the next {h} days"));
-        outputs.push(name);
-    }
+    regime_outputs(&mut g, &p, &horizons, &mut outputs);
     let mut extra = metadata.to_vec();
     extra.push(("foresight.window_days".into(), window.to_string()));
     let meta = base_metadata("neural-mlp", &horizons, "feature_window", &REGIME_FEATURES, &extra);
@@ -301,6 +300,64 @@ pub fn export_neural(fit: &FittedNeural, metadata: &[(String, String)]) -> Resul
         input: "feature_window".into(),
         input_columns: REGIME_FEATURES.iter().map(|c| c.to_string()).collect(),
         input_shape: vec![-1, window, width],
+        outputs,
+    })
+}
+
+/// Exports HAR-X with its explicit fallback: input `harx_inputs` `[batch, 4]` = daily, weekly,
+/// monthly RV and the exogenous regressor, which is NaN where the input is missing. Where it is
+/// known the HAR-X regression forecasts; where it is NaN the plain log-HAR (`fallback`, fitted
+/// on the same window) does, per row (`IsNaN` → `Where`), never a zero-filled input.
+pub fn export_har_x(fits: &[FittedHarX], fallback: &[FittedHar], metadata: &[(String, String)]) -> Result<OnnxModel> {
+    if fits.is_empty() || fits.len() != fallback.len() || fits.iter().zip(fallback).any(|(x, f)| x.horizon() != f.horizon() || !f.is_log()) {
+        return Err(export_error("HAR-X needs one log-HAR fallback per horizon, in the same order"));
+    }
+    let horizons: Vec<usize> = fits.iter().map(FittedHarX::horizon).collect();
+    let h = fits.len() as i64;
+    let mut g = GraphBuilder::new("har_x");
+    let input = g.input("harx_inputs", &[Dim::Named("batch"), Dim::Fixed(4)], "daily, weekly, monthly RV, exogenous regressor (NaN when missing)");
+    let starts = g.constant_i64("starts", &[1], &[0]);
+    let ends = g.constant_i64("ends", &[1], &[3]);
+    let axes = g.constant_i64("axes", &[1], &[1]);
+    let rv = g.op("Slice", &[&input, &starts, &ends, &axes], None, &[]);
+    let log_rv = g.op("Log", &[&rv], None, &[]);
+    let x = g.column(&input, 3);
+    let missing = g.op("IsNaN", &[&x], None, &[]);
+    let zero = g.constant("zero", &[], &[0.0]);
+    let x_known = g.op("Where", &[&missing, &zero, &x], None, &[]);
+    let unsqueeze = g.constant_i64("axes", &[1], &[1]);
+    let x_column = g.op("Unsqueeze", &[&x_known, &unsqueeze], None, &[]);
+    // HAR-X: ln RV components and x.
+    let wx: Vec<f64> = (0..3).flat_map(|i| fits.iter().map(move |f| f.coefficients().1[i])).collect();
+    let wx = g.constant("coef_x", &[3, h], &wx);
+    let bx: Vec<f64> = fits.iter().map(|f| f.coefficients().0 + 0.5 * f.residual_variance()).collect();
+    let bx = g.constant("intercept_x", &[h], &bx);
+    let cx: Vec<f64> = fits.iter().map(|f| f.coefficients().1[3]).collect();
+    let cx = g.constant("coef_input", &[1, h], &cx);
+    let part = g.op("MatMul", &[&log_rv, &wx], None, &[]);
+    let input_part = g.op("Mul", &[&x_column, &cx], None, &[]);
+    let z = g.op("Add", &[&part, &input_part], None, &[]);
+    let z = g.op("Add", &[&z, &bx], None, &[]);
+    let with_input = g.op("Exp", &[&z], None, &[]);
+    // Fallback log-HAR.
+    let w: Vec<f64> = (0..3).flat_map(|i| fallback.iter().map(move |f| f.coefficients().1[i])).collect();
+    let w = g.constant("coef", &[3, h], &w);
+    let b: Vec<f64> = fallback.iter().map(|f| f.coefficients().0 + 0.5 * f.residual_variance()).collect();
+    let b = g.constant("intercept", &[h], &b);
+    let zf = g.op("MatMul", &[&log_rv, &w], None, &[]);
+    let zf = g.op("Add", &[&zf, &b], None, &[]);
+    let without = g.op("Exp", &[&zf], None, &[]);
+    let mask = g.op("Unsqueeze", &[&missing, &unsqueeze], None, &[]);
+    let variances = g.op("Where", &[&mask, &without, &with_input], None, &[]);
+    let mut outputs = Vec::new();
+    horizon_outputs(&mut g, &variances, &horizons, &mut outputs);
+    let columns = ["har_d", "har_w", "har_m", "exogenous"];
+    let meta = base_metadata("har-x", &horizons, "harx_inputs", &columns, metadata);
+    Ok(OnnxModel {
+        proto: g.into_model("HAR-X variance forecaster with log-HAR fallback where the input is missing, exported by Foresight", &meta),
+        input: "harx_inputs".into(),
+        input_columns: columns.iter().map(|c| c.to_string()).collect(),
+        input_shape: vec![-1, 4],
         outputs,
     })
 }

@@ -13,7 +13,7 @@ pub mod proto {
 }
 
 pub use builder::GraphBuilder;
-pub use export::{OnnxModel, export_garch, export_har, export_neural, export_regime};
+pub use export::{OnnxModel, export_garch, export_har, export_har_x, export_neural, export_regime};
 
 /// ONNX operator set the exporter targets.
 pub const OPSET: i64 = 17;
