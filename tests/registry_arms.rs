@@ -90,3 +90,36 @@ fn evaluate_scores_registered_models_only_out_of_sample() {
         assert!(std::fs::read(out.path().join(png)).unwrap().starts_with(b"\x89PNG"), "{png}");
     }
 }
+
+/// The registered HAR-X with implied volatility (DVOL), scaled by its 22-day forecast, meets the
+/// training issue's margin goals on the days after its training window (2024-07..2025-08), where
+/// EWMA fails coverage; its input comes from the file its card names.
+#[test]
+fn the_dvol_arm_meets_the_margin_goals_out_of_sample() {
+    let out = tempfile::tempdir().unwrap();
+    foresight_ok(&[
+        "backtest",
+        "--data",
+        data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--rv-data",
+        data("btc_usdt_2h.csv").to_str().unwrap(),
+        "--calibrator",
+        "ewma,model:btc-dvol-har-x@v1+lookahead:22",
+        "--registry",
+        &registry(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let summary = read_json(&out.path().join("summary.json"));
+    assert_eq!(summary["settings"]["scored_from"], "2024-07-01");
+    let arms = summary["arms"].as_object().unwrap();
+    for side in ["long", "short"] {
+        let s = &arms["model:btc-dvol-har-x@v1+lookahead:22"][side];
+        let f = |k: &str| s[k].as_f64().unwrap();
+        assert!(f("kupiec_p") > 0.05, "{side}: Kupiec p {}", f("kupiec_p"));
+        assert!(f("avg_margin") <= 0.085, "{side}: average margin {}", f("avg_margin"));
+        assert!(f("peak_to_trough") <= 4.0, "{side}: peak-to-trough {}", f("peak_to_trough"));
+        assert!(s["max_rise_5d"]["rel"].as_f64().unwrap() <= 1.0, "{side}: 5-day rise");
+    }
+    assert!(arms["ewma:0.94"]["short"]["kupiec_p"].as_f64().unwrap() < 0.05, "EWMA fails coverage on this window");
+}
