@@ -26,13 +26,16 @@ demo: build
 	$(FORESIGHT) models --registry $(REPORTS)/registry list
 	$(FORESIGHT) models --registry $(REPORTS)/registry diff btc-neural@v1 btc-neural@v2
 	$(FORESIGHT) models --registry $(REPORTS)/registry show btc-regime
+	$(FORESIGHT) models --registry $(REPORTS)/registry show btc-dvol-har-x
 	# Every forecaster, walk-forward and registered, scored and turned into margin.
-	$(FORESIGHT) evaluate --data data/btc_usdt_2h.csv --models ewma,gjr-t,log-har,btc-neural,btc-log-har \
+	$(FORESIGHT) evaluate --data data/btc_usdt_2h.csv --models ewma,gjr-t,log-har,btc-neural,btc-log-har,btc-regime \
 	    --train-days 1600 --exog dvol=data/btc_dvol_1d.csv:iv --exog funding=data/btc_funding_8h.csv:sum \
 	    --margin-data data/btc_usdt_1d.csv --out $(REPORTS)/btc_forecasts
 	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
 	    --calibrator static:0.10,ewma,hs:250,model:log-har,model:log-har+lookahead:22+cap:0.15,model:har+lookahead:22+cap:0.15 \
 	    --out $(REPORTS)/btc_models
+	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
+	    --calibrator ewma,hs:250,model:btc-dvol-har-x+lookahead:22,model:btc-neural+lookahead:22 --out $(REPORTS)/btc_registered
 	$(FORESIGHT) correlation --asset BTC=data/btc_usdt_1d.csv --asset SPX=data/spx_1d.csv --dry-run
 
 test: bootstrap

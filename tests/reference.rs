@@ -30,7 +30,7 @@ fn backtest_statistics_match_the_python_reference() {
         let h = run["horizon"].as_u64().unwrap() as usize;
         let params = CalibrationParams::new(fixture["confidence"].as_f64().unwrap(), h, 365.0).unwrap();
         let burn_in = fixture["burn_in"].as_u64().unwrap() as usize;
-        let bt = run_backtest(&prices.values, &[arm.clone()], BacktestConfig { params, burn_in }).unwrap();
+        let bt = run_backtest(&prices.values, std::slice::from_ref(&arm), BacktestConfig { params, burn_in }).unwrap();
         for side in Side::BOTH {
             let want = &run["sides"][side.as_str()];
             let got = bt.arms[0].side(side);

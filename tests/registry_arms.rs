@@ -66,7 +66,7 @@ fn evaluate_scores_registered_models_only_out_of_sample() {
         "--data",
         data("btc_usdt_2h.csv").to_str().unwrap(),
         "--models",
-        "ewma,log-har,btc-log-har@v1",
+        "ewma,log-har,btc-log-har@v1,btc-regime",
         "--horizons",
         "1,5",
         "--train-days",
@@ -79,12 +79,18 @@ fn evaluate_scores_registered_models_only_out_of_sample() {
         out.path().to_str().unwrap(),
     ]);
     assert!(stdout.contains("first forecast 2022-01-03") && stdout.contains("btc-log-har@v1"), "{stdout}");
+    // The regime model is scored by Brier score (and is not a margin arm: it forecasts no variance).
+    let scores = read_json(&out.path().join("forecast_scores.json"));
+    let regime = scores["regime"].as_array().unwrap();
+    let h5 = regime.iter().find(|r| r["model"] == "btc-regime@v1" && r["horizon"] == 5).unwrap();
+    assert!(h5["brier"].as_f64().unwrap() < 0.8 * h5["climatology"].as_f64().unwrap(), "{h5}");
     // The forecasters as margin arms beside the reactive ones, with readiness, and the charts.
     let summary = read_json(&out.path().join("margin/summary.json"));
     let arms = summary["arms"].as_object().unwrap();
     for arm in ["ewma:0.94", "hs:250", "static:0.1", "model:log-har", "model:btc-log-har@v1"] {
         assert!(arms.contains_key(arm), "{arm} in {:?}", arms.keys().collect::<Vec<_>>());
     }
+    assert!(!arms.keys().any(|a| a.contains("regime")));
     assert!(arms["model:log-har"]["readiness"].as_array().unwrap().iter().any(|e| e["date"] == "2022-11-09"));
     for png in ["forecast_chart.png", "margin/chart.png"] {
         assert!(std::fs::read(out.path().join(png)).unwrap().starts_with(b"\x89PNG"), "{png}");

@@ -189,7 +189,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         println!("HAR-X = log-HAR + the input, walk-forward on the same origins; `fallback` days lacked the input and used log-HAR.");
     }
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some(k) = args.horizons.iter().position(|h| *h == 1) {
             let one_day: Vec<(String, Vec<Option<f64>>)> = forecasts.iter().map(|(n, f)| (n.clone(), f[k].clone())).collect();
             let chart = dir.join("forecast_chart.png");

@@ -141,7 +141,7 @@ impl Progress for Bars {
 
     fn epoch(&mut self, model: &str, e: &Epoch) {
         let losses = format!("train {:.4}  validation {:.4}  best {:.4}", e.train_loss, e.validation_loss, e.best_validation_loss);
-        if e.epoch == 1 || e.epoch % 25 == 0 {
+        if e.epoch == 1 || e.epoch.is_multiple_of(25) {
             self.log(&format!("{model}: epoch {}/{}  {losses}", e.epoch, e.max_epochs));
         }
         let bar = self.epochs.get_or_insert_with(|| {

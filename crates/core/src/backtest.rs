@@ -315,7 +315,7 @@ mod tests {
     fn no_look_ahead_margin_at_t_ignores_later_prices() {
         let p = prices();
         let arm: Arm = "hs:100+cap:0.5".parse().unwrap();
-        let full = run_backtest(&p, &[arm.clone()], config(1, 250)).unwrap();
+        let full = run_backtest(&p, std::slice::from_ref(&arm), config(1, 250)).unwrap();
         // Changing every price after bar 320 must not change any margin posted up to 320.
         let mut altered = p.clone();
         for x in altered.iter_mut().skip(321) {

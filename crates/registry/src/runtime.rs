@@ -136,7 +136,7 @@ impl LoadedModel {
     /// returns each output's values, one per batch element.
     pub fn run(&mut self, rows: &[f64]) -> Result<BTreeMap<String, Vec<f64>>> {
         let width = self.row_width();
-        if width == 0 || rows.is_empty() || rows.len() % width != 0 {
+        if width == 0 || rows.is_empty() || !rows.len().is_multiple_of(width) {
             return Err(RegistryError::Invalid(format!(
                 "input `{}`: {} values do not make whole rows of {width}",
                 self.signature.input,

@@ -57,7 +57,7 @@ pub fn verify(card: &ModelCard, onnx_bytes: &[u8]) -> Result<(LoadedModel, Verif
                 message: format!("{model}: golden row {row} expects output `{output}`, which the signature does not list"),
             })?;
             let error = relative_error(actual, expected);
-            if !(error <= GOLDEN_TOLERANCE) {
+            if error.is_nan() || error > GOLDEN_TOLERANCE {
                 return Err(RegistryError::GoldenMismatch { model, row, output: output.clone(), expected, actual, tolerance: GOLDEN_TOLERANCE });
             }
             max_relative_error = max_relative_error.max(error);

@@ -208,7 +208,7 @@ pub fn forecast_variances(forecaster: Forecaster, history: &DailyHistory, config
 fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> Result<Vec<Vec<Option<f64>>>> {
     let n = history.dates.len();
     let mut out = vec![vec![None; n]; config.horizons.len()];
-    let refit = |t: usize| (t - config.train_days) % config.refit_every == 0;
+    let refit = |t: usize| (t - config.train_days).is_multiple_of(config.refit_every);
     let garch_spec = match forecaster {
         Forecaster::Model(model) => model.garch_spec(),
         Forecaster::Ewma => None,

@@ -699,7 +699,7 @@ fn parity(card: &ModelCard, onnx: &[u8], holdout: &[GoldenRow]) -> Result<f64> {
         for (name, want) in &row.outputs {
             let have = got[name][i];
             let err = (have - want).abs() / want.abs().max(1e-300);
-            if !(err <= PARITY_TOLERANCE) {
+            if err.is_nan() || err > PARITY_TOLERANCE {
                 return Err(DataError::Fit {
                     model: card.name.clone(),
                     message: format!("ONNX parity: hold-out row {i} `{name}`: ONNX Runtime {have}, trained model {want}"),
