@@ -32,6 +32,13 @@ fn train_registers_checked_models_and_promotion_follows_the_scores() {
     assert!(card["golden"].as_array().unwrap().len() >= 5);
     assert!(card["details"]["onnx_parity"]["max_relative_error"].as_f64().unwrap() <= 1e-5);
 
+    // The graph carries its metadata, evaluation included, for anything that loads it.
+    let reg = foresight_registry::Registry::open(dir.path().join("models")).unwrap();
+    let (_, loaded, _) = reg.load(&"t-garch@v1".parse().unwrap()).unwrap();
+    assert_eq!(loaded.metadata("foresight.training_window").as_deref(), Some("2017-08-17..2021-12-31"));
+    assert_eq!(loaded.metadata("foresight.evaluation_window").as_deref(), Some("2022-01-01..2025-08-26"));
+    assert!(loaded.metadata("foresight.metrics").is_some_and(|m| m.contains("qlike") && m.contains("ewma")));
+    assert_eq!(loaded.metadata("foresight.feature_spec_version").as_deref(), Some("foresight-features/1"));
     let registry = dir.path().join("models").display().to_string();
     let list = foresight_ok(&["models", "--registry", &registry, "list"]);
     assert!(list.contains("t-log-har@v1") && list.contains("challenger"), "{list}");

@@ -122,6 +122,11 @@ impl LoadedModel {
         Ok(Self { session, signature: signature.clone() })
     }
 
+    /// A `metadata_props` value of the graph (e.g. `foresight.metrics`), as ONNX Runtime reads it.
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        self.session.metadata().ok()?.custom(key)
+    }
+
     /// The signature.
     pub fn signature(&self) -> &OnnxSignature {
         &self.signature

@@ -25,6 +25,7 @@ use crate::error::{DataError, Result};
 use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate, forecast_variances};
 use crate::fit::{Epoch, FittedHar, FittedHarX, GarchParams, HarParams, HarXParams, NeuralForecast, NeuralParams, RegimeParams, transition_frequencies, window_row};
 use foresight_core::regime::stressed_within;
+use crate::onnx::proto::StringStringEntryProto;
 use crate::onnx::{OPSET, OnnxModel, export_garch, export_har, export_har_x, export_neural, export_regime};
 
 /// Golden rows stored in each card.
@@ -276,7 +277,21 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
             golden: pick_golden(&export.holdout),
             details: serde_json::Value::Null,
         };
-        let onnx = export.onnx.to_bytes();
+        // The evaluation is known only now: add it to the graph's metadata before serialising.
+        let mut onnx_model = export.onnx;
+        let summary: Vec<serde_json::Value> = card
+            .evaluation
+            .metrics
+            .iter()
+            .map(|m| json!({ "horizon": m.horizon, "n": m.n, m.score_name.clone(): m.score, m.baseline.clone(): m.baseline_score }))
+            .collect();
+        for (key, value) in [
+            ("foresight.evaluation_window", format!("{}..{}", card.evaluation.start, card.evaluation.end)),
+            ("foresight.metrics", serde_json::Value::Array(summary).to_string()),
+        ] {
+            onnx_model.proto.metadata_props.push(StringStringEntryProto { key: key.into(), value });
+        }
+        let onnx = onnx_model.to_bytes();
         let max_err = parity(&card, &onnx, &export.holdout)?;
         let mut details = json!({
             "rv_source": history.rv_source,
