@@ -12,6 +12,8 @@
 //! - [`correlation`]: the cross-asset correlation for portfolio offsets (Schäfer-Strimmer shrinkage).
 //! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
 //! - [`forecast`]: scoring variance forecasts (QLIKE, MSE, Mincer-Zarnowitz, Diebold-Mariano).
+//! - [`margin`]: portfolio initial margin by scenarios (Black-76, netting, correlation offsets,
+//!   liquidity add-on) and the guard rails between forward-looking and posted margin.
 //! - [`regime`]: volatility regimes from a fitted mixture's parameters, and the stressed-regime
 //!   event regime forecasts are scored on.
 //! - [`stats`]: coverage tests (Kupiec, Christoffersen), the Basel traffic light and
@@ -28,6 +30,7 @@ pub mod correlation;
 pub mod error;
 pub mod features;
 pub mod forecast;
+pub mod margin;
 pub mod regime;
 pub mod stats;
 pub mod volatility;

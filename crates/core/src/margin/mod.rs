@@ -1,0 +1,12 @@
+//! From forecasts and positions to margin: Black-76 revaluation, the scenario grid that turns an
+//! arm's margin rate into a portfolio's initial margin (netting within an underlying, capped
+//! correlation offsets across underlyings, a liquidity add-on), and the guard rails between the
+//! forward-looking number and what is posted. Pure functions, for the service and the CLI alike.
+
+pub mod black76;
+pub mod guard;
+pub mod scenario;
+
+pub use black76::OptionKind;
+pub use guard::{Guard, GuardRails, Guarded};
+pub use scenario::{Instrument, PortfolioMargin, Position, Scenario, ScenarioConfig, UnderlyingMargin, UnderlyingMarket, portfolio_margin, scenarios};
