@@ -117,6 +117,10 @@ pub struct OnnxSignature {
     pub input_columns: Vec<String>,
     /// Output names, each of shape `[batch]`.
     pub outputs: Vec<String>,
+    /// `[min, max]` of each input column over the training window (NaNs left out): inputs far
+    /// outside it send the service back to the reactive arm.
+    #[serde(default)]
+    pub input_ranges: Vec<[f64; 2]>,
 }
 
 /// A data file the model was trained on.

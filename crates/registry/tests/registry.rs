@@ -56,6 +56,9 @@ fn every_committed_model_matches_its_card_through_onnx_runtime() {
             assert_eq!(sha256_hex(&bytes), d.sha256, "{}: {} changed since training", card.reference(), d.path);
         }
         assert!(card.evaluation.start > card.training.end, "{}: evaluation overlaps training", card.reference());
+        // The training range of every input column, for the service's out-of-range fallback.
+        assert_eq!(card.onnx.input_ranges.len(), card.onnx.input_columns.len(), "{}", card.reference());
+        assert!(card.onnx.input_ranges.iter().all(|[lo, hi]| lo.is_finite() && lo <= hi), "{}", card.reference());
         let parity = &card.details["onnx_parity"];
         assert!(parity["holdout_rows"].as_u64().unwrap() > 400, "{}", card.reference());
         assert!(parity["max_relative_error"].as_f64().unwrap() <= 1e-5);

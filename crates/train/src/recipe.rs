@@ -14,6 +14,7 @@ use foresight_core::calibrate::ModelName;
 use foresight_core::features::{FEATURE_SPEC_VERSION, HarComponents, har_components, regime_features};
 use foresight_core::forecast::{brier, calibration_table, mincer_zarnowitz, qlike};
 use foresight_registry::card::{CARD_FORMAT, DataRef, Evaluation, OnnxSignature, TrainingWindow};
+use foresight_registry::inputs::ModelInput;
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::verify::sha256_hex;
 use foresight_registry::{GoldenRow, HorizonMetrics, ModelCard, Task};
@@ -262,6 +263,7 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
                 input_shape: export.onnx.input_shape.clone(),
                 input_columns: export.onnx.input_columns.clone(),
                 outputs: export.onnx.outputs.clone(),
+                input_ranges: Vec::new(),
             },
             horizons: recipe.horizons.clone(),
             training: TrainingWindow { data, start: history.dates[0], end: history.dates[t_end], days: t_end + 1 },
@@ -277,6 +279,7 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
             golden: pick_golden(&export.holdout),
             details: serde_json::Value::Null,
         };
+        card.onnx.input_ranges = input_ranges(&card, &history, t_end, &built.exogenous)?;
         // The evaluation is known only now: add it to the graph's metadata before serialising.
         let mut onnx_model = export.onnx;
         let summary: Vec<serde_json::Value> = card
@@ -318,6 +321,24 @@ struct Built {
     details: serde_json::Value,
     /// Input files beside the recipe's data (the exogenous input).
     extra_data: Vec<DataRef>,
+    /// The exogenous regressor per day, for models that take one.
+    exogenous: Vec<Option<f64>>,
+}
+
+/// `[min, max]` per input column over the training window's input rows.
+fn input_ranges(card: &ModelCard, history: &DailyHistory, t_end: usize, exogenous: &[Option<f64>]) -> Result<Vec<[f64; 2]>> {
+    let rows = ModelInput::from_card(card)?.rows(&history.rv, &history.returns, exogenous);
+    let columns = card.onnx.input_columns.len().max(1);
+    let mut ranges = vec![[f64::INFINITY, f64::NEG_INFINITY]; columns];
+    for row in rows[..=t_end.min(rows.len().saturating_sub(1))].iter().flatten() {
+        for (i, v) in row.iter().enumerate().filter(|(_, v)| v.is_finite()) {
+            let r = &mut ranges[i % columns];
+            r[0] = r[0].min(*v);
+            r[1] = r[1].max(*v);
+        }
+    }
+    // A column never seen (no finite value) leaves the model without ranges rather than with a gap.
+    Ok(if ranges.iter().all(|r| r[0] <= r[1]) { ranges } else { Vec::new() })
 }
 
 /// A GARCH-family or HAR forecaster: fitted at `t_end`, scored walk-forward against EWMA.
@@ -373,6 +394,7 @@ fn build_volatility(
         target: target_name(history.rv_source),
         details: serde_json::Value::Null,
         extra_data: Vec::new(),
+        exogenous: Vec::new(),
     })
 }
 
@@ -468,6 +490,7 @@ fn build_har_x(recipe: &Recipe, frequency: &Frequency, history: &DailyHistory, t
         target: target_name(history.rv_source),
         details,
         extra_data: vec![DataRef { path: source.file.display().to_string(), sha256: sha256_hex(&bytes) }],
+        exogenous: x,
     })
 }
 
@@ -579,6 +602,7 @@ fn build_neural(
         target: target_name(history.rv_source),
         details,
         extra_data: Vec::new(),
+        exogenous: Vec::new(),
     })
 }
 
@@ -663,6 +687,7 @@ fn build_regime(recipe: &Recipe, history: &DailyHistory, t_end: usize, metadata:
         target: format!("stressed regime ({} of {}) within h days, days labelled by the training mixture", stressed + 1, fit.states()),
         details,
         extra_data: Vec::new(),
+        exogenous: Vec::new(),
     })
 }
 
