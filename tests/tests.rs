@@ -5,6 +5,7 @@ mod util;
 
 mod backtest_cli;
 mod doctor;
+mod margin;
 mod reference;
 mod registry_arms;
 mod train_cli;

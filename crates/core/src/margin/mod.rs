@@ -5,12 +5,14 @@
 //! arm, collateral haircuts and the stable A/B split. Pure functions, for the service and the CLI
 //! alike.
 
+pub mod account;
 pub mod black76;
 pub mod guard;
 pub mod inputs;
 pub mod scenario;
 pub mod split;
 
+pub use account::{AccountMargin, UnderlyingInputs, calibrate_account};
 pub use black76::OptionKind;
 pub use guard::{Guard, GuardRails, Guarded};
 pub use inputs::{Fallback, InputLimits, check_inputs, collateral_haircut};
