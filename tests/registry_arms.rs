@@ -7,8 +7,9 @@ fn registry() -> String {
     root().join("models").display().to_string()
 }
 
-#[test]
-fn a_registered_model_is_an_arm_scored_after_its_training_window() {
+/// Backtests `calibrators` on BTC daily closes with 2-hour realized variance and the committed
+/// registry; returns stdout and summary.json.
+fn backtest_btc(calibrators: &str) -> (String, serde_json::Value) {
     let out = tempfile::tempdir().unwrap();
     let stdout = foresight_ok(&[
         "backtest",
@@ -17,14 +18,19 @@ fn a_registered_model_is_an_arm_scored_after_its_training_window() {
         "--rv-data",
         data("btc_usdt_2h.csv").to_str().unwrap(),
         "--calibrator",
-        "ewma,model:btc-gjr-t@v1,model:btc-log-har+cap:0.25",
+        calibrators,
         "--registry",
         &registry(),
         "--out",
         out.path().to_str().unwrap(),
     ]);
+    (stdout, read_json(&out.path().join("summary.json")))
+}
+
+#[test]
+fn a_registered_model_is_an_arm_scored_after_its_training_window() {
+    let (stdout, summary) = backtest_btc("ewma,model:btc-gjr-t@v1,model:btc-log-har+cap:0.25");
     assert!(stdout.contains("model:btc-gjr-t@v1 is btc-gjr-t@v1 (trained on 2017-08-17..2021-12-31)"), "{stdout}");
-    let summary = read_json(&out.path().join("summary.json"));
     // Every arm is scored on the same days, all after the models' training window.
     assert_eq!(summary["settings"]["scored_from"], "2022-01-01");
     let arms = summary["arms"].as_object().unwrap();
@@ -102,21 +108,7 @@ fn evaluate_scores_registered_models_only_out_of_sample() {
 /// EWMA fails coverage; its input comes from the file its card names.
 #[test]
 fn the_dvol_arm_meets_the_margin_goals_out_of_sample() {
-    let out = tempfile::tempdir().unwrap();
-    foresight_ok(&[
-        "backtest",
-        "--data",
-        data("btc_usdt_1d.csv").to_str().unwrap(),
-        "--rv-data",
-        data("btc_usdt_2h.csv").to_str().unwrap(),
-        "--calibrator",
-        "ewma,model:btc-dvol-har-x@v1+lookahead:22",
-        "--registry",
-        &registry(),
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
-    let summary = read_json(&out.path().join("summary.json"));
+    let (_, summary) = backtest_btc("ewma,model:btc-dvol-har-x@v1+lookahead:22");
     assert_eq!(summary["settings"]["scored_from"], "2024-07-01");
     let arms = summary["arms"].as_object().unwrap();
     for side in ["long", "short"] {
