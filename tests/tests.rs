@@ -7,5 +7,6 @@ mod backtest_cli;
 mod doctor;
 mod margin;
 mod reference;
+mod serve;
 mod registry_arms;
 mod train_cli;

@@ -10,6 +10,11 @@ use serde::Serialize;
 pub enum Fallback {
     /// No model is loaded for the asset.
     NoModel,
+    /// The model could not forecast from the inputs given (e.g. too short a history).
+    ForecastFailed {
+        /// What went wrong.
+        detail: String,
+    },
     /// The latest market data is older than allowed.
     Stale {
         /// Age of the data, seconds.
@@ -67,7 +72,7 @@ pub fn check_inputs(
     inputs: &[(&str, f64, (f64, f64))],
     limits: &InputLimits,
 ) -> Option<Fallback> {
-    if !(age_secs <= limits.max_age_secs) {
+    if age_secs.is_nan() || age_secs > limits.max_age_secs {
         return Some(Fallback::Stale { age_secs, max_age_secs: limits.max_age_secs });
     }
     if let Some(last) = last_price.filter(|l| *l > 0.0)
@@ -75,13 +80,13 @@ pub fn check_inputs(
         && daily_sigma > 0.0
     {
         let sigmas = (price / last).ln().abs() / daily_sigma;
-        if !(sigmas <= limits.max_jump_sigmas) {
+        if sigmas.is_nan() || sigmas > limits.max_jump_sigmas {
             return Some(Fallback::PriceJump { sigmas, max_sigmas: limits.max_jump_sigmas });
         }
     }
     for (column, value, (min, max)) in inputs {
         let slack = limits.range_tolerance * (max - min).abs();
-        if !(*value >= min - slack && *value <= max + slack) {
+        if value.is_nan() || *value < min - slack || *value > max + slack {
             return Some(Fallback::OutOfRange { column: column.to_string(), value: *value, min: *min, max: *max });
         }
     }

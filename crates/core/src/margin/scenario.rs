@@ -174,7 +174,7 @@ fn check(positions: &[Position], markets: &BTreeMap<String, UnderlyingMarket>, c
     if positions.is_empty() {
         return Err(CoreError::InsufficientHistory { what: "a portfolio (at least one position)".into(), needed: 1, available: 0 });
     }
-    if config.price_steps < 9 || config.price_steps % 2 == 0 {
+    if config.price_steps < 9 || config.price_steps.is_multiple_of(2) {
         return Err(invalid("price_steps", 0, config.price_steps as f64, "the grid needs an odd number of price steps, at least 9"));
     }
     for (name, value, ok) in [

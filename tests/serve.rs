@@ -1,0 +1,132 @@
+//! The gRPC service end to end: the real server on a loopback port, called with the generated
+//! client, serving the committed registry's champions on the bundled BTC history.
+
+use std::sync::Arc;
+
+use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
+use foresight_serve::proto::calibration_service_server::CalibrationServiceServer;
+use foresight_serve::proto::{self, AssetMarket, CalibrateRequest, DailyObservation, ForecastRequest, Position, position};
+use foresight_serve::{CalibrationApi, Engine, EngineConfig};
+use foresight_train::data::{ExogenousSource, Transform, load_daily_closes, load_ohlcv};
+use foresight_train::evaluate::DailyHistory;
+use tonic::Code;
+
+use crate::util::{data, root};
+
+/// BTC's last `days` days as the service takes them inline: close, 2-hour realized variance, DVOL.
+fn btc_market(days: usize) -> AssetMarket {
+    let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
+    let closes = load_daily_closes(&data("btc_usdt_1d.csv")).unwrap();
+    let dvol = ExogenousSource { file: data("btc_dvol_1d.csv"), transform: Transform::Last, periods_per_year: 365.0 }.load(&history.dates).unwrap();
+    let close_of = |d: chrono::NaiveDate| closes.timestamps.iter().position(|t| t.date() == d).map(|i| closes.values[i]);
+    let observations: Vec<DailyObservation> = history
+        .dates
+        .iter()
+        .enumerate()
+        .filter_map(|(t, d)| Some(DailyObservation { date: d.to_string(), close: close_of(*d)?, realized_variance: history.rv[t], implied_vol: dvol[t] }))
+        .collect();
+    let history = observations[observations.len() - days..].to_vec();
+    let spot = history.last().unwrap().close;
+    AssetMarket { asset: "BTC".into(), spot, implied_vol: 0.45, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) }
+}
+
+async fn client() -> CalibrationServiceClient<tonic::transport::Channel> {
+    let engine = Engine::load(EngineConfig::new(root().join("models"))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CalibrationServiceServer::new(CalibrationApi::new(Arc::new(engine))))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    CalibrationServiceClient::connect(format!("http://{address}")).await.unwrap()
+}
+
+fn linear(quantity: f64) -> Position {
+    Position { underlying: "BTC".into(), quantity, instrument: Some(position::Instrument::Linear(proto::Linear {})) }
+}
+
+fn request(positions: Vec<Position>, market: AssetMarket) -> CalibrateRequest {
+    CalibrateRequest { account_id: "acct-1".into(), positions, markets: vec![market], previous_initial_margin: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calibrate_serves_the_champion_with_its_components() {
+    let mut client = client().await;
+    let market = btc_market(400);
+    let spot = market.spot;
+    let call = Position {
+        underlying: "BTC".into(),
+        quantity: -1.0,
+        instrument: Some(position::Instrument::Option(proto::OptionTerms { r#type: proto::OptionType::Call as i32, strike: spot, expiry_years: 30.0 / 365.0 })),
+    };
+    let response = client.calibrate(request(vec![linear(2.0), call], market.clone())).await.unwrap().into_inner();
+    assert_eq!(response.account_id, "acct-1");
+    assert!(response.initial_margin.is_finite() && response.initial_margin > 0.0);
+    assert!((response.maintenance_margin - 0.5 * response.initial_margin).abs() < 1e-9);
+    assert!((response.multiplier - response.initial_margin / response.reactive_initial_margin).abs() < 1e-9);
+    let c = &response.components[0];
+    assert_eq!(c.model, "btc-dvol-har-x@v1", "the registry's BTC champion");
+    assert_eq!(c.fallback, None, "{:?}", c.fallback);
+    assert!(c.forward_rate > 0.0 && c.forward_rate < 0.5 && c.reactive_rate > 0.0);
+    assert_eq!(c.forecast_sigma.iter().map(|h| h.horizon_days).collect::<Vec<_>>(), vec![1, 5, 22]);
+    assert_eq!(c.regime_probability.len(), 3, "btc-regime serves the regime probability");
+    assert!(c.liquidity_addon > 0.0);
+
+    // A unit long needs exactly the posted rate × spot before the rails.
+    let unit = client.calibrate(request(vec![linear(1.0)], market.clone())).await.unwrap().into_inner();
+    let forward = unit.components[0].forward_rate;
+    assert!((unit.raw_multiplier * unit.reactive_initial_margin - (forward * spot + unit.components[0].liquidity_addon)).abs() < 1e-6 * spot);
+
+    let forecast = client.forecast(ForecastRequest { market: Some(market) }).await.unwrap().into_inner();
+    assert_eq!(forecast.model, "btc-dvol-har-x@v1");
+    assert!(forecast.sigma.iter().all(|s| s.value > 0.0 && s.value < 0.2));
+    assert_eq!(forecast.regime_model, "btc-regime@v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_data_and_missing_implied_vol_are_handled_explicitly() {
+    let mut client = client().await;
+    let mut market = btc_market(400);
+    market.data_age_seconds = Some(3_600.0);
+    let c = client.calibrate(request(vec![linear(1.0)], market.clone())).await.unwrap().into_inner().components.remove(0);
+    assert!(c.fallback.as_deref().is_some_and(|f| f.contains("stale")), "{:?}", c.fallback);
+    assert_eq!(c.forward_rate, c.reactive_rate, "the reactive arm serves");
+    // Without DVOL the HAR-X champion falls back to its log-HAR inside the graph: still a forecast.
+    market.data_age_seconds = Some(1.0);
+    for o in &mut market.history {
+        o.implied_vol = None;
+    }
+    let c = client.calibrate(request(vec![linear(1.0)], market)).await.unwrap().into_inner().components.remove(0);
+    assert_eq!(c.fallback, None);
+    assert!(c.forward_rate > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_invalid_arguments_naming_the_field() {
+    let mut client = client().await;
+    let market = btc_market(60);
+    let cases: Vec<(CalibrateRequest, &str)> = vec![
+        (request(vec![], market.clone()), "positions"),
+        (request(vec![linear(f64::NAN)], market.clone()), "positions[0].quantity"),
+        (request(vec![Position { underlying: "ETH".into(), ..linear(1.0) }], market.clone()), "positions[0].underlying"),
+        (request(vec![linear(1.0)], AssetMarket { spot: -5.0, ..market.clone() }), "markets[0].spot"),
+        (request(vec![linear(1.0)], AssetMarket { history: market.history[..10].to_vec(), ..market.clone() }), "markets[0].history"),
+        (
+            request(vec![linear(1.0)], {
+                let mut m = market.clone();
+                m.history[3].close = f64::INFINITY;
+                m
+            }),
+            "markets[0].history[3].close",
+        ),
+    ];
+    for (req, field) in cases {
+        let status = client.calibrate(req).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().starts_with(field), "{field}: {}", status.message());
+    }
+    // Sixty days are enough for the reactive arm but not for the model's FHS rate: reactive, said so.
+    let c = client.calibrate(request(vec![linear(1.0)], market)).await.unwrap().into_inner().components.remove(0);
+    assert!(c.fallback.as_deref().is_some_and(|f| f.contains("forecast_failed")), "{:?}", c.fallback);
+}
