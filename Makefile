@@ -2,6 +2,7 @@
 # Both run the idempotent bootstrap first, so a fresh Debian machine needs nothing else.
 
 FORESIGHT := target/debug/foresight
+SERVE     := target/debug/foresight-serve
 REPORTS   := reports
 
 .PHONY: bootstrap build demo test
@@ -12,7 +13,7 @@ bootstrap:
 # One debug build serves the demo and the tests (dependencies are optimised in
 # [profile.dev.package."*"]), so the 2-core machine compiles polars once.
 build: bootstrap
-	cargo build --bin foresight
+	cargo build --workspace --bins
 
 demo: build
 	$(FORESIGHT) doctor
@@ -37,6 +38,10 @@ demo: build
 	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
 	    --calibrator ewma,hs:250,model:btc-dvol-har-x+lookahead:22,model:btc-neural+lookahead:22 --out $(REPORTS)/btc_registered
 	$(FORESIGHT) correlation --asset BTC=data/btc_usdt_1d.csv --asset SPX=data/spx_1d.csv --dry-run
+	# Serve the registry's champions and ask for a portfolio's forward-looking margin.
+	$(SERVE) --registry models --listen 127.0.0.1:50551 & pid=$$!; \
+	$(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551; rc=$$?; \
+	kill $$pid; exit $$rc
 
 test: bootstrap
 	cargo test --workspace

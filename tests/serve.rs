@@ -130,3 +130,24 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
     let c = client.calibrate(request(vec![linear(1.0)], market)).await.unwrap().into_inner().components.remove(0);
     assert!(c.fallback.as_deref().is_some_and(|f| f.contains("forecast_failed")), "{:?}", c.fallback);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_calibrates_a_portfolio_file_with_the_cli() {
+    let engine = Engine::load(EngineConfig::new(root().join("models"))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CalibrationServiceServer::new(CalibrationApi::new(Arc::new(engine))))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let portfolio = root().join("training/portfolio_btc.json");
+    let server = format!("http://{address}");
+    let out = tokio::task::spawn_blocking(move || crate::util::foresight_ok(&["calibrate", "--portfolio", portfolio.to_str().unwrap(), "--server", &server]))
+        .await
+        .unwrap();
+    assert!(out.starts_with("demo-account: initial margin "), "{out}");
+    assert!(out.contains("model btc-dvol-har-x@v1") && out.contains("(Greeks: approximate)") && !out.contains("FALLBACK"), "{out}");
+    let err = crate::util::foresight_err(&["calibrate", "--portfolio", "training/portfolio_btc.json", "--server", "http://127.0.0.1:9", "--wait", "0"]);
+    assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
+}

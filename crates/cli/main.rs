@@ -8,6 +8,7 @@
 //! runtimes).
 
 mod backtest;
+mod calibrate;
 mod correlation;
 mod doctor;
 mod evaluate;
@@ -45,6 +46,8 @@ enum Command {
     Train(train::TrainArgs),
     /// The model registry: list, show, verify, promote, rollback, diff.
     Models(models::ModelsArgs),
+    /// Ask a running foresight-serve for an account's forward-looking margin (portfolio JSON).
+    Calibrate(calibrate::CalibrateArgs),
     /// Estimate the cross-asset correlation (common dates, shrinkage) into the registry.
     Correlation(correlation::CorrelationArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
@@ -63,6 +66,7 @@ fn run() -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Models(args) => models::run(args),
         Command::Correlation(args) => correlation::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
     }
 }
 
