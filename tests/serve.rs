@@ -30,7 +30,8 @@ fn btc_market(days: usize) -> AssetMarket {
     AssetMarket { asset: "BTC".into(), spot, implied_vol: 0.45, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) }
 }
 
-async fn client() -> CalibrationServiceClient<tonic::transport::Channel> {
+/// Starts the real server on the committed registry, on a free loopback port.
+async fn start_server() -> std::net::SocketAddr {
     let engine = Engine::load(EngineConfig::new(root().join("models"))).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -39,7 +40,11 @@ async fn client() -> CalibrationServiceClient<tonic::transport::Channel> {
             .add_service(CalibrationServiceServer::new(CalibrationApi::new(Arc::new(engine))))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    CalibrationServiceClient::connect(format!("http://{address}")).await.unwrap()
+    address
+}
+
+async fn client() -> CalibrationServiceClient<tonic::transport::Channel> {
+    CalibrationServiceClient::connect(format!("http://{}", start_server().await)).await.unwrap()
 }
 
 fn linear(quantity: f64) -> Position {
@@ -133,16 +138,8 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_calibrates_a_portfolio_file_with_the_cli() {
-    let engine = Engine::load(EngineConfig::new(root().join("models"))).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CalibrationServiceServer::new(CalibrationApi::new(Arc::new(engine))))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let server = format!("http://{}", start_server().await);
     let portfolio = root().join("training/portfolio_btc.json");
-    let server = format!("http://{address}");
     let out = tokio::task::spawn_blocking(move || crate::util::foresight_ok(&["calibrate", "--portfolio", portfolio.to_str().unwrap(), "--server", &server]))
         .await
         .unwrap();
