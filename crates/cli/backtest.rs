@@ -1,5 +1,6 @@
 //! `foresight backtest`: run arms over a price history, print the table, write the report.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -9,8 +10,9 @@ use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest_rates};
 use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams};
 use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
+use foresight_registry::runtime::LoadedModel;
+use foresight_registry::{ModelCard, ModelRef, Registry};
 use foresight_train::data::{load_daily_closes, load_ohlcv};
-use foresight_registry::{ModelRef, Registry};
 use foresight_train::evaluate::{DailyHistory, model_margin_rates, registered_margin_rates};
 use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
@@ -164,32 +166,42 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
-    let with_rates = args
-        .arms
-        .iter()
-        .map(|arm| match (&arm.base, &history) {
-            (BaseCalibrator::Model { forecaster }, Some(history)) => {
-                let base = model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every, arm.lookahead)
-                    .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?;
-                Ok((arm.clone(), arm.with_apc(&base, &prices.values, &params)?))
+    // Registered models: the registry is opened once and each model loaded (and checked) once,
+    // however many arms name it.
+    let registry = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Registered { .. })) {
+        Some(Registry::open(&args.registry)?)
+    } else {
+        None
+    };
+    let mut loaded_models: HashMap<ModelRef, (ModelCard, LoadedModel)> = HashMap::new();
+    let mut with_rates = Vec::with_capacity(args.arms.len());
+    for arm in &args.arms {
+        let base = match (&arm.base, &history, &registry) {
+            (BaseCalibrator::Model { forecaster }, Some(history), _) => {
+                model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every, arm.lookahead)
+                    .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?
             }
-            (BaseCalibrator::Registered { model }, Some(history)) => {
-                let reference: ModelRef = model.parse()?;
-                let registry = Registry::open(&args.registry)?;
-                let (card, mut loaded, _) = registry.load(&reference)?;
-                let base = registered_margin_rates(&card, &mut loaded, history, &prices, &params, arm.lookahead)
-                    .with_context(|| format!("forecasting with model:{model}"))?;
-                println!(
-                    "model:{model} is {} (trained on {}..{}); its rates start after the training window",
-                    card.reference(),
-                    card.training.start,
-                    card.training.end
-                );
-                Ok((arm.clone(), arm.with_apc(&base, &prices.values, &params)?))
+            (BaseCalibrator::Registered { model }, Some(history), Some(registry)) => {
+                let reference = registry.resolve(&model.parse()?)?;
+                if !loaded_models.contains_key(&reference) {
+                    let (card, loaded, _) = registry.load(&reference)?;
+                    println!(
+                        "model:{model} is {reference} (trained on {}..{}); its rates start after the training window",
+                        card.training.start, card.training.end
+                    );
+                    loaded_models.insert(reference.clone(), (card, loaded));
+                }
+                let (card, loaded) = loaded_models.get_mut(&reference).expect("inserted above");
+                registered_margin_rates(card, loaded, history, &prices, &params, arm.lookahead)
+                    .with_context(|| format!("forecasting with model:{model}"))?
             }
-            _ => Ok((arm.clone(), arm.margin_rates(&prices.values, &params)?)),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+            _ => {
+                with_rates.push((arm.clone(), arm.margin_rates(&prices.values, &params)?));
+                continue;
+            }
+        };
+        with_rates.push((arm.clone(), arm.with_apc(&base, &prices.values, &params)?));
+    }
     let backtest = run_backtest_rates(&prices.values, with_rates, config)
         .with_context(|| format!("backtest of {}", args.data.display()))?;
 

@@ -70,13 +70,17 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let mut forecasters = Vec::new();
     let mut registered = Vec::new();
     let mut regime_scores = Vec::new();
+    let mut registry: Option<Registry> = None;
     for m in &args.models {
         if let Some(f) = Forecaster::parse(m) {
             forecasters.push(f);
             continue;
         }
         let reference: ModelRef = m.parse().with_context(|| format!("--models: `{m}` is neither a forecaster (ewma, garch, garch-t, gjr, gjr-t, har, log-har) nor a model reference"))?;
-        let registry = Registry::open(&args.registry)?;
+        if registry.is_none() {
+            registry = Some(Registry::open(&args.registry)?);
+        }
+        let registry = registry.as_ref().expect("opened above");
         let (card, mut loaded, _) = registry
             .load(&reference)
             .with_context(|| format!("--models: `{m}` is not a forecaster (ewma, garch, garch-t, gjr, gjr-t, har, log-har), so it must be a registered model"))?;

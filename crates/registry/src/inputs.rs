@@ -2,7 +2,7 @@
 //! names. Training, backtests and the service all build inputs here, from the feature code in
 //! `foresight-core`, so a model is always fed what it was trained on.
 
-use foresight_core::features::{REGIME_FEATURES, har_components, regime_features};
+use foresight_core::features::{REGIME_FEATURES, feature_window, har_components, regime_features};
 use foresight_core::volatility::Garch;
 
 use crate::card::ModelCard;
@@ -73,17 +73,7 @@ impl ModelInput {
             ModelInput::RegimeFeatures => regime_features(rv, returns).into_iter().map(|f| f.map(|f| f.to_vec())).collect(),
             ModelInput::FeatureWindow { days } => {
                 let features = regime_features(rv, returns);
-                (0..features.len())
-                    .map(|t| {
-                        if t + 1 < *days {
-                            return None;
-                        }
-                        features[t + 1 - days..=t].iter().try_fold(Vec::with_capacity(days * REGIME_FEATURES.len()), |mut row, f| {
-                            row.extend_from_slice(&(*f)?);
-                            Some(row)
-                        })
-                    })
-                    .collect()
+                (0..features.len()).map(|t| feature_window(&features, t, *days)).collect()
             }
             ModelInput::GarchState { mu, process, params } => {
                 // The filter runs over the longest stretch of known returns ending at each day;

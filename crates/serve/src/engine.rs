@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use foresight_core::calibrate::{Arm, CalibrationParams, fhs_rates};
-use foresight_core::features::Ewma;
+use foresight_core::features::{Ewma, implied_log_variance};
 use foresight_core::margin::{
     AccountMargin, Fallback, GuardRails, InputLimits, Instrument, OptionKind, Position, ScenarioConfig, UnderlyingInputs,
     UnderlyingMarket, calibrate_account, check_inputs,
@@ -186,7 +186,7 @@ impl Engine {
         let exogenous: Vec<Option<f64>> = match card.params.get("exogenous") {
             Some(spec) if spec.get("transform").and_then(|t| t.as_str()) == Some("iv") => {
                 let ppy = spec.get("periods_per_year").and_then(|v| v.as_f64()).unwrap_or(series.periods_per_year);
-                series.implied_vol.iter().map(|v| v.filter(|v| *v > 0.0).map(|v| ((v / 100.0).powi(2) / ppy).ln())).collect()
+                series.implied_vol.iter().map(|v| v.and_then(|v| implied_log_variance(v, ppy))).collect()
             }
             _ => Vec::new(),
         };

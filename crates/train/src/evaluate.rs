@@ -120,6 +120,16 @@ pub struct Scores {
     pub dm_vs_garch: Option<DieboldMariano>,
 }
 
+/// The forecast target of origin `t`: the mean daily realized variance over `t+1..=t+h`, when
+/// every one of those days has a positive RV.
+pub fn realized_mean(rv: &[Option<f64>], t: usize, h: usize) -> Option<f64> {
+    if h == 0 || t + h >= rv.len() {
+        return None;
+    }
+    let sum = rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.filter(|v| *v > 0.0).map(|v| s + v))?;
+    Some(sum / h as f64)
+}
+
 /// Runs every forecaster over `history` and scores it at every horizon.
 pub fn evaluate(history: &DailyHistory, forecasters: &[Forecaster], config: &WalkForward) -> Result<Vec<Scores>> {
     Ok(evaluate_with(history, forecasters, Vec::new(), config)?.0)
@@ -159,9 +169,7 @@ pub fn evaluate_with(
         names.push(name);
         forecasts.push(f);
     }
-    let target = |t: usize, h: usize| -> Option<f64> {
-        (t + h < n).then(|| history.rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.map(|v| s + v))).flatten().map(|s| s / h as f64)
-    };
+    let target = |t: usize, h: usize| realized_mean(&history.rv, t, h);
     let mut out = Vec::new();
     for (k, &h) in config.horizons.iter().enumerate() {
         let origins: Vec<usize> = (config.train_days..n)
@@ -476,7 +484,7 @@ pub fn exogenous_gain(
                 har = Some(HarParams::log(h).fit(&history.rv, t)?);
                 har_x = Some(HarXParams::new(h).fit(&history.rv, x, t, min_rows)?);
             }
-            let (Some(c), Some(target)) = (components[t], (t + h < n).then(|| history.rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.filter(|v| *v > 0.0).map(|v| s + v))).flatten()) else { continue };
+            let (Some(c), Some(target)) = (components[t], realized_mean(&history.rv, t, h)) else { continue };
             let Some(base) = har.and_then(|f| f.predict(&c)) else { continue };
             let with_x = match har_x.and_then(|f| f.predict(&c, x[t])) {
                 Some(v) => v,
@@ -487,7 +495,7 @@ pub fn exogenous_gain(
             };
             f_har.push(base);
             f_x.push(with_x);
-            realized.push(target / h as f64);
+            realized.push(target);
         }
         if realized.len() < 30 {
             return Err(fail(format!("h={h}: only {} scored origins", realized.len())));
@@ -583,9 +591,8 @@ pub fn registered_regime_scores(
 /// `history`; empty for models without one.
 fn card_exogenous(card: &ModelCard, history: &DailyHistory) -> Result<Vec<Option<f64>>> {
     let Some(spec) = card.params.get("exogenous") else { return Ok(Vec::new()) };
-    let text = |k: &str| spec.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let periods = spec.get("periods_per_year").and_then(|v| v.as_f64()).unwrap_or(365.0);
-    let source = ExogenousSource::parse(&format!("{}:{}", text("file"), text("transform")), periods)
-        .map_err(|message| DataError::Fit { model: card.reference().to_string(), message })?;
-    source.load(&history.dates)
+    let text = |k: &str| spec.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let transform = text("transform").parse().map_err(|message| DataError::Fit { model: card.reference().to_string(), message })?;
+    let periods_per_year = spec.get("periods_per_year").and_then(|v| v.as_f64()).unwrap_or(365.0);
+    ExogenousSource { file: text("file").into(), transform, periods_per_year }.load(&history.dates)
 }

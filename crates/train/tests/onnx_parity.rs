@@ -148,7 +148,8 @@ fn regime_model_round_trips_through_onnx_and_beats_climatology_out_of_sample() {
 #[test]
 fn neural_forecaster_is_deterministic_and_round_trips_through_onnx() {
     use foresight_core::features::regime_features;
-    use foresight_train::fit::{NeuralParams, RegimeParams, window_row};
+    use foresight_core::features::feature_window;
+    use foresight_train::fit::{NeuralParams, RegimeParams};
     use foresight_train::onnx::export_neural;
 
     let history = DailyHistory::from_bars(&load_ohlcv(&data("spx_1d.csv")).unwrap()).unwrap();
@@ -174,7 +175,7 @@ fn neural_forecaster_is_deterministic_and_round_trips_through_onnx() {
     let model = export_neural(&a, &[]).unwrap();
     assert_eq!(model.input_shape, vec![-1, 10, 5]);
     assert_eq!(model.outputs, vec!["variance_h1", "variance_h5", "sigma_h1", "sigma_h5", "p_high_regime_h1", "p_high_regime_h5"]);
-    let rows: Vec<Vec<f64>> = (train_end..features.len()).filter_map(|t| window_row(&features, t, 10)).collect();
+    let rows: Vec<Vec<f64>> = (train_end..features.len()).filter_map(|t| feature_window(&features, t, 10)).collect();
     assert!(rows.len() > 1900);
     // run_ort feeds [batch, width]; reshape to the model's [batch, 10, 5] through a wrapper.
     let out = run_ort_shaped(&model, &rows, &[10, 5]);

@@ -15,6 +15,6 @@ pub use estimators::{Bar, VolEstimator, rolling_variance};
 pub use ewma::{DEFAULT_EWMA_INIT, Ewma};
 pub use realized::{DailyRv, daily_realized_variance};
 pub use har::{HAR_DAILY, HAR_MONTHLY, HAR_WEEKLY, HarComponents, har_components};
-pub use regime::{REGIME_FEATURES, regime_features};
+pub use regime::{REGIME_FEATURES, feature_window, implied_log_variance, regime_features};
 pub use returns::{Side, horizon_losses, log_returns, percent_log_returns};
 pub use spec::{FEATURE_SPEC_VERSION, FeatureSpec};

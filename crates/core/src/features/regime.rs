@@ -23,6 +23,26 @@ pub fn regime_features(rv: &[Option<f64>], returns: &[Option<f64>]) -> Vec<Optio
         .collect()
 }
 
+/// The flattened input of origin `t` for a model over the last `window` days of regime
+/// features: days `t−window+1..=t`, oldest first; `None` when a day is missing or the history
+/// is shorter than the window.
+pub fn feature_window(features: &[Option<[f64; 5]>], t: usize, window: usize) -> Option<Vec<f64>> {
+    if window == 0 || t + 1 < window || t >= features.len() {
+        return None;
+    }
+    features[t + 1 - window..=t].iter().try_fold(Vec::with_capacity(window * REGIME_FEATURES.len()), |mut row, f| {
+        row.extend_from_slice(&(*f)?);
+        Some(row)
+    })
+}
+
+/// An annualised implied volatility in percent (DVOL, VIX) as the log of the implied daily
+/// variance, `ln((iv/100)² / periods_per_year)`: on the scale of log realized variance.
+/// `None` unless `iv > 0`.
+pub fn implied_log_variance(iv_percent: f64, periods_per_year: f64) -> Option<f64> {
+    (iv_percent > 0.0 && periods_per_year > 0.0).then(|| ((iv_percent / 100.0).powi(2) / periods_per_year).ln())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +60,15 @@ mod tests {
         assert!((row[2] - (11.5e-4f64).ln()).abs() < 1e-12, "mean of days 1..22 = 11.5e-4");
         assert_eq!((row[3], row[4]), (-0.02, 0.02));
         assert!(f[25].is_none(), "missing return");
+    }
+
+    #[test]
+    fn windows_are_oldest_first_and_need_every_day() {
+        let f: Vec<Option<[f64; 5]>> = (0..4).map(|i| Some([i as f64; 5])).chain([None]).collect();
+        assert_eq!(feature_window(&f, 2, 2).unwrap(), [[1.0; 5], [2.0; 5]].concat());
+        assert_eq!(feature_window(&f, 0, 2), None, "too early");
+        assert_eq!(feature_window(&f, 4, 2), None, "a missing day");
+        assert!((implied_log_variance(56.76, 365.0).unwrap() - (0.5676f64.powi(2) / 365.0).ln()).abs() < 1e-15);
+        assert_eq!(implied_log_variance(0.0, 365.0), None);
     }
 }

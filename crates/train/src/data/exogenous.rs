@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
+use foresight_core::features::implied_log_variance;
 
 use super::Values;
 
@@ -48,7 +49,7 @@ pub fn daily_input(values: &Values, transform: Transform, periods_per_year: f64,
         .map(|d| {
             let (sum, last) = *by_day.get(d)?;
             match transform {
-                Transform::ImpliedVol => (last > 0.0).then(|| ((last / 100.0).powi(2) / periods_per_year).ln()),
+                Transform::ImpliedVol => implied_log_variance(last, periods_per_year),
                 Transform::DailySum => Some(sum),
                 Transform::Last => Some(last),
             }

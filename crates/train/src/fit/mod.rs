@@ -13,4 +13,4 @@ pub use garch::{FittedGarch, GarchParams};
 pub use har::{FittedHar, HarParams};
 pub use har_x::{FittedHarX, HarXParams};
 pub use regime::{FittedRegime, RegimeParams, RegimeSummary, transition_frequencies};
-pub use neural::{Dense, Epoch, FittedNeural, NeuralForecast, NeuralParams, window_row};
+pub use neural::{Dense, Epoch, FittedNeural, NeuralForecast, NeuralParams};

@@ -7,11 +7,12 @@
 //! stops early on a validation window: the last part of the training days, in time order.
 //! Only days whose targets end by `upto` are used.
 
-use foresight_core::features::REGIME_FEATURES;
+use foresight_core::features::{REGIME_FEATURES, feature_window};
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::error::{DataError, Result};
+use crate::evaluate::realized_mean;
 use foresight_core::regime::stressed_within;
 
 const WIDTH: usize = REGIME_FEATURES.len();
@@ -103,8 +104,9 @@ impl NeuralParams {
         // Rows: origins whose window and every target are known by `upto`.
         let mut rows = Vec::new();
         for t in 0..=upto.min(features.len().saturating_sub(1)) {
-            let Some(x) = window_row(features, t, self.window) else { continue };
-            let targets: Option<Vec<f64>> = self.horizons.iter().map(|&h| mean_rv(rv, t, h, upto).map(f64::ln)).collect();
+            let Some(x) = feature_window(features, t, self.window) else { continue };
+            let targets: Option<Vec<f64>> =
+                self.horizons.iter().map(|&h| if t + h <= upto { realized_mean(rv, t, h).map(f64::ln) } else { None }).collect();
             let events: Option<Vec<f64>> =
                 self.horizons.iter().map(|&h| if t + h <= upto { stressed_within(labels, t, h, states).map(|y| y as u8 as f64) } else { None }).collect();
             if let (Some(y), Some(e)) = (targets, events) {
@@ -224,26 +226,6 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
     (m, if v > 0.0 { v.sqrt() } else { 1.0 })
 }
 
-/// Mean RV over `t+1..=t+h` when every day is known and `t + h ≤ upto`.
-fn mean_rv(rv: &[Option<f64>], t: usize, h: usize, upto: usize) -> Option<f64> {
-    if t + h > upto || t + h >= rv.len() {
-        return None;
-    }
-    let sum = rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.filter(|v| *v > 0.0).map(|v| s + v))?;
-    Some(sum / h as f64)
-}
-
-/// The flattened input of origin `t`: features of days `t−window+1..=t`, oldest first.
-pub fn window_row(features: &[Option<[f64; WIDTH]>], t: usize, window: usize) -> Option<Vec<f64>> {
-    if t + 1 < window || t >= features.len() {
-        return None;
-    }
-    features[t + 1 - window..=t].iter().try_fold(Vec::with_capacity(window * WIDTH), |mut row, f| {
-        row.extend_from_slice(&(*f)?);
-        Some(row)
-    })
-}
-
 /// A dense layer's parameters as tch stores them: `weight` is `[outputs, inputs]` row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dense {
@@ -332,7 +314,7 @@ impl FittedNeural {
         Vec::<f64>::try_from(&h.flatten(0, -1).to_kind(Kind::Double)).unwrap_or_default()
     }
 
-    /// Forecast from one flattened window (see [`window_row`]).
+    /// Forecast from one flattened window (see `foresight_core::features::feature_window`).
     pub fn predict(&self, row: &[f64]) -> NeuralForecast {
         let out = self.forward(row);
         let k = self.horizons.len();

@@ -345,11 +345,6 @@ fn input_ranges(card: &ModelCard, history: &DailyHistory, t_end: usize, exogenou
     Ok(if ranges.iter().all(|r| r[0] <= r[1]) { ranges } else { Vec::new() })
 }
 
-/// Realized mean daily variance over `t+1..=t+h` (every day known and positive).
-fn realized_target(rv: &[Option<f64>], t: usize, h: usize) -> Option<f64> {
-    (t + h < rv.len()).then(|| rv[t + 1..=t + h].iter().try_fold(0.0, |s, v| v.filter(|v| *v > 0.0).map(|v| s + v))).flatten().map(|s| s / h as f64)
-}
-
 /// The evaluation target in words, by where the daily variance comes from.
 fn target_name(rv_source: &str) -> String {
     match rv_source {

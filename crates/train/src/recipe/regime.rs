@@ -2,16 +2,16 @@
 //! forecaster (tch) with its variance and regime heads.
 
 use foresight_core::calibrate::ModelName;
-use foresight_core::features::regime_features;
+use foresight_core::features::{feature_window, regime_features};
 use foresight_core::forecast::{brier, calibration_table, mincer_zarnowitz, qlike};
 use foresight_core::regime::stressed_within;
 use foresight_registry::{GoldenRow, HorizonMetrics, Task};
 use serde_json::json;
 
-use super::{Built, Export, Progress, Recipe, realized_target, target_name, variance_outputs};
+use super::{Built, Export, Progress, Recipe, target_name, variance_outputs};
 use crate::error::Result;
-use crate::evaluate::{DailyHistory, Forecaster, WalkForward, forecast_variances};
-use crate::fit::{Epoch, NeuralForecast, NeuralParams, RegimeParams, transition_frequencies, window_row};
+use crate::evaluate::{DailyHistory, Forecaster, WalkForward, forecast_variances, realized_mean};
+use crate::fit::{Epoch, NeuralForecast, NeuralParams, RegimeParams, transition_frequencies};
 use crate::onnx::{export_neural, export_regime};
 
 /// The regime model: mixture and logistic regressions fitted at `t_end` and frozen; scored by
@@ -119,7 +119,7 @@ pub(super) fn build_neural(
         .seed(recipe.seed)
         .fit(&features, &history.rv, &labels, regimes.states(), t_end, &mut |e: &Epoch| progress.epoch(name, e))?;
     let onnx = export_neural(&fit, metadata)?;
-    let origins: Vec<(usize, Vec<f64>)> = (t_end..features.len()).filter_map(|t| window_row(&features, t, fit.window()).map(|r| (t, r))).collect();
+    let origins: Vec<(usize, Vec<f64>)> = (t_end..features.len()).filter_map(|t| feature_window(&features, t, fit.window()).map(|r| (t, r))).collect();
     let forecasts: Vec<NeuralForecast> = origins.iter().map(|(_, row)| fit.predict(row)).collect();
     let holdout: Vec<GoldenRow> = origins
         .iter()
@@ -138,7 +138,7 @@ pub(super) fn build_neural(
     for (k, &h) in recipe.horizons.iter().enumerate() {
         let mut rows = Vec::new();
         for ((t, _), f) in origins.iter().zip(&forecasts) {
-            if let (Some(rv), Some(e), Some(l)) = (realized_target(&history.rv, *t, h), ewma[k][*t], log_har[k][*t]) {
+            if let (Some(rv), Some(e), Some(l)) = (realized_mean(&history.rv, *t, h), ewma[k][*t], log_har[k][*t]) {
                 rows.push((f.variance[k], e, l, rv, f.p_high_regime[k], stressed_within(&labels, *t, h, regimes.states())));
             }
         }

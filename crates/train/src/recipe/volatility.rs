@@ -9,10 +9,10 @@ use foresight_registry::verify::sha256_hex;
 use foresight_registry::{GoldenRow, HorizonMetrics, Task};
 use serde_json::json;
 
-use super::{Built, Export, Recipe, realized_target, target_name, variance_outputs};
+use super::{Built, Export, Recipe, target_name, variance_outputs};
 use crate::data::{ExogenousSource, Frequency};
 use crate::error::{DataError, Result};
-use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate, forecast_variances};
+use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate, forecast_variances, realized_mean};
 use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
 use crate::onnx::{export_garch, export_har, export_har_x};
 
@@ -171,7 +171,7 @@ pub(super) fn build_har_x(recipe: &Recipe, frequency: &Frequency, history: &Dail
             .filter_map(|t| {
                 let c = components[t]?;
                 let with_x = fits[k].predict(&c, x[t]).or_else(|| fallback[k].predict(&c))?;
-                Some((with_x, fallback[k].predict(&c)?, ewma[k][t]?, realized_target(&history.rv, t, h)?))
+                Some((with_x, fallback[k].predict(&c)?, ewma[k][t]?, realized_mean(&history.rv, t, h)?))
             })
             .collect();
         let col = |i: usize| -> Vec<f64> { rows.iter().map(|r| [r.0, r.1, r.2, r.3][i]).collect() };
