@@ -1,12 +1,15 @@
 //! The gRPC service end to end: the real server on a loopback port, called with the generated
 //! client, serving the committed registry's champions on the bundled BTC history.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
 use foresight_serve::proto::calibration_service_server::CalibrationServiceServer;
+use foresight_serve::proto::market_data_service_server::MarketDataServiceServer;
+use foresight_serve::proto::model_service_server::ModelServiceServer;
 use foresight_serve::proto::{self, AssetMarket, CalibrateRequest, DailyObservation, ForecastRequest, Position, position};
-use foresight_serve::{CalibrationApi, Engine, EngineConfig};
+use foresight_serve::{CalibrationApi, EngineConfig, MarketDataApi, ModelApi, Serving, ServingConfig};
 use foresight_train::data::{ExogenousSource, Transform, load_daily_closes, load_ohlcv};
 use foresight_train::evaluate::DailyHistory;
 use tonic::Code;
@@ -14,7 +17,7 @@ use tonic::Code;
 use crate::util::{data, root};
 
 /// BTC's last `days` days as the service takes them inline: close, 2-hour realized variance, DVOL.
-fn btc_market(days: usize) -> AssetMarket {
+pub fn btc_market(days: usize) -> AssetMarket {
     let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
     let closes = load_daily_closes(&data("btc_usdt_1d.csv")).unwrap();
     let dvol = ExogenousSource { file: data("btc_dvol_1d.csv"), transform: Transform::Last, periods_per_year: 365.0 }.load(&history.dates).unwrap();
@@ -30,28 +33,42 @@ fn btc_market(days: usize) -> AssetMarket {
     AssetMarket { asset: "BTC".into(), spot, implied_vol: 0.45, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) }
 }
 
-/// Starts the real server on the committed registry, on a free loopback port.
-async fn start_server() -> std::net::SocketAddr {
-    let engine = Engine::load(EngineConfig::new(root().join("models"))).unwrap();
+/// Starts the real services on a free loopback port over `config`.
+pub async fn serve(config: ServingConfig) -> (std::net::SocketAddr, Arc<Serving>) {
+    let serving = Arc::new(Serving::open(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(CalibrationServiceServer::new(CalibrationApi::new(Arc::new(engine))))
+            .add_service(CalibrationServiceServer::new(CalibrationApi::new(serving.clone())))
+            .add_service(MarketDataServiceServer::new(MarketDataApi::new(serving.clone())))
+            .add_service(ModelServiceServer::new(ModelApi::new(serving.clone())))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    address
+    (address, serving)
+}
+
+/// Serves the registry at `registry`, keeping state in `state_dir` when given.
+pub fn config(registry: &Path, state_dir: Option<&Path>) -> ServingConfig {
+    let mut config = ServingConfig::new(EngineConfig::new(registry));
+    config.state_dir = state_dir.map(Path::to_path_buf);
+    config
+}
+
+/// Starts the real server on the committed registry, on a free loopback port.
+async fn start_server() -> std::net::SocketAddr {
+    serve(config(&root().join("models"), None)).await.0
 }
 
 async fn client() -> CalibrationServiceClient<tonic::transport::Channel> {
     CalibrationServiceClient::connect(format!("http://{}", start_server().await)).await.unwrap()
 }
 
-fn linear(quantity: f64) -> Position {
+pub fn linear(quantity: f64) -> Position {
     Position { underlying: "BTC".into(), quantity, instrument: Some(position::Instrument::Linear(proto::Linear {})) }
 }
 
-fn request(positions: Vec<Position>, market: AssetMarket) -> CalibrateRequest {
+pub fn request(positions: Vec<Position>, market: AssetMarket) -> CalibrateRequest {
     CalibrateRequest { account_id: "acct-1".into(), positions, markets: vec![market], previous_initial_margin: None }
 }
 
@@ -67,6 +84,7 @@ async fn calibrate_serves_the_champion_with_its_components() {
     };
     let response = client.calibrate(request(vec![linear(2.0), call], market.clone())).await.unwrap().into_inner();
     assert_eq!(response.account_id, "acct-1");
+    assert_eq!(response.arm, "model:champion");
     assert!(response.initial_margin.is_finite() && response.initial_margin > 0.0);
     assert!((response.maintenance_margin - 0.5 * response.initial_margin).abs() < 1e-9);
     assert!((response.multiplier - response.initial_margin / response.reactive_initial_margin).abs() < 1e-9);

@@ -8,5 +8,6 @@ mod doctor;
 mod margin;
 mod reference;
 mod serve;
+mod serve_ops;
 mod registry_arms;
 mod train_cli;

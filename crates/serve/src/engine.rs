@@ -1,28 +1,37 @@
-//! The calibration engine, free of gRPC: the registry's champions loaded and checked, inline
-//! history turned into model inputs by the training code's feature functions, forecasts into
-//! margin rates (FHS, as the backtest does), and `foresight-core::margin` for the account.
+//! The calibration engine, free of gRPC: one immutable *generation* of served models (the
+//! registry's champions and the models the arms pin, each checked by sha256 and golden rows),
+//! the arms and their traffic split, and the functions that turn a history into forecasts,
+//! forecasts into margin rates (FHS, as the backtest does) and an account into margin with
+//! `foresight-core::margin`. Hot reload builds a new generation and swaps it in whole, so a
+//! request sees one consistent set of models from start to end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use foresight_core::calibrate::{Arm, CalibrationParams, fhs_rates};
+use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS, fhs_horizons, fhs_rates, forward_fill};
 use foresight_core::features::{Ewma, implied_log_variance};
+use foresight_core::margin::split::assign;
 use foresight_core::margin::{
-    AccountMargin, Fallback, GuardRails, InputLimits, Instrument, OptionKind, Position, ScenarioConfig, UnderlyingInputs,
-    UnderlyingMarket, calibrate_account, check_inputs,
+    AccountMargin, Fallback, GuardRails, InputLimits, Instrument, OptionKind, Position, ScenarioConfig, UnderlyingInputs, UnderlyingMarket,
+    calibrate_account, check_inputs,
 };
-use foresight_registry::card::Task;
+use foresight_registry::card::{ModelRef, Task};
 use foresight_registry::inputs::ModelInput;
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::{ModelCard, Registry};
+use serde::{Deserialize, Serialize};
 
+use crate::market::MarketState;
 use crate::proto;
+use crate::series::{Day, Series};
 
-/// Residuals the FHS rate needs before a model's rate is used.
-const FHS_MIN_RESIDUALS: usize = 100;
 /// Days of history below which a request is refused.
 const MIN_HISTORY: usize = 31;
+/// Most positions in one account.
+pub const MAX_POSITIONS: usize = 10_000;
+/// Largest absolute position size (units).
+const MAX_QUANTITY: f64 = 1e12;
 
 /// Why a request cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +49,36 @@ pub enum EngineError {
     Internal(String),
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> EngineError {
+/// An [`EngineError::Invalid`].
+pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> EngineError {
     EngineError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// One arm and its share of the accounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmWeight {
+    /// The arm, in the backtest's grammar.
+    pub arm: String,
+    /// Its share (normalised over the arms).
+    pub weight: f64,
+}
+
+/// The A/B traffic split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    /// Arms and weights; an account's arm is a stable hash of its id.
+    pub arms: Vec<ArmWeight>,
+    /// Compute every arm for every account, post the assigned one, audit all.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+impl Default for Split {
+    /// Every account on the registry's champion.
+    fn default() -> Self {
+        Self { arms: vec![ArmWeight { arm: "model:champion".into(), weight: 1.0 }], shadow: false }
+    }
 }
 
 /// Settings of the engine.
@@ -51,7 +88,7 @@ pub struct EngineConfig {
     pub registry: PathBuf,
     /// One-sided confidence of margin rates.
     pub confidence: f64,
-    /// The reactive arm every forecast is compared with and falls back to.
+    /// The reactive arm every multiplier is relative to and every fallback falls back to.
     pub reactive_arm: String,
     /// Scenario grid and add-ons.
     pub scenario: ScenarioConfig,
@@ -59,11 +96,13 @@ pub struct EngineConfig {
     pub rails: GuardRails,
     /// Fallback limits.
     pub limits: InputLimits,
+    /// The A/B split.
+    pub split: Split,
 }
 
 impl EngineConfig {
     /// Defaults around a registry folder: 99%, EWMA as the reactive arm, the documented
-    /// defaults of the scenario grid, rails and limits.
+    /// defaults of the scenario grid, rails and limits, every account on the champion.
     pub fn new(registry: impl Into<PathBuf>) -> Self {
         Self {
             registry: registry.into(),
@@ -72,115 +111,324 @@ impl EngineConfig {
             scenario: ScenarioConfig::default(),
             rails: GuardRails::default(),
             limits: InputLimits::default(),
+            split: Split::default(),
         }
     }
 }
 
 /// A registered model being served.
-struct Served {
-    card: ModelCard,
+pub struct Served {
+    /// Its card.
+    pub card: ModelCard,
+    /// `name@vN`.
+    pub reference: String,
     model: Mutex<LoadedModel>,
 }
 
-/// The loaded champions and settings.
+/// Where an arm's forward rate comes from.
+#[derive(Debug, Clone, PartialEq)]
+enum ArmModel {
+    /// A reactive calibrator (its own rate).
+    Reactive,
+    /// The asset's volatility champion (`model:champion`).
+    Champion,
+    /// One registered model (`model:<name>[@vN]`), for its asset only.
+    Pinned(String),
+}
+
+/// A servable arm.
+#[derive(Debug, Clone)]
+pub struct ServeArm {
+    /// Canonical name.
+    pub name: String,
+    arm: Arm,
+    model: ArmModel,
+    weight: f64,
+}
+
+/// What changed at a reload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReloadReport {
+    /// `slot: old → new`.
+    pub changed: Vec<String>,
+    /// `slot: model: why`, where the last good model kept serving.
+    pub refused: Vec<String>,
+}
+
+/// One generation of served models and arms.
 pub struct Engine {
     config: EngineConfig,
+    generation: u64,
     reactive: Arm,
-    volatility: HashMap<String, Served>,
-    regime: HashMap<String, Served>,
+    models: HashMap<String, Arc<Served>>,
+    /// `<asset>/<task>` → `name@vN`.
+    champions: BTreeMap<String, String>,
+    arms: Vec<ServeArm>,
+    correlation: Option<(Vec<String>, Vec<Vec<f64>>)>,
 }
 
-/// Model input rows per day (`None` where incomplete).
-type InputRows = Vec<Option<Vec<f64>>>;
-/// Each output of a model per day.
-type Outputs = BTreeMap<String, Vec<Option<f64>>>;
-
-/// An asset's history as the feature code takes it.
-struct Series {
-    closes: Vec<f64>,
-    returns: Vec<Option<f64>>,
-    rv: Vec<Option<f64>>,
-    implied_vol: Vec<Option<f64>>,
-    periods_per_year: f64,
+/// Every output of a model per day (`None` where the inputs were incomplete).
+pub struct ModelRun {
+    outputs: BTreeMap<String, Vec<Option<f64>>>,
+    last_row: Option<Vec<f64>>,
 }
 
-/// One asset's forecast and rates.
+/// One asset's forecast and rates under one arm, from completed days only (cacheable): the
+/// live checks (data age, price jump) come at calibration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssetForecast {
-    /// `name@vN` of the volatility model, when one serves the asset.
+    /// `name@vN` of the volatility model, when the arm uses one for the asset.
     pub model: Option<String>,
     /// Forecast mean daily variance per horizon.
     pub variance: Vec<(usize, f64)>,
-    /// P(stressed regime within h days), with the regime model.
+    /// The regime model and P(stressed regime within h days).
     pub regime: Option<(String, Vec<(usize, f64)>)>,
-    /// The model's margin rate, or why there is none.
+    /// The arm's margin rate, or why there is none.
     pub forward_rate: Result<f64, Fallback>,
     /// The reactive arm's margin rate.
     pub reactive_rate: f64,
-    /// The reactive arm's daily volatility.
+    /// The reactive arm's (EWMA) daily volatility.
     pub reactive_sigma: f64,
+    /// The last completed day.
+    pub as_of: String,
+    /// Its close.
+    pub last_close: f64,
+    /// The model's inputs of the last day with their training ranges.
+    last_inputs: Vec<(String, f64, (f64, f64))>,
+}
+
+/// (generation, arm, asset, history fingerprint).
+type ForecastKey = (u64, String, String, u64);
+
+/// Forecasts and model runs keyed by generation, arm, model and history fingerprint: one model
+/// run per asset and completed day, however many accounts and arms use it.
+#[derive(Default)]
+pub struct ForecastCache {
+    runs: Mutex<HashMap<(String, u64), Arc<ModelRun>>>,
+    forecasts: Mutex<HashMap<ForecastKey, Arc<AssetForecast>>>,
+}
+
+/// Entries a cache map holds before it is emptied (old days and generations age out).
+const CACHE_LIMIT: usize = 4096;
+
+fn cached<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> Result<V, EngineError>) -> Result<Arc<V>, EngineError> {
+    if let Some(v) = map.lock().map_err(|_| poisoned())?.get(&key) {
+        return Ok(v.clone());
+    }
+    let value = Arc::new(make()?);
+    let mut map = map.lock().map_err(|_| poisoned())?;
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    map.insert(key, value.clone());
+    Ok(value)
+}
+
+fn poisoned() -> EngineError {
+    EngineError::Internal("a cache lock was poisoned by an earlier failure".into())
+}
+
+/// One underlying's market for a calibration.
+#[derive(Debug, Clone)]
+pub struct MarketInput {
+    /// Spot, > 0.
+    pub spot: f64,
+    /// Implied volatility, annual fraction (option revaluation).
+    pub implied_vol: f64,
+    /// Order-book notional near mid.
+    pub depth_notional: Option<f64>,
+    /// Age of `spot` in seconds.
+    pub age_secs: f64,
+    /// Completed days.
+    pub series: Arc<Series>,
+    /// Where the days came from, for errors: `markets[0].history`, `market state of BTC`.
+    pub field: String,
+}
+
+/// The margin of one account under one arm.
+#[derive(Debug, Clone)]
+pub struct ArmMargin {
+    /// The arm.
+    pub arm: String,
+    /// The margin and the inputs that made it.
+    pub margin: AccountMargin,
+    /// Per underlying, the cached forecast used.
+    pub forecasts: BTreeMap<String, Arc<AssetForecast>>,
+}
+
+/// An account's calibration: the posted arm first, then (shadow mode) every other arm.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    /// The arm the account is assigned to, and its margin (posted).
+    pub posted: ArmMargin,
+    /// Shadow mode: the other arms.
+    pub shadow: Vec<ArmMargin>,
+    /// The engine generation that computed it.
+    pub generation: u64,
 }
 
 impl Engine {
-    /// Loads the champion of every slot of the registry, checking each (sha256, golden rows).
+    /// Loads the champion of every slot and every model an arm pins, checking each (sha256,
+    /// golden rows); any failure is an error.
     pub fn load(config: EngineConfig) -> anyhow::Result<Self> {
+        Ok(Self::build(config, None, 1)?.0)
+    }
+
+    /// A new generation from the registry as it is now, reusing the models that did not change;
+    /// a changed model that fails its checks is refused and this generation's keeps serving.
+    pub fn reload(&self) -> anyhow::Result<(Self, ReloadReport)> {
+        Self::build(self.config.clone(), Some(self), self.generation + 1)
+    }
+
+    /// A new generation with another split (models the new arms pin are loaded and checked).
+    pub fn with_split(&self, split: Split) -> anyhow::Result<Self> {
+        let config = EngineConfig { split, ..self.config.clone() };
+        Ok(Self::build(config, Some(self), self.generation + 1)?.0)
+    }
+
+    fn build(config: EngineConfig, previous: Option<&Engine>, generation: u64) -> anyhow::Result<(Self, ReloadReport)> {
         let registry = Registry::open(&config.registry)?;
         let reactive: Arm = config.reactive_arm.parse()?;
-        let (mut volatility, mut regime) = (HashMap::new(), HashMap::new());
+        if matches!(reactive.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
+            anyhow::bail!("reactive_arm `{reactive}`: the base every multiplier is measured against must be a reactive arm (ewma, hs:N, static:R)");
+        }
+        let mut report = ReloadReport::default();
+        let mut models: HashMap<String, Arc<Served>> = HashMap::new();
+        let mut load = |reference: &ModelRef| -> anyhow::Result<Arc<Served>> {
+            let key = reference.to_string();
+            if let Some(served) = models.get(&key).cloned().or_else(|| previous.and_then(|p| p.models.get(&key).cloned())) {
+                models.insert(key, served.clone());
+                return Ok(served);
+            }
+            let (card, model, _) = registry.load(reference)?;
+            let served = Arc::new(Served { reference: card.reference().to_string(), card, model: Mutex::new(model) });
+            models.insert(key, served.clone());
+            Ok(served)
+        };
+        let mut champions = BTreeMap::new();
         for (slot, entry) in &registry.index().slots {
             let Some(champion) = &entry.champion else { continue };
-            let (card, model, _) = registry.load(champion)?;
-            let asset = slot.split('/').next().unwrap_or_default().to_string();
-            let served = Served { card, model: Mutex::new(model) };
-            match served.card.task {
-                Task::Volatility => volatility.insert(asset, served),
-                Task::Regime => regime.insert(asset, served),
+            let before = previous.and_then(|p| p.champions.get(slot));
+            match load(champion) {
+                Ok(served) => {
+                    if let Some(old) = before.filter(|old| **old != served.reference) {
+                        report.changed.push(format!("{slot}: {old} → {}", served.reference));
+                    }
+                    champions.insert(slot.clone(), served.reference.clone());
+                }
+                Err(e) => match before {
+                    Some(old) => {
+                        report.refused.push(format!("{slot}: {champion}: {e:#}; {old} keeps serving"));
+                        load(&old.parse()?)?;
+                        champions.insert(slot.clone(), old.clone());
+                    }
+                    None => return Err(e.context(format!("slot {slot}: champion {champion}"))),
+                },
+            }
+        }
+        if config.split.arms.is_empty() {
+            anyhow::bail!("split: at least one arm is needed");
+        }
+        let mut arms = Vec::with_capacity(config.split.arms.len());
+        for (i, ArmWeight { arm: spec, weight }) in config.split.arms.iter().enumerate() {
+            let arm: Arm = spec.parse().map_err(|e| anyhow::anyhow!("split.arms[{i}].arm: {e}"))?;
+            if !(weight.is_finite() && *weight >= 0.0) {
+                anyhow::bail!("split.arms[{i}].weight: must be finite and ≥ 0, got {weight}");
+            }
+            let model = match &arm.base {
+                BaseCalibrator::Static { .. } | BaseCalibrator::Ewma { .. } | BaseCalibrator::HistoricalSimulation { .. } => ArmModel::Reactive,
+                BaseCalibrator::Model { forecaster } => anyhow::bail!(
+                    "split.arms[{i}].arm: `model:{}` re-fits walk-forward with the training stack; serve a registered model (`model:<name>[@vN]`) or `model:champion`",
+                    forecaster.as_str()
+                ),
+                BaseCalibrator::Registered { model } if model == "champion" => ArmModel::Champion,
+                BaseCalibrator::Registered { model } => {
+                    let reference = registry.resolve(&model.parse()?).map_err(|e| anyhow::anyhow!("split.arms[{i}].arm: {e}"))?;
+                    let served = load(&reference).map_err(|e| e.context(format!("split.arms[{i}].arm `{spec}`")))?;
+                    if served.card.task != Task::Volatility {
+                        anyhow::bail!("split.arms[{i}].arm: {} forecasts regimes, not volatility", served.reference);
+                    }
+                    ArmModel::Pinned(served.reference.clone())
+                }
             };
+            if arms.iter().any(|a: &ServeArm| a.name == arm.to_string()) {
+                anyhow::bail!("split.arms[{i}].arm: `{arm}` is given twice");
+            }
+            arms.push(ServeArm { name: arm.to_string(), arm, model, weight: *weight });
         }
-        Ok(Self { config, reactive, volatility, regime })
+        if arms.iter().all(|a| a.weight <= 0.0) {
+            anyhow::bail!("split: at least one arm needs a positive weight");
+        }
+        let correlation = match registry.artifact("correlation") {
+            Ok(value) => Some(parse_correlation(&value)?),
+            Err(_) => None, // no artifact: no offset across underlyings
+        };
+        Ok((Self { config, generation, reactive, models, champions, arms, correlation }, report))
     }
 
-    /// `asset → name@vN` of the volatility champions served.
+    /// This generation's number (1 at start-up, +1 at every swap).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// `(slot, model)` of every served model: champions by slot, then models pinned by arms.
+    pub fn served(&self) -> Vec<(String, &Served)> {
+        let mut out: Vec<(String, &Served)> = self.champions.iter().map(|(slot, r)| (slot.clone(), self.models[r].as_ref())).collect();
+        for arm in &self.arms {
+            if let ArmModel::Pinned(r) = &arm.model
+                && !out.iter().any(|(_, s)| s.reference == *r)
+            {
+                out.push((format!("arm {}", arm.name), self.models[r].as_ref()));
+            }
+        }
+        out
+    }
+
+    /// A served model by `name@vN`.
+    pub fn model(&self, reference: &str) -> Option<&Served> {
+        self.models.get(reference).map(Arc::as_ref)
+    }
+
+    /// `asset → name@vN` of the volatility champions.
     pub fn models(&self) -> BTreeMap<String, String> {
-        self.volatility.iter().map(|(a, s)| (a.clone(), s.card.reference().to_string())).collect()
+        self.champions
+            .iter()
+            .filter_map(|(slot, r)| slot.strip_suffix("/volatility").map(|asset| (asset.to_string(), r.clone())))
+            .collect()
     }
 
-    fn series(market: &proto::AssetMarket, field: &str) -> Result<Series, EngineError> {
-        if market.history.len() < MIN_HISTORY {
-            return Err(invalid(format!("{field}.history"), format!("needs at least {MIN_HISTORY} days, got {}", market.history.len())));
-        }
-        let mut previous_date = String::new();
-        for (i, o) in market.history.iter().enumerate() {
-            let at = format!("{field}.history[{i}]");
-            if !(o.close.is_finite() && o.close > 0.0) {
-                return Err(invalid(format!("{at}.close"), format!("must be finite and > 0, got {}", o.close)));
-            }
-            if o.realized_variance.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                return Err(invalid(format!("{at}.realized_variance"), "must be finite and ≥ 0"));
-            }
-            if o.implied_vol.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                return Err(invalid(format!("{at}.implied_vol"), "must be finite and ≥ 0 (annualised percent)"));
-            }
-            if o.date.len() != 10 || o.date <= previous_date {
-                return Err(invalid(format!("{at}.date"), format!("`{}` must be YYYY-MM-DD and after the day before", o.date)));
-            }
-            previous_date = o.date.clone();
-        }
-        let closes: Vec<f64> = market.history.iter().map(|o| o.close).collect();
-        let returns = std::iter::once(None).chain(closes.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
-        // Calendar-daily history (crypto) has weekends; business-daily (indices) does not.
-        let weekend = market.history.iter().any(|o| is_weekend(&o.date));
-        Ok(Series {
-            returns,
-            rv: market.history.iter().map(|o| o.realized_variance).collect(),
-            implied_vol: market.history.iter().map(|o| o.implied_vol).collect(),
-            closes,
-            periods_per_year: if weekend { 365.0 } else { 252.0 },
-        })
+    /// The reactive arm.
+    pub fn reactive_arm(&self) -> String {
+        self.reactive.to_string()
     }
 
-    /// Runs a served model over every day of `series`: each output per day.
-    fn run(served: &Served, series: &Series) -> Result<(InputRows, Outputs), String> {
+    /// The arms with their weights.
+    pub fn arms(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.arms.iter().map(|a| (a.name.as_str(), a.weight))
+    }
+
+    /// The `model:champion` arm, whether or not the split has it (for `Forecast`).
+    pub fn champion_arm(&self) -> ServeArm {
+        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), lookahead: None };
+        ServeArm { name: arm.to_string(), arm, model: ArmModel::Champion, weight: 0.0 }
+    }
+
+    /// The split as configured.
+    pub fn split(&self) -> &Split {
+        &self.config.split
+    }
+
+    fn champion(&self, asset: &str, task: &str) -> Option<&Arc<Served>> {
+        self.champions.get(&format!("{asset}/{task}")).and_then(|r| self.models.get(r))
+    }
+
+    /// Runs a served model over every day of `series`.
+    fn run(served: &Served, series: &Series) -> Result<ModelRun, String> {
         let card = &served.card;
         let input = ModelInput::from_card(card).map_err(|e| e.to_string())?;
         let exogenous: Vec<Option<f64>> = match card.params.get("exogenous") {
@@ -193,92 +441,123 @@ impl Engine {
         let rows = input.rows(&series.rv, &series.returns, &exogenous);
         let days: Vec<usize> = (0..rows.len()).filter(|&t| rows[t].is_some()).collect();
         if days.is_empty() {
-            return Err(format!("{}: no day with complete inputs (realized variance missing?)", card.reference()));
+            return Err(format!("{}: no day with complete inputs (realized variance missing?)", served.reference));
         }
         let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].clone().unwrap_or_default()).collect();
         let outputs = served.model.lock().map_err(|_| "model lock poisoned".to_string())?.run(&flat).map_err(|e| e.to_string())?;
-        let per_day = outputs
+        let outputs = outputs
             .into_iter()
             .map(|(name, values)| {
-                let mut series = vec![None; rows.len()];
+                let mut per_day = vec![None; rows.len()];
                 for (i, &t) in days.iter().enumerate() {
-                    series[t] = Some(values[i]).filter(|v| v.is_finite());
+                    per_day[t] = Some(values[i]).filter(|v| v.is_finite());
                 }
-                (name, series)
+                (name, per_day)
             })
             .collect();
-        Ok((rows, per_day))
+        Ok(ModelRun { outputs, last_row: rows.last().cloned().flatten() })
     }
 
-    /// The forecast and rates of one asset from its market (`field` names it in errors).
-    pub fn forecast(&self, market: &proto::AssetMarket, field: &str) -> Result<AssetForecast, EngineError> {
-        let series = Self::series(market, field)?;
+    fn run_cached(served: &Arc<Served>, series: &Series, cache: &ForecastCache) -> Result<Arc<ModelRun>, String> {
+        cached(&cache.runs, (served.reference.clone(), series.fingerprint), || Self::run(served, series).map_err(EngineError::Internal))
+            .map_err(|e| e.to_string())
+    }
+
+    /// One asset's forecast and rates under `arm` (cached per generation, arm and history).
+    /// Errors name `field`, where the history came from.
+    pub fn forecast(&self, asset: &str, market: &MarketInput, arm: &ServeArm, cache: &ForecastCache) -> Result<Arc<AssetForecast>, EngineError> {
+        let key = (self.generation, arm.name.clone(), asset.to_string(), market.series.fingerprint);
+        cached(&cache.forecasts, key, || self.forecast_uncached(asset, &market.series, &market.field, arm, cache))
+    }
+
+    fn forecast_uncached(&self, asset: &str, series: &Series, field: &str, arm: &ServeArm, cache: &ForecastCache) -> Result<AssetForecast, EngineError> {
+        if series.len() < MIN_HISTORY {
+            return Err(invalid(field, format!("needs at least {MIN_HISTORY} days of `{asset}`, got {}", series.len())));
+        }
         let params = CalibrationParams::new(self.config.confidence, 1, series.periods_per_year).map_err(|e| EngineError::Internal(e.to_string()))?;
-        let reactive = self.reactive.margin_rates(&series.closes, &params).map_err(|e| invalid(format!("{field}.history"), e.to_string()))?;
-        let reactive_rate = reactive.last().copied().flatten().map(|r| r.long.max(r.short)).ok_or_else(|| {
-            invalid(format!("{field}.history"), format!("too short for the reactive arm {}", self.reactive))
-        })?;
+        let last_rate = |rates: Vec<Option<foresight_core::calibrate::SideRates>>| rates.last().copied().flatten().map(|r| r.long.max(r.short));
+        let reactive = self.reactive.margin_rates(&series.closes, &params).map_err(|e| invalid(field, e.to_string()))?;
+        let reactive_rate = last_rate(reactive).ok_or_else(|| invalid(field, format!("too short for the reactive arm {}", self.reactive)))?;
         let returns: Vec<f64> = series.returns.iter().skip(1).map(|r| r.unwrap_or(0.0)).collect();
         let ewma = Ewma::new(Ewma::RISKMETRICS_LAMBDA).map_err(|e| EngineError::Internal(e.to_string()))?.variance_series(&returns);
         let reactive_sigma = ewma.last().copied().flatten().unwrap_or(0.0).sqrt();
 
-        let regime = self.regime.get(&market.asset).and_then(|served| {
-            let (_, outputs) = Self::run(served, &series).ok()?;
+        let regime = self.champion(asset, "regime").and_then(|served| {
+            let run = Self::run_cached(served, series, cache).ok()?;
             let probabilities = served
                 .card
                 .horizons
                 .iter()
-                .filter_map(|h| outputs.get(&format!("p_high_regime_h{h}")).and_then(|s| s.last().copied().flatten()).map(|p| (*h, p)))
+                .filter_map(|h| run.outputs.get(&format!("p_high_regime_h{h}")).and_then(|s| s.last().copied().flatten()).map(|p| (*h, p)))
                 .collect();
-            Some((served.card.reference().to_string(), probabilities))
+            Some((served.reference.clone(), probabilities))
         });
-        let Some(served) = self.volatility.get(&market.asset) else {
-            return Ok(AssetForecast { model: None, variance: Vec::new(), regime, forward_rate: Err(Fallback::NoModel), reactive_rate, reactive_sigma });
+        let mut forecast = AssetForecast {
+            model: None,
+            variance: Vec::new(),
+            regime,
+            forward_rate: Err(Fallback::NoModel),
+            reactive_rate,
+            reactive_sigma,
+            as_of: series.dates.last().cloned().unwrap_or_default(),
+            last_close: series.closes.last().copied().unwrap_or(f64::NAN),
+            last_inputs: Vec::new(),
         };
-        let model = Some(served.card.reference().to_string());
-        let (rows, outputs) = match Self::run(served, &series) {
-            Ok(v) => v,
+        let served = match &arm.model {
+            ArmModel::Reactive => {
+                let rates = arm.arm.margin_rates(&series.closes, &params).map_err(|e| invalid(field, e.to_string()))?;
+                forecast.forward_rate = last_rate(rates).ok_or(Fallback::ForecastFailed { detail: format!("history too short for {}", arm.name) });
+                return Ok(forecast);
+            }
+            ArmModel::Champion => self.champion(asset, "volatility"),
+            ArmModel::Pinned(r) => self.models.get(r).filter(|s| s.card.asset == asset),
+        };
+        let Some(served) = served else { return Ok(forecast) };
+        forecast.model = Some(served.reference.clone());
+        let run = match Self::run_cached(served, series, cache) {
+            Ok(run) => run,
             Err(detail) => {
-                return Ok(AssetForecast { model, variance: Vec::new(), regime, forward_rate: Err(Fallback::ForecastFailed { detail }), reactive_rate, reactive_sigma });
+                forecast.forward_rate = Err(Fallback::ForecastFailed { detail });
+                return Ok(forecast);
             }
         };
-        let variance: Vec<(usize, f64)> = served
+        forecast.variance = served
             .card
             .horizons
             .iter()
-            .filter_map(|h| outputs.get(&format!("variance_h{h}")).and_then(|s| s.last().copied().flatten()).map(|v| (*h, v)))
+            .filter_map(|h| run.outputs.get(&format!("variance_h{h}")).and_then(|s| s.last().copied().flatten()).map(|v| (*h, v)))
             .collect();
-        let forward_rate = self.forward_rate(served, &series, &rows, &outputs, &params, market, reactive_sigma);
-        Ok(AssetForecast { model, variance, regime, forward_rate, reactive_rate, reactive_sigma })
-    }
-
-    /// The model's FHS rate for today, unless an input check sends the asset back to reactive.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_rate(
-        &self,
-        served: &Served,
-        series: &Series,
-        rows: &[Option<Vec<f64>>],
-        outputs: &Outputs,
-        params: &CalibrationParams,
-        market: &proto::AssetMarket,
-        reactive_sigma: f64,
-    ) -> Result<f64, Fallback> {
         let card = &served.card;
-        let last_row = rows.last().cloned().flatten().ok_or_else(|| Fallback::ForecastFailed { detail: "today's inputs are incomplete".into() })?;
         let columns = card.onnx.input_columns.len().max(1);
-        let named: Vec<(&str, f64, (f64, f64))> = last_row
+        forecast.last_inputs = run
+            .last_row
             .iter()
+            .flatten()
             .enumerate()
             .filter(|(_, v)| !v.is_nan()) // a NaN exogenous input is the model's own fallback
-            .filter_map(|(i, v)| card.onnx.input_ranges.get(i % columns).map(|r| (card.onnx.input_columns[i % columns].as_str(), *v, (r[0], r[1]))))
+            .filter_map(|(i, v)| card.onnx.input_ranges.get(i % columns).map(|r| (card.onnx.input_columns[i % columns].clone(), *v, (r[0], r[1]))))
             .collect();
-        let last_close = series.closes.last().copied();
-        if let Some(reason) = check_inputs(market.data_age_seconds.unwrap_or(0.0), last_close, market.spot, reactive_sigma, &named, &self.config.limits) {
-            return Err(reason);
+        forecast.forward_rate = Self::model_rate(served, &run, series, &arm.arm, &params);
+        Ok(forecast)
+    }
+
+    /// The arm's FHS rate for the last day from a model's forecasts, with its APC options.
+    fn model_rate(served: &Served, run: &ModelRun, series: &Series, arm: &Arm, params: &CalibrationParams) -> Result<f64, Fallback> {
+        if run.last_row.is_none() {
+            return Err(Fallback::ForecastFailed { detail: "the last day's inputs are incomplete".into() });
         }
-        let next_day = outputs.get("variance_h1").ok_or_else(|| Fallback::ForecastFailed { detail: format!("{} has no variance_h1", card.reference()) })?;
-        let rates = fhs_rates(&series.returns, next_day, next_day, params, FHS_MIN_RESIDUALS).map_err(|e| Fallback::ForecastFailed { detail: e.to_string() })?;
+        let horizons = fhs_horizons(params.horizon(), arm.lookahead);
+        let series_of = |h: &usize| {
+            run.outputs
+                .get(&format!("variance_h{h}"))
+                .ok_or_else(|| Fallback::ForecastFailed { detail: format!("{} has no variance_h{h} (arm {arm})", served.reference) })
+        };
+        let next_day = series_of(&horizons[0])?;
+        let horizon = series_of(&horizons[horizons.len() - 1])?;
+        let failed = |e: foresight_core::CoreError| Fallback::ForecastFailed { detail: e.to_string() };
+        let mut rates = fhs_rates(&series.returns, next_day, horizon, params, FHS_MIN_RESIDUALS).map_err(failed)?;
+        forward_fill(&mut rates);
+        let rates = arm.with_apc(&rates, &series.closes, params).map_err(failed)?;
         rates
             .last()
             .copied()
@@ -288,20 +567,18 @@ impl Engine {
             .ok_or_else(|| Fallback::ForecastFailed { detail: format!("needs {FHS_MIN_RESIDUALS} days of forecasts before a rate") })
     }
 
-    /// Calibrates one account.
-    pub fn calibrate(&self, request: &proto::CalibrateRequest) -> Result<(AccountMargin, BTreeMap<String, AssetForecast>), EngineError> {
-        if request.positions.is_empty() {
-            return Err(invalid("positions", "an account needs at least one position"));
-        }
-        let mut forecasts = BTreeMap::new();
-        let mut inputs = BTreeMap::new();
-        for (i, m) in request.markets.iter().enumerate() {
-            let field = format!("markets[{i}]");
-            if m.asset.is_empty() || forecasts.contains_key(&m.asset) {
+    /// Checks `markets` and turns them into calibration inputs by asset; a market without
+    /// inline history takes the asset's days (and, where left unset, its last price, implied
+    /// vol and depth) from `state`.
+    pub fn prepare_markets(markets: &[proto::AssetMarket], field: &str, state: Option<&MarketState>) -> Result<HashMap<String, MarketInput>, EngineError> {
+        let mut out = HashMap::with_capacity(markets.len());
+        for (i, m) in markets.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            if m.asset.is_empty() || out.contains_key(&m.asset) {
                 return Err(invalid(format!("{field}.asset"), format!("`{}` is empty or given twice", m.asset)));
             }
             for (name, v, ok) in [
-                ("spot", m.spot, m.spot.is_finite() && m.spot > 0.0),
+                ("spot", m.spot, m.spot.is_finite() && m.spot >= 0.0),
                 ("implied_vol", m.implied_vol, m.implied_vol.is_finite() && m.implied_vol >= 0.0 && m.implied_vol < 10.0),
                 ("depth_notional", m.depth_notional.unwrap_or(1.0), m.depth_notional.is_none_or(|d| d.is_finite() && d > 0.0)),
                 ("data_age_seconds", m.data_age_seconds.unwrap_or(0.0), m.data_age_seconds.is_none_or(|a| a.is_finite() && a >= 0.0)),
@@ -310,29 +587,98 @@ impl Engine {
                     return Err(invalid(format!("{field}.{name}"), format!("invalid value {v}")));
                 }
             }
-            let f = self.forecast(m, &field)?;
-            let forecast_sigma = f.variance.iter().map(|(h, v)| (*h, v.sqrt())).collect();
-            inputs.insert(
-                m.asset.clone(),
-                UnderlyingInputs {
-                    market: UnderlyingMarket { spot: m.spot, implied_vol: m.implied_vol, margin_rate: f.reactive_rate, daily_vol: f.reactive_sigma, depth_notional: m.depth_notional },
-                    reactive_rate: f.reactive_rate,
-                    forward_rate: f.forward_rate.clone(),
-                    forecast_sigma,
-                    regime_probability: f.regime.as_ref().map(|(_, p)| p.clone()).unwrap_or_default(),
-                    reactive_sigma: f.reactive_sigma,
-                },
-            );
-            forecasts.insert(m.asset.clone(), f);
+            let mut input = if m.history.is_empty() {
+                state.and_then(|s| s.input(&m.asset)).ok_or_else(|| {
+                    invalid(format!("{field}.history"), format!("empty, and the service holds no market data for `{}` (publish it or pass history inline)", m.asset))
+                })?
+            } else {
+                let days: Vec<Day> = m.history.iter().map(Day::from).collect();
+                let series = Series::from_days(&days, &format!("{field}.history"))?;
+                MarketInput { spot: 0.0, implied_vol: 0.0, depth_notional: None, age_secs: 0.0, series: Arc::new(series), field: format!("{field}.history") }
+            };
+            if m.spot > 0.0 {
+                input.spot = m.spot;
+            }
+            if m.implied_vol > 0.0 {
+                input.implied_vol = m.implied_vol;
+            }
+            if m.depth_notional.is_some() {
+                input.depth_notional = m.depth_notional;
+            }
+            if let Some(age) = m.data_age_seconds {
+                input.age_secs = age;
+            }
+            if input.spot.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                return Err(invalid(format!("{field}.spot"), "must be > 0 (no published price to use instead)"));
+            }
+            out.insert(m.asset.clone(), input);
         }
+        Ok(out)
+    }
+
+    /// The arm an account is assigned to.
+    pub fn assigned_arm(&self, account_id: &str) -> &ServeArm {
+        let split: Vec<(String, f64)> = self.arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
+        let name = assign(account_id, &split).unwrap_or(&self.arms[0].name).to_string();
+        self.arms.iter().find(|a| a.name == name).unwrap_or(&self.arms[0])
+    }
+
+    /// Calibrates one account: markets from the request, then `shared` (a batch's), then the
+    /// market `state`; the account's arm posts, and in shadow mode every arm is computed.
+    pub fn calibrate(
+        &self,
+        request: &proto::CalibrateRequest,
+        shared: &HashMap<String, MarketInput>,
+        state: Option<&MarketState>,
+        cache: &ForecastCache,
+    ) -> Result<Calibration, EngineError> {
+        if request.account_id.is_empty() || request.account_id.len() > 256 {
+            return Err(invalid("account_id", "required (1 to 256 bytes): the A/B split hashes it"));
+        }
+        if request.positions.is_empty() {
+            return Err(invalid("positions", "an account needs at least one position"));
+        }
+        if request.positions.len() > MAX_POSITIONS {
+            return Err(invalid("positions", format!("{} positions; at most {MAX_POSITIONS} per account", request.positions.len())));
+        }
+        if request.previous_initial_margin.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return Err(invalid("previous_initial_margin", "must be finite and ≥ 0"));
+        }
+        let own = Self::prepare_markets(&request.markets, "markets", state)?;
+        let mut markets: BTreeMap<String, MarketInput> = BTreeMap::new();
+        let positions = Self::positions(request)?;
+        for (i, p) in positions.iter().enumerate() {
+            if markets.contains_key(&p.underlying) {
+                continue;
+            }
+            let market = own
+                .get(&p.underlying)
+                .or_else(|| shared.get(&p.underlying))
+                .cloned()
+                .or_else(|| state.and_then(|s| s.input(&p.underlying)))
+                .ok_or_else(|| invalid(format!("positions[{i}].underlying"), format!("no market given or published for `{}`", p.underlying)))?;
+            markets.insert(p.underlying.clone(), market);
+        }
+        let assigned = self.assigned_arm(&request.account_id);
+        let posted = self.calibrate_arm(assigned, &positions, &markets, request.previous_initial_margin, cache)?;
+        let mut shadow = Vec::new();
+        if self.config.split.shadow {
+            for arm in self.arms.iter().filter(|a| a.name != assigned.name) {
+                shadow.push(self.calibrate_arm(arm, &positions, &markets, request.previous_initial_margin, cache)?);
+            }
+        }
+        Ok(Calibration { posted, shadow, generation: self.generation })
+    }
+
+    fn positions(request: &proto::CalibrateRequest) -> Result<Vec<Position>, EngineError> {
         let mut positions = Vec::with_capacity(request.positions.len());
         for (i, p) in request.positions.iter().enumerate() {
             let field = format!("positions[{i}]");
-            if !inputs.contains_key(&p.underlying) {
-                return Err(invalid(format!("{field}.underlying"), format!("no market given for `{}`", p.underlying)));
+            if p.underlying.is_empty() {
+                return Err(invalid(format!("{field}.underlying"), "required"));
             }
-            if !(p.quantity.is_finite() && p.quantity.abs() <= 1e12) {
-                return Err(invalid(format!("{field}.quantity"), format!("must be finite and at most 1e12 in size, got {}", p.quantity)));
+            if !(p.quantity.is_finite() && p.quantity.abs() <= MAX_QUANTITY) {
+                return Err(invalid(format!("{field}.quantity"), format!("must be finite and at most {MAX_QUANTITY:e} in size, got {}", p.quantity)));
             }
             let instrument = match &p.instrument {
                 None | Some(proto::position::Instrument::Linear(_)) => Instrument::Linear,
@@ -342,38 +688,82 @@ impl Engine {
                         Ok(proto::OptionType::Put) => OptionKind::Put,
                         _ => return Err(invalid(format!("{field}.option.type"), "CALL or PUT")),
                     };
+                    if !(o.strike.is_finite() && o.strike > 0.0) {
+                        return Err(invalid(format!("{field}.option.strike"), format!("must be finite and > 0, got {}", o.strike)));
+                    }
+                    if !(o.expiry_years.is_finite() && (0.0..=50.0).contains(&o.expiry_years)) {
+                        return Err(invalid(format!("{field}.option.expiry_years"), format!("must be in [0, 50], got {}", o.expiry_years)));
+                    }
                     Instrument::Option { kind, strike: o.strike, expiry_years: o.expiry_years }
                 }
-                Some(proto::position::Instrument::Greeks(g)) => Instrument::Greeks { delta: g.delta, gamma: g.gamma, vega: g.vega },
+                Some(proto::position::Instrument::Greeks(g)) => {
+                    for (name, v) in [("delta", g.delta), ("gamma", g.gamma), ("vega", g.vega)] {
+                        if !v.is_finite() {
+                            return Err(invalid(format!("{field}.greeks.{name}"), format!("must be finite, got {v}")));
+                        }
+                    }
+                    Instrument::Greeks { delta: g.delta, gamma: g.gamma, vega: g.vega }
+                }
             };
             positions.push(Position { underlying: p.underlying.clone(), quantity: p.quantity, instrument });
         }
-        if request.previous_initial_margin.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-            return Err(invalid("previous_initial_margin", "must be finite and ≥ 0"));
+        Ok(positions)
+    }
+
+    fn calibrate_arm(
+        &self,
+        arm: &ServeArm,
+        positions: &[Position],
+        markets: &BTreeMap<String, MarketInput>,
+        previous_im: Option<f64>,
+        cache: &ForecastCache,
+    ) -> Result<ArmMargin, EngineError> {
+        let mut forecasts = BTreeMap::new();
+        let mut inputs = BTreeMap::new();
+        for (asset, m) in markets {
+            let f = self.forecast(asset, m, arm, cache)?;
+            let named: Vec<(&str, f64, (f64, f64))> = f.last_inputs.iter().map(|(n, v, r)| (n.as_str(), *v, *r)).collect();
+            let forward_rate = match (&f.forward_rate, check_inputs(m.age_secs, Some(f.last_close), m.spot, f.reactive_sigma, &named, &self.config.limits)) {
+                (Ok(_), Some(reason)) => Err(reason),
+                (rate, _) => rate.clone(),
+            };
+            inputs.insert(
+                asset.clone(),
+                UnderlyingInputs {
+                    market: UnderlyingMarket {
+                        spot: m.spot,
+                        implied_vol: m.implied_vol,
+                        margin_rate: f.reactive_rate,
+                        daily_vol: f.reactive_sigma,
+                        depth_notional: m.depth_notional,
+                    },
+                    reactive_rate: f.reactive_rate,
+                    forward_rate,
+                    forecast_sigma: f.variance.iter().map(|(h, v)| (*h, v.sqrt())).collect(),
+                    regime_probability: f.regime.as_ref().map(|(_, p)| p.clone()).unwrap_or_default(),
+                    reactive_sigma: f.reactive_sigma,
+                },
+            );
+            forecasts.insert(asset.clone(), f);
         }
-        let margin = calibrate_account(&positions, &inputs, None, &self.config.scenario, &self.config.rails, request.previous_initial_margin)
+        let correlation = self.correlation.as_ref().map(|(a, m)| (a.as_slice(), m.as_slice()));
+        let margin = calibrate_account(positions, &inputs, correlation, &self.config.scenario, &self.config.rails, previous_im)
             .map_err(|e| invalid("positions", e.to_string()))?;
-        Ok((margin, forecasts))
+        if !(margin.posted.initial_margin.is_finite() && margin.posted.maintenance_margin.is_finite() && margin.posted.multiplier.is_finite()) {
+            return Err(EngineError::Internal(format!("arm {}: a non-finite margin was computed; refusing to post it", arm.name)));
+        }
+        Ok(ArmMargin { arm: arm.name.clone(), margin, forecasts })
     }
 }
 
-fn is_weekend(date: &str) -> bool {
-    // Zeller-free: days since 1970-01-01 (a Thursday) from the civil date.
-    let parse = |a: usize, b: usize| date.get(a..b).and_then(|s| s.parse::<i64>().ok());
-    let (Some(y), Some(m), Some(d)) = (parse(0, 4), parse(5, 7), parse(8, 10)) else { return false };
-    let (y, m) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
-    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * (m - 3) + 2) / 5 + d - 719_469;
-    matches!(days.rem_euclid(7), 2 | 3) // 0 = Thursday → 2 = Saturday, 3 = Sunday
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weekends_from_civil_dates() {
-        assert!(is_weekend("2020-03-14") && is_weekend("2020-03-15"), "Saturday and Sunday");
-        assert!(!is_weekend("2020-03-12") && !is_weekend("2024-08-05"));
-        assert!(!is_weekend("garbage"));
+/// The correlation artifact's assets and matrix.
+fn parse_correlation(value: &serde_json::Value) -> anyhow::Result<(Vec<String>, Vec<Vec<f64>>)> {
+    let assets: Vec<String> = serde_json::from_value(value.get("assets").cloned().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("correlation artifact: assets: {e}"))?;
+    let matrix: Vec<Vec<f64>> = serde_json::from_value(value.get("matrix").cloned().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("correlation artifact: matrix: {e}"))?;
+    if matrix.len() != assets.len() || matrix.iter().any(|row| row.len() != assets.len() || row.iter().any(|v| !v.is_finite())) {
+        anyhow::bail!("correlation artifact: a finite {0}×{0} matrix is needed for {1} assets", assets.len(), assets.len());
     }
+    Ok((assets, matrix))
 }

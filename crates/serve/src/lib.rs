@@ -1,18 +1,33 @@
 //! # foresight-serve
 //!
-//! The gRPC calibration service: a thin tonic layer ([`service`]) over the [`engine`], which
-//! runs the registry's champions with ONNX Runtime and turns forecasts and positions into
-//! forward-looking margin with `foresight-core::margin`. Links ONNX Runtime, never libtorch.
+//! The gRPC calibration service. Layout, from the wire inwards:
+//! - [`service`]: thin tonic services (calibration, market data, models) over
+//! - [`serving`]: the shared state: the current [`engine`] generation (hot-swapped), the
+//!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`];
+//! - [`engine`]: the registry's models through ONNX Runtime, arms and their A/B split, and
+//!   `foresight-core::margin` for the account, over a [`series`] of completed days.
+//!
+//! Links ONNX Runtime, never libtorch.
 #![deny(missing_docs)]
 
+pub mod audit;
+pub mod config;
 pub mod engine;
+pub mod journal;
+pub mod market;
+pub mod series;
 pub mod service;
+pub mod serving;
 
-/// The `foresight.v1` API generated from `proto/foresight/v1/calibration.proto`.
+/// The `foresight.v1` API generated from `proto/foresight/v1/`.
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
     tonic::include_proto!("foresight.v1");
+
+    /// The file descriptor set of the API, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("foresight_descriptor");
 }
 
-pub use engine::{Engine, EngineConfig, EngineError};
-pub use service::CalibrationApi;
+pub use engine::{Engine, EngineConfig, EngineError, Split};
+pub use service::{CalibrationApi, MarketDataApi, ModelApi};
+pub use serving::{Serving, ServingConfig};

@@ -3,36 +3,97 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use foresight_serve::config::ServeFile;
+use foresight_serve::journal::Durability;
 use foresight_serve::proto::calibration_service_server::CalibrationServiceServer;
-use foresight_serve::{CalibrationApi, Engine, EngineConfig};
+use foresight_serve::proto::market_data_service_server::MarketDataServiceServer;
+use foresight_serve::proto::model_service_server::ModelServiceServer;
+use foresight_serve::{CalibrationApi, MarketDataApi, ModelApi, Serving};
 
 /// Serve forward-looking margin over gRPC from the model registry.
 #[derive(Debug, Parser)]
 #[command(name = "foresight-serve", version, about)]
 struct Args {
-    /// The registry folder (its champions are served).
-    #[arg(long, value_name = "DIR", default_value = "models")]
-    registry: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
+    /// Settings file (TOML); the flags below override it.
+    #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The registry folder (its champions are served) [default: models].
+    #[arg(long, value_name = "DIR", env = "FORESIGHT_SERVE_REGISTRY")]
+    registry: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "FORESIGHT_SERVE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Folder of the market state, audit log and A/B split (created if missing).
+    #[arg(long, value_name = "DIR", env = "FORESIGHT_SERVE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// When journal and audit lines count as stored: group-commit, fsync-each or buffered.
+    #[arg(long, value_parser = parse_durability, env = "FORESIGHT_SERVE_DURABILITY")]
+    durability: Option<Durability>,
+    /// Seconds between registry checks for a new champion (0: no hot reload) [default: 5].
+    #[arg(long, value_name = "SECONDS", env = "FORESIGHT_SERVE_RELOAD_INTERVAL")]
+    reload_interval: Option<u64>,
+}
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("`{text}`: group-commit, fsync-each or buffered"))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
     let args = Args::parse();
-    let engine = Engine::load(EngineConfig::new(&args.registry))?;
-    for (asset, model) in engine.models() {
-        eprintln!("serving {asset}: {model}");
+    let mut file = match &args.config {
+        Some(path) => ServeFile::read(path)?,
+        None => ServeFile::default(),
+    };
+    file.registry = args.registry.or(file.registry);
+    file.listen = args.listen.or(file.listen);
+    file.state_dir = args.state_dir.or(file.state_dir);
+    file.durability = args.durability.or(file.durability);
+    file.reload_interval_secs = args.reload_interval.or(file.reload_interval_secs);
+    let settings = file.settings()?;
+
+    let serving = Arc::new(Serving::open(settings.serving.clone())?);
+    let engine = serving.engine();
+    for (slot, served) in engine.served() {
+        tracing::info!(slot, model = served.reference, "serving");
     }
-    eprintln!("listening on {}", args.listen);
+    let arms: Vec<String> = engine.arms().map(|(a, w)| format!("{a}={w}")).collect();
+    tracing::info!(arms = arms.join(" "), shadow = engine.split().shadow, reactive = engine.reactive_arm(), "split");
+    if settings.reload_interval_secs > 0 {
+        serving.watch_registry(Duration::from_secs(settings.reload_interval_secs));
+    }
+    tracing::info!(listen = %settings.listen, "listening");
+    let max = settings.max_message_bytes;
     tonic::transport::Server::builder()
-        .add_service(CalibrationServiceServer::new(CalibrationApi::new(Arc::new(engine))))
-        .serve_with_shutdown(args.listen, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .add_service(CalibrationServiceServer::new(CalibrationApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max))
+        .add_service(MarketDataServiceServer::new(MarketDataApi::new(serving.clone())).max_decoding_message_size(max))
+        .add_service(ModelServiceServer::new(ModelApi::new(serving.clone())))
+        .serve_with_shutdown(settings.listen, shutdown())
         .await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, let calls in progress finish.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing calls in progress");
 }

@@ -1,26 +1,21 @@
-//! `CalibrationService` over the engine: convert, call, convert back, map errors to gRPC codes.
+//! The gRPC services over [`Serving`]: convert, call the engine off the async threads, audit,
+//! convert back, map errors to gRPC codes. No margin logic lives here.
 
+use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use foresight_core::margin::{Fallback, Guard};
-use tonic::{Request, Response, Status};
+use prost::Message;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::engine::{Engine, EngineError};
+use crate::audit::{records, sha256_hex, snake_name};
+use crate::engine::{ArmMargin, ArmWeight, Calibration, Engine, EngineError, MarketInput, Split};
 use crate::proto::calibration_service_server::CalibrationService;
-use crate::proto::{CalibrateRequest, CalibrateResponse, ForecastRequest, ForecastResponse, HorizonValue, UnderlyingComponents};
-
-/// The service implementation.
-#[derive(Clone)]
-pub struct CalibrationApi {
-    engine: Arc<Engine>,
-}
-
-impl CalibrationApi {
-    /// Serves `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
-    }
-}
+use crate::proto::market_data_service_server::MarketDataService;
+use crate::proto::model_service_server::ModelService;
+use crate::proto::{self, calibrate_result::Outcome};
+use crate::serving::Serving;
 
 fn status(e: EngineError) -> Status {
     match e {
@@ -29,79 +24,347 @@ fn status(e: EngineError) -> Status {
     }
 }
 
-fn horizons(values: &[(usize, f64)]) -> Vec<HorizonValue> {
-    values.iter().map(|(h, v)| HorizonValue { horizon_days: *h as u32, value: *v }).collect()
+fn horizons(values: &[(usize, f64)]) -> Vec<proto::HorizonValue> {
+    values.iter().map(|(h, v)| proto::HorizonValue { horizon_days: *h as u32, value: *v }).collect()
 }
 
-fn fallback_text(f: &Fallback) -> String {
-    serde_json::to_string(f).unwrap_or_else(|_| format!("{f:?}"))
+/// The response of one calibration.
+fn response(account_id: &str, c: &Calibration) -> proto::CalibrateResponse {
+    let ArmMargin { arm, margin, forecasts } = &c.posted;
+    let components = margin
+        .forward
+        .underlyings
+        .iter()
+        .map(|u| {
+            let f = &forecasts[&u.underlying];
+            let i = &margin.inputs[&u.underlying];
+            proto::UnderlyingComponents {
+                asset: u.underlying.clone(),
+                model: f.model.clone().unwrap_or_default(),
+                fallback: i.forward_rate.as_ref().err().map(snake_name),
+                reactive_rate: i.reactive_rate,
+                forward_rate: *i.forward_rate.as_ref().unwrap_or(&i.reactive_rate),
+                reactive_sigma: i.reactive_sigma,
+                forecast_sigma: horizons(&i.forecast_sigma),
+                regime_probability: horizons(&i.regime_probability),
+                core_im: u.core_im,
+                binding_price_shock: u.binding.price_shock,
+                binding_vol_shock: u.binding.vol_shock,
+                liquidity_addon: u.liquidity_addon,
+                approximate: u.approximate,
+            }
+        })
+        .collect();
+    let shadow = c
+        .shadow
+        .iter()
+        .map(|s| proto::ArmOutcome {
+            arm: s.arm.clone(),
+            initial_margin: s.margin.posted.initial_margin,
+            maintenance_margin: s.margin.posted.maintenance_margin,
+            multiplier: s.margin.posted.multiplier,
+            fallbacks: s.margin.fallbacks.iter().map(|(asset, f)| format!("{asset}: {}", snake_name(f))).collect(),
+        })
+        .collect();
+    proto::CalibrateResponse {
+        account_id: account_id.to_string(),
+        initial_margin: margin.posted.initial_margin,
+        maintenance_margin: margin.posted.maintenance_margin,
+        multiplier: margin.posted.multiplier,
+        raw_multiplier: margin.raw_multiplier,
+        reactive_initial_margin: margin.base.initial_margin,
+        guards_applied: margin.posted.applied.iter().map(snake_name).collect(),
+        components,
+        arm: arm.clone(),
+        shadow,
+    }
 }
 
-fn guard_name(g: &Guard) -> String {
-    serde_json::to_value(g).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{g:?}"))
+/// The calibration service.
+#[derive(Clone)]
+pub struct CalibrationApi {
+    serving: Arc<Serving>,
+}
+
+impl CalibrationApi {
+    /// Serves `serving`.
+    pub fn new(serving: Arc<Serving>) -> Self {
+        Self { serving }
+    }
+
+    /// Calibrates `requests` on one engine generation (blocking work), returning one result per
+    /// request, and writes the audit records of the successful ones before returning.
+    async fn calibrate_many(
+        &self,
+        requests: Vec<proto::CalibrateRequest>,
+        shared: Vec<proto::AssetMarket>,
+    ) -> Result<Vec<Result<proto::CalibrateResponse, Status>>, Status> {
+        let _permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let serving = self.serving.clone();
+        let (results, audit) = tokio::task::spawn_blocking(move || {
+            let engine: Arc<Engine> = serving.engine();
+            let state = serving.market.as_ref();
+            let shared: HashMap<String, MarketInput> = Engine::prepare_markets(&shared, "markets", state)?;
+            let mut audit = Vec::new();
+            let results = requests
+                .iter()
+                .map(|request| {
+                    let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
+                    if serving.audit.is_some() {
+                        audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
+                    }
+                    Ok(response(&request.account_id, &calibration))
+                })
+                .collect::<Vec<_>>();
+            Ok::<_, EngineError>((results, audit))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status)?;
+        if let Some(journal) = &self.serving.audit {
+            // Every margin is on record before it is returned.
+            let waiting: Vec<_> = audit.iter().map(|r| journal.queue(r)).collect::<Result<_, _>>().map_err(|e| Status::unavailable(e.to_string()))?;
+            for w in waiting {
+                journal.stored(w).await.map_err(|e| Status::unavailable(format!("audit log: {e}")))?;
+            }
+        }
+        Ok(results)
+    }
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<proto::CalibrateResult, Status>> + Send>>;
+
+fn result(account_id: String, outcome: Result<proto::CalibrateResponse, Status>) -> proto::CalibrateResult {
+    let outcome = match outcome {
+        Ok(margin) => Outcome::Margin(margin),
+        Err(s) => Outcome::Error(proto::CalibrateError { code: code_name(s.code()).into(), message: s.message().to_string() }),
+    };
+    proto::CalibrateResult { account_id, outcome: Some(outcome) }
+}
+
+/// The canonical name of the codes a calibration returns.
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        _ => "INTERNAL",
+    }
 }
 
 #[tonic::async_trait]
 impl CalibrationService for CalibrationApi {
-    async fn calibrate(&self, request: Request<CalibrateRequest>) -> Result<Response<CalibrateResponse>, Status> {
-        let request = request.into_inner();
-        let account_id = request.account_id.clone();
-        let engine = self.engine.clone();
-        // Model inference and scenario revaluation are CPU work: off the async threads.
-        let (margin, forecasts) = tokio::task::spawn_blocking(move || engine.calibrate(&request))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status)?;
-        let components = margin
-            .forward
-            .underlyings
-            .iter()
-            .map(|u| {
-                let f = &forecasts[&u.underlying];
-                UnderlyingComponents {
-                    asset: u.underlying.clone(),
-                    model: f.model.clone().unwrap_or_default(),
-                    fallback: f.forward_rate.as_ref().err().map(fallback_text),
-                    reactive_rate: f.reactive_rate,
-                    forward_rate: *f.forward_rate.as_ref().unwrap_or(&f.reactive_rate),
-                    reactive_sigma: f.reactive_sigma,
-                    forecast_sigma: horizons(&f.variance.iter().map(|(h, v)| (*h, v.sqrt())).collect::<Vec<_>>()),
-                    regime_probability: f.regime.as_ref().map(|(_, p)| horizons(p)).unwrap_or_default(),
-                    core_im: u.core_im,
-                    binding_price_shock: u.binding.price_shock,
-                    binding_vol_shock: u.binding.vol_shock,
-                    liquidity_addon: u.liquidity_addon,
-                    approximate: u.approximate,
-                }
-            })
-            .collect();
-        Ok(Response::new(CalibrateResponse {
-            account_id,
-            initial_margin: margin.posted.initial_margin,
-            maintenance_margin: margin.posted.maintenance_margin,
-            multiplier: margin.posted.multiplier,
-            raw_multiplier: margin.raw_multiplier,
-            reactive_initial_margin: margin.base.initial_margin,
-            guards_applied: margin.posted.applied.iter().map(guard_name).collect(),
-            components,
-        }))
+    async fn calibrate(&self, request: Request<proto::CalibrateRequest>) -> Result<Response<proto::CalibrateResponse>, Status> {
+        let mut results = self.calibrate_many(vec![request.into_inner()], Vec::new()).await?;
+        results.pop().unwrap_or_else(|| Err(Status::internal("no result"))).map(Response::new)
     }
 
-    async fn forecast(&self, request: Request<ForecastRequest>) -> Result<Response<ForecastResponse>, Status> {
+    async fn calibrate_batch(&self, request: Request<proto::CalibrateBatchRequest>) -> Result<Response<proto::CalibrateBatchResponse>, Status> {
+        let request = request.into_inner();
+        if request.accounts.is_empty() || request.accounts.len() > self.serving.max_batch {
+            return Err(Status::invalid_argument(format!(
+                "accounts: {} accounts; a batch takes 1 to {}",
+                request.accounts.len(),
+                self.serving.max_batch
+            )));
+        }
+        let ids: Vec<String> = request.accounts.iter().map(|a| a.account_id.clone()).collect();
+        let results = self.calibrate_many(request.accounts, request.markets).await?;
+        Ok(Response::new(proto::CalibrateBatchResponse { results: ids.into_iter().zip(results).map(|(id, r)| result(id, r)).collect() }))
+    }
+
+    type CalibrateStreamStream = ResultStream;
+
+    async fn calibrate_stream(&self, request: Request<Streaming<proto::CalibrateRequest>>) -> Result<Response<ResultStream>, Status> {
+        let mut inbound = request.into_inner();
+        let api = self.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(message) = inbound.next().await {
+                let out = match message {
+                    Ok(request) => {
+                        let id = request.account_id.clone();
+                        match api.calibrate_many(vec![request], Vec::new()).await {
+                            Ok(mut r) => Ok(result(id, r.pop().unwrap_or_else(|| Err(Status::internal("no result"))))),
+                            Err(s) if s.code() == tonic::Code::ResourceExhausted => Ok(result(id, Err(s))),
+                            Err(s) => Err(s),
+                        }
+                    }
+                    Err(s) => Err(s),
+                };
+                let stop = out.is_err();
+                if sender.send(out).await.is_err() || stop {
+                    break; // the client went away, or the stream failed
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+
+    async fn forecast(&self, request: Request<proto::ForecastRequest>) -> Result<Response<proto::ForecastResponse>, Status> {
         let market = request.into_inner().market.ok_or_else(|| Status::invalid_argument("market: required"))?;
-        let engine = self.engine.clone();
+        let _permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let serving = self.serving.clone();
         let asset = market.asset.clone();
-        let f = tokio::task::spawn_blocking(move || engine.forecast(&market, "market"))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status)?;
-        Ok(Response::new(ForecastResponse {
+        let f = tokio::task::spawn_blocking(move || {
+            let engine = serving.engine();
+            let inputs = Engine::prepare_markets(std::slice::from_ref(&market), "market", serving.market.as_ref())?;
+            engine.forecast(&market.asset, &inputs[&market.asset], &engine.champion_arm(), &serving.cache)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status)?;
+        Ok(Response::new(proto::ForecastResponse {
             asset,
-            model: f.model.unwrap_or_default(),
+            model: f.model.clone().unwrap_or_default(),
             sigma: horizons(&f.variance.iter().map(|(h, v)| (*h, v.sqrt())).collect::<Vec<_>>()),
             variance: horizons(&f.variance),
             regime_probability: f.regime.as_ref().map(|(_, p)| horizons(p)).unwrap_or_default(),
-            regime_model: f.regime.map(|(m, _)| m).unwrap_or_default(),
+            regime_model: f.regime.as_ref().map(|(m, _)| m.clone()).unwrap_or_default(),
         }))
+    }
+}
+
+/// The market-data service.
+#[derive(Clone)]
+pub struct MarketDataApi {
+    serving: Arc<Serving>,
+}
+
+impl MarketDataApi {
+    /// Serves `serving`'s market state.
+    pub fn new(serving: Arc<Serving>) -> Self {
+        Self { serving }
+    }
+}
+
+/// Updates acknowledged together at most (one journal group).
+const PUBLISH_GROUP: usize = 1024;
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<proto::PublishAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MarketDataService for MarketDataApi {
+    type PublishStream = AckStream;
+
+    async fn publish(&self, request: Request<Streaming<proto::MarketUpdate>>) -> Result<Response<AckStream>, Status> {
+        if self.serving.market.is_none() {
+            return Err(Status::failed_precondition("this server keeps no market state (start it with a state folder)"));
+        }
+        let mut inbound = request.into_inner();
+        let serving = self.serving.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(PUBLISH_GROUP);
+        // Updates that arrive together are stored together: read what is ready, store it as one
+        // group, acknowledge each, repeat.
+        let (updates_in, mut updates) = tokio::sync::mpsc::channel::<Result<proto::MarketUpdate, Status>>(PUBLISH_GROUP);
+        tokio::spawn(async move {
+            while let Some(m) = inbound.next().await {
+                if updates_in.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let Some(market) = serving.market.as_ref() else { return };
+            let mut group = Vec::with_capacity(PUBLISH_GROUP);
+            while let Some(first) = updates.recv().await {
+                let mut failed = None;
+                for m in std::iter::once(first).chain(std::iter::from_fn(|| updates.try_recv().ok())).take(PUBLISH_GROUP) {
+                    match m {
+                        Ok(u) => group.push(u),
+                        Err(s) => {
+                            failed = Some(s);
+                            break;
+                        }
+                    }
+                }
+                match market.publish(&group).await {
+                    Ok(acks) => {
+                        for ack in acks {
+                            if sender.send(Ok(ack)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = sender.send(Err(Status::unavailable(format!("market state not stored: {e}")))).await;
+                        return;
+                    }
+                }
+                group.clear();
+                if let Some(s) = failed {
+                    let _ = sender.send(Err(s)).await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+
+    async fn get_asset_state(&self, request: Request<proto::AssetStateRequest>) -> Result<Response<proto::AssetState>, Status> {
+        let asset = request.into_inner().asset;
+        let market = self.serving.market.as_ref().ok_or_else(|| Status::failed_precondition("this server keeps no market state"))?;
+        market.state(&asset).map(Response::new).ok_or_else(|| Status::not_found(format!("asset: no market data published for `{asset}`")))
+    }
+}
+
+/// The model-management service.
+#[derive(Clone)]
+pub struct ModelApi {
+    serving: Arc<Serving>,
+}
+
+impl ModelApi {
+    /// Manages `serving`'s models and split.
+    pub fn new(serving: Arc<Serving>) -> Self {
+        Self { serving }
+    }
+}
+
+fn split_message(split: &Split) -> proto::TrafficSplit {
+    proto::TrafficSplit { arms: split.arms.iter().map(|a| proto::ArmWeight { arm: a.arm.clone(), weight: a.weight }).collect(), shadow: split.shadow }
+}
+
+#[tonic::async_trait]
+impl ModelService for ModelApi {
+    async fn list_models(&self, _: Request<proto::ListModelsRequest>) -> Result<Response<proto::ListModelsResponse>, Status> {
+        let engine = self.serving.engine();
+        let models = engine
+            .served()
+            .into_iter()
+            .map(|(slot, s)| proto::ServedModel {
+                slot,
+                model: s.reference.clone(),
+                sha256: s.card.onnx.sha256.clone(),
+                trained_through: s.card.training.end.to_string(),
+            })
+            .collect();
+        Ok(Response::new(proto::ListModelsResponse {
+            registry: engine.config().registry.display().to_string(),
+            models,
+            split: Some(split_message(engine.split())),
+            reactive_arm: engine.reactive_arm(),
+            generation: engine.generation(),
+        }))
+    }
+
+    async fn reload(&self, _: Request<proto::ReloadRequest>) -> Result<Response<proto::ReloadResponse>, Status> {
+        let serving = self.serving.clone();
+        let (report, generation) = tokio::task::spawn_blocking(move || serving.reload())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
+        Ok(Response::new(proto::ReloadResponse { changed: report.changed, refused: report.refused, generation }))
+    }
+
+    async fn set_split(&self, request: Request<proto::SetSplitRequest>) -> Result<Response<proto::TrafficSplit>, Status> {
+        let split = request.into_inner().split.ok_or_else(|| Status::invalid_argument("split: required"))?;
+        let split = Split { arms: split.arms.into_iter().map(|a| ArmWeight { arm: a.arm, weight: a.weight }).collect(), shadow: split.shadow };
+        let serving = self.serving.clone();
+        let engine = tokio::task::spawn_blocking(move || serving.set_split(split))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        Ok(Response::new(split_message(engine.split())))
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use foresight_core::calibrate::{CalibrationParams, ModelName, SideRates, fhs_rates};
+use foresight_core::calibrate::{CalibrationParams, FHS_MIN_RESIDUALS, ModelName, SideRates, fhs_horizons, fhs_rates, forward_fill};
 use foresight_core::features::{Ewma, VolEstimator, har_components, regime_features};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::regime::{Mixture, stressed_within};
@@ -292,9 +292,6 @@ pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f
         .collect()
 }
 
-/// Standardised residuals a `model:` arm needs before its first rate.
-pub const FHS_MIN_RESIDUALS: usize = 100;
-
 /// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes) by
 /// date: the forecaster runs walk-forward on `history` from day `burn_in`, re-fitted every
 /// `refit_every` days, and filtered historical simulation turns its forecasts into rates:
@@ -384,15 +381,6 @@ pub fn registered_margin_rates(
     Ok(rates)
 }
 
-/// Forecast horizons a model arm needs: the one that standardises returns (1 day, or the
-/// look-ahead) and the one that scales the margin (the larger of the margin horizon and the
-/// look-ahead), in that order; one when they coincide.
-fn fhs_horizons(margin_horizon: usize, lookahead: Option<usize>) -> Vec<usize> {
-    let standardise = lookahead.unwrap_or(1);
-    let scale = margin_horizon.max(standardise);
-    if standardise == scale { vec![scale] } else { vec![standardise, scale] }
-}
-
 /// FHS rates from per-day forecasts (`[horizon index][day]`, 1 day first, the margin horizon
 /// last), aligned with `prices` by date; a day without a forecast keeps the previous rate.
 fn forecast_rates(forecasts: &[Vec<Option<f64>>], history: &DailyHistory, prices: &Values, params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
@@ -405,13 +393,7 @@ fn forecast_rates(forecasts: &[Vec<Option<f64>>], history: &DailyHistory, prices
     let next_day = aligned(&forecasts[0]);
     let horizon = aligned(&forecasts[forecasts.len() - 1]);
     let mut rates = fhs_rates(&returns, &next_day, &horizon, params, FHS_MIN_RESIDUALS)?;
-    let mut last = None;
-    for r in rates.iter_mut() {
-        match r {
-            Some(v) => last = Some(*v),
-            None => *r = last,
-        }
-    }
+    forward_fill(&mut rates);
     Ok(rates)
 }
 

@@ -9,6 +9,31 @@
 use super::reactive::{CalibrationParams, SideRates};
 use crate::error::{CoreError, Result};
 
+/// Standardised residuals a model arm needs before its first rate.
+pub const FHS_MIN_RESIDUALS: usize = 100;
+
+/// The forecast horizons a model arm's FHS rate needs, for a margin period of `margin_horizon`
+/// days and the arm's look-ahead: the one that standardises returns (1 day, or the look-ahead)
+/// and the one that scales the margin (the larger of the margin horizon and the look-ahead), in
+/// that order; one when they coincide.
+pub fn fhs_horizons(margin_horizon: usize, lookahead: Option<usize>) -> Vec<usize> {
+    let standardise = lookahead.unwrap_or(1);
+    let scale = margin_horizon.max(standardise);
+    if standardise == scale { vec![scale] } else { vec![standardise, scale] }
+}
+
+/// Carries the last rate over days without one (a day without a forecast keeps the previous
+/// day's rate).
+pub fn forward_fill(rates: &mut [Option<SideRates>]) {
+    let mut last = None;
+    for r in rates.iter_mut() {
+        match r {
+            Some(v) => last = Some(*v),
+            None => *r = last,
+        }
+    }
+}
+
 /// Type-7 quantile of an already sorted, non-empty slice.
 fn sorted_quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
@@ -91,6 +116,17 @@ mod tests {
         let sigma_h = (4.0 * 1e-4f64).sqrt();
         assert!((r.long - (-sorted_quantile(&z, 0.01) * sigma_h)).abs() < 1e-15);
         assert!((r.short - sorted_quantile(&z, 0.99) * sigma_h).abs() < 1e-15);
+    }
+
+    #[test]
+    fn horizons_and_forward_fill() {
+        assert_eq!(fhs_horizons(1, None), vec![1]);
+        assert_eq!(fhs_horizons(1, Some(22)), vec![22]);
+        assert_eq!(fhs_horizons(5, Some(2)), vec![2, 5]);
+        assert_eq!(fhs_horizons(5, None), vec![1, 5]);
+        let mut rates = vec![None, Some(SideRates::both(0.1)), None, Some(SideRates::both(0.2)), None];
+        forward_fill(&mut rates);
+        assert_eq!(rates, vec![None, Some(SideRates::both(0.1)), Some(SideRates::both(0.1)), Some(SideRates::both(0.2)), Some(SideRates::both(0.2))]);
     }
 
     #[test]

@@ -37,5 +37,5 @@ mod reactive;
 
 pub use apc::{Apc, Floor};
 pub use arm::Arm;
-pub use forecast::fhs_rates;
+pub use forecast::{FHS_MIN_RESIDUALS, fhs_horizons, fhs_rates, forward_fill};
 pub use reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates, empirical_quantile};

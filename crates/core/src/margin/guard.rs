@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::error::{CoreError, Result};
 
 /// The configurable rails.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Read from a service config with every field optional (the defaults fill in).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuardRails {
     /// Never below this multiple of the reactive arm's IM (e.g. 0.8).
     pub reactive_floor: f64,

@@ -43,7 +43,9 @@ pub enum Fallback {
 }
 
 /// Limits of [`check_inputs`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Read from a service config with every field optional (the defaults fill in).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct InputLimits {
     /// Market data older than this (seconds) is stale.
     pub max_age_secs: f64,

@@ -66,7 +66,9 @@ pub struct UnderlyingMarket {
 }
 
 /// Settings of the scenario grid and the add-ons.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Read from a service config with every field optional (the defaults fill in).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScenarioConfig {
     /// Price shocks from −rate to +rate, evenly spaced (odd, ≥ 9, so 0 is one of them).
     pub price_steps: usize,

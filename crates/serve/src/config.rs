@@ -1,0 +1,138 @@
+//! `foresight-serve --config foresight.toml`: every setting of the service in one file, each
+//! optional (the documented defaults fill in); command-line flags and `FORESIGHT_SERVE_*`
+//! environment variables override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use foresight_core::margin::{GuardRails, InputLimits, ScenarioConfig};
+use serde::Deserialize;
+
+use crate::engine::{EngineConfig, Split};
+use crate::journal::Durability;
+use crate::serving::ServingConfig;
+
+/// The file's contents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    /// Registry folder (default `models`).
+    pub registry: Option<PathBuf>,
+    /// Address to listen on (default `127.0.0.1:50051`).
+    pub listen: Option<SocketAddr>,
+    /// Folder of the market state, audit log and split; unset: inline history only, no audit.
+    pub state_dir: Option<PathBuf>,
+    /// `group-commit` (default), `fsync-each` or `buffered`.
+    pub durability: Option<Durability>,
+    /// Seconds between checks of the registry for a new champion; 0 turns hot reload off
+    /// (default 5).
+    pub reload_interval_secs: Option<u64>,
+    /// Calibration calls in progress at once before RESOURCE_EXHAUSTED (default 64).
+    pub max_in_flight: Option<usize>,
+    /// Most accounts per CalibrateBatch (default 10000).
+    pub max_batch: Option<usize>,
+    /// Largest gRPC message in bytes (default 16 MiB).
+    pub max_message_bytes: Option<usize>,
+    /// One-sided confidence of margin rates (default 0.99).
+    pub confidence: Option<f64>,
+    /// The reactive arm (default `ewma`).
+    pub reactive_arm: Option<String>,
+    /// The A/B split (default: every account on `model:champion`).
+    pub split: Option<Split>,
+    /// Scenario grid and add-ons.
+    #[serde(default)]
+    pub scenario: ScenarioConfig,
+    /// Guard rails.
+    #[serde(default)]
+    pub rails: GuardRails,
+    /// Fallback limits.
+    #[serde(default)]
+    pub limits: InputLimits,
+}
+
+/// The settings the binary runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Shared-state settings (engine included).
+    pub serving: ServingConfig,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Hot-reload period in seconds (0: off).
+    pub reload_interval_secs: u64,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+}
+
+impl ServeFile {
+    /// Reads and checks `path`; errors name the file and the key.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// The settings, with the defaults where the file is silent.
+    pub fn settings(self) -> anyhow::Result<Settings> {
+        let mut engine = EngineConfig::new(self.registry.unwrap_or_else(|| PathBuf::from("models")));
+        if let Some(c) = self.confidence {
+            if !(c > 0.5 && c < 1.0) {
+                anyhow::bail!("confidence: must be in (0.5, 1), got {c}");
+            }
+            engine.confidence = c;
+        }
+        if let Some(arm) = self.reactive_arm {
+            engine.reactive_arm = arm;
+        }
+        if let Some(split) = self.split {
+            engine.split = split;
+        }
+        engine.scenario = self.scenario;
+        engine.rails = self.rails;
+        engine.limits = self.limits;
+        let mut serving = ServingConfig::new(engine);
+        serving.state_dir = self.state_dir;
+        serving.durability = self.durability.unwrap_or_default();
+        if let Some(n) = self.max_in_flight {
+            serving.max_in_flight = n.max(1);
+        }
+        if let Some(n) = self.max_batch {
+            serving.max_batch = n.max(1);
+        }
+        Ok(Settings {
+            serving,
+            listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            reload_interval_secs: self.reload_interval_secs.unwrap_or(5),
+            max_message_bytes: self.max_message_bytes.unwrap_or(16 << 20),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_config_and_names_unknown_keys() {
+        let file: ServeFile = toml::from_str(
+            r#"
+            registry = "models"
+            state_dir = "/tmp/x"
+            durability = "fsync-each"
+            [split]
+            shadow = true
+            arms = [{ arm = "model:champion", weight = 0.5 }, { arm = "ewma", weight = 0.5 }]
+            [rails]
+            cap = 2.5
+            "#,
+        )
+        .unwrap();
+        let s = file.settings().unwrap();
+        assert_eq!(s.serving.durability, Durability::FsyncEach);
+        assert_eq!(s.serving.engine.rails.cap, 2.5);
+        assert_eq!(s.serving.engine.rails.reactive_floor, GuardRails::default().reactive_floor, "defaults fill in");
+        assert!(s.serving.engine.split.shadow && s.serving.engine.split.arms.len() == 2);
+        let e = toml::from_str::<ServeFile>("[rails]\ncaps = 2").unwrap_err().to_string();
+        assert!(e.contains("caps"), "{e}");
+        let e = toml::from_str::<ServeFile>("confidence = 1.5").unwrap().settings().unwrap_err().to_string();
+        assert!(e.starts_with("confidence"), "{e}");
+    }
+}

@@ -1,0 +1,385 @@
+//! The service's market state: per asset, the completed days the models' features are computed
+//! from, the day that ticks are accumulating into, and the last price, implied vol and depth.
+//!
+//! Every accepted update is written to a [`Journal`] and acknowledged only once stored, so a
+//! `kill -9` loses nothing that was acknowledged: at start-up the state is rebuilt from the last
+//! snapshot and the journal. Ticks roll into days: a day's close is its last price and its
+//! realized variance the sum of squared log returns between consecutive prices (the first one
+//! from the last price before the day), as the training data's intraday bars give it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use foresight_registry::atomic::write_json_atomic;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::MarketInput;
+use crate::journal::{Durability, Journal, JournalError, read_lines};
+use crate::proto;
+use crate::series::{Day, Series};
+
+/// Completed days kept per asset (about 11 years of calendar days).
+const MAX_DAYS: usize = 4000;
+/// Journal lines replayed at start-up above which the state is snapshotted and the journal
+/// started afresh.
+const COMPACT_AFTER: usize = 50_000;
+
+/// One stored update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    Tick {
+        asset: String,
+        sequence: u64,
+        timestamp_ms: i64,
+        price: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        implied_vol: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth_notional: Option<f64>,
+    },
+    Day {
+        asset: String,
+        sequence: u64,
+        day: Day,
+    },
+}
+
+/// The day ticks are accumulating into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenDay {
+    date: String,
+    close: f64,
+    sum_squared_returns: f64,
+    returns: u64,
+    implied_vol: Option<f64>,
+}
+
+/// One asset's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AssetState {
+    last_sequence: u64,
+    days: Vec<Day>,
+    open: Option<OpenDay>,
+    last_price: Option<f64>,
+    last_tick_ms: Option<i64>,
+    implied_vol: Option<f64>,
+    depth_notional: Option<f64>,
+    /// The completed days as a series, built on first use after a day closes.
+    #[serde(skip)]
+    series: Option<Arc<Series>>,
+}
+
+/// Why an update was rejected: the field and the reason.
+type Rejection = (String, String);
+
+impl AssetState {
+    /// Applies `record`: `Ok(false)` when its sequence was stored before.
+    fn apply(&mut self, record: &Record) -> Result<bool, Rejection> {
+        let sequence = match record {
+            Record::Tick { sequence, .. } | Record::Day { sequence, .. } => *sequence,
+        };
+        if sequence <= self.last_sequence {
+            return Ok(false);
+        }
+        match record {
+            Record::Tick { timestamp_ms, price, implied_vol, depth_notional, .. } => {
+                self.apply_tick(*timestamp_ms, *price, *implied_vol, *depth_notional)?;
+            }
+            Record::Day { day, .. } => {
+                if let Some(open) = &self.open {
+                    return Err(("day.date".into(), format!("backfill must come before the first tick's day ({}); got {}", open.date, day.date)));
+                }
+                day.check(self.days.last().map(|d| d.date.as_str()), "day").map_err(split_error)?;
+                self.last_price = Some(day.close);
+                if day.implied_vol.is_some() {
+                    self.implied_vol = day.implied_vol;
+                }
+                self.push_day(day.clone());
+            }
+        }
+        self.last_sequence = sequence;
+        Ok(true)
+    }
+
+    fn apply_tick(&mut self, timestamp_ms: i64, price: f64, implied_vol: Option<f64>, depth: Option<f64>) -> Result<(), Rejection> {
+        if !(price.is_finite() && price > 0.0) {
+            return Err(("tick.price".into(), format!("must be finite and > 0, got {price}")));
+        }
+        if implied_vol.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return Err(("tick.implied_vol".into(), "must be finite and ≥ 0 (annualised percent)".into()));
+        }
+        if depth.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+            return Err(("tick.depth_notional".into(), "must be finite and > 0".into()));
+        }
+        let date = chrono::DateTime::from_timestamp_millis(timestamp_ms)
+            .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
+            .ok_or_else(|| ("tick.timestamp_ms".to_string(), format!("{timestamp_ms} is not a time")))?;
+        if let Some(last) = self.last_tick_ms.filter(|last| timestamp_ms < *last) {
+            return Err(("tick.timestamp_ms".into(), format!("{timestamp_ms} is before the last tick ({last})")));
+        }
+        if let Some(done) = self.days.last().filter(|d| d.date >= date) {
+            return Err(("tick.timestamp_ms".into(), format!("falls on {date}, but {} is already a completed day", done.date)));
+        }
+        if self.open.as_ref().is_some_and(|o| o.date < date) {
+            let o = self.open.take().expect("checked above");
+            let realized_variance = (o.returns > 0).then_some(o.sum_squared_returns);
+            self.push_day(Day { date: o.date, close: o.close, realized_variance, implied_vol: o.implied_vol });
+        }
+        let r2 = self.last_price.map(|last| (price / last).ln().powi(2));
+        let open = self.open.get_or_insert(OpenDay { date, close: price, sum_squared_returns: 0.0, returns: 0, implied_vol: None });
+        open.close = price;
+        if let Some(r2) = r2 {
+            open.sum_squared_returns += r2;
+            open.returns += 1;
+        }
+        if implied_vol.is_some() {
+            open.implied_vol = implied_vol;
+            self.implied_vol = implied_vol;
+        }
+        if depth.is_some() {
+            self.depth_notional = depth;
+        }
+        self.last_price = Some(price);
+        self.last_tick_ms = Some(timestamp_ms);
+        Ok(())
+    }
+
+    fn push_day(&mut self, day: Day) {
+        self.days.push(day);
+        if self.days.len() > MAX_DAYS {
+            self.days.drain(..self.days.len() - MAX_DAYS);
+        }
+        self.series = None;
+    }
+
+    fn series(&mut self) -> Arc<Series> {
+        self.series.get_or_insert_with(|| Arc::new(Series::from_checked(&self.days))).clone()
+    }
+}
+
+fn split_error(e: crate::engine::EngineError) -> Rejection {
+    match e {
+        crate::engine::EngineError::Invalid { field, message } => (field, message),
+        other => ("day".into(), other.to_string()),
+    }
+}
+
+/// The market state of every asset, journaled.
+pub struct MarketState {
+    assets: Mutex<BTreeMap<String, AssetState>>,
+    journal: Journal,
+    snapshot: PathBuf,
+}
+
+/// Files of the market state in the state folder.
+const JOURNAL_FILE: &str = "market.jsonl";
+const SNAPSHOT_FILE: &str = "market.snapshot.json";
+
+impl MarketState {
+    /// Opens (or creates) the state in `dir`: the snapshot, then the journal replayed over it.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, JournalError> {
+        let journal_path = dir.join(JOURNAL_FILE);
+        let snapshot = dir.join(SNAPSHOT_FILE);
+        let io_error = |path: &Path, source| JournalError::Io { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let mut assets: BTreeMap<String, AssetState> = match std::fs::read(&snapshot) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| JournalError::Damaged { path: snapshot.clone(), line: e.line(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_error(&snapshot, e)),
+        };
+        let records: Vec<Record> = read_lines(&journal_path)?;
+        for (i, record) in records.iter().enumerate() {
+            let asset = match record {
+                Record::Tick { asset, .. } | Record::Day { asset, .. } => asset,
+            };
+            // Records were checked before they were stored; one that no longer applies means
+            // the journal and the snapshot disagree.
+            assets.entry(asset.clone()).or_default().apply(record).map_err(|(field, message)| JournalError::Damaged {
+                path: journal_path.clone(),
+                line: i + 1,
+                message: format!("{field}: {message}"),
+            })?;
+        }
+        if records.len() > COMPACT_AFTER {
+            // Snapshot first, then an empty journal: a crash between the two replays records
+            // the snapshot already holds, which their sequence numbers make no-ops.
+            write_json_atomic(&snapshot, &assets).map_err(|e| io_error(&snapshot, std::io::Error::other(e.to_string())))?;
+            foresight_registry::atomic::write_atomic(&journal_path, b"").map_err(|e| io_error(&journal_path, std::io::Error::other(e.to_string())))?;
+        }
+        let journal = Journal::open(&journal_path, durability)?;
+        Ok(Self { assets: Mutex::new(assets), journal, snapshot })
+    }
+
+    /// The snapshot file (for operators and tests).
+    pub fn snapshot_path(&self) -> &Path {
+        &self.snapshot
+    }
+
+    /// Applies `updates` in order and stores the accepted ones; one acknowledgement each, in
+    /// order, returned once every stored update is durable. An update is applied to memory as
+    /// it is queued, so later updates of the same call see it.
+    pub async fn publish(&self, updates: &[proto::MarketUpdate]) -> Result<Vec<proto::PublishAck>, JournalError> {
+        let mut acks = Vec::with_capacity(updates.len());
+        let mut waiting = Vec::new();
+        {
+            let mut assets = self.assets.lock().map_err(|_| JournalError::Closed(self.journal.path().to_path_buf()))?;
+            for u in updates {
+                let ack = |status: proto::AckStatus, error: String| proto::PublishAck { asset: u.asset.clone(), sequence: u.sequence, status: status as i32, error };
+                let record = match to_record(u) {
+                    Ok(r) => r,
+                    Err((field, message)) => {
+                        acks.push(ack(proto::AckStatus::Rejected, format!("{field}: {message}")));
+                        continue;
+                    }
+                };
+                match assets.entry(u.asset.clone()).or_default().apply(&record) {
+                    Ok(true) => {
+                        waiting.push(self.journal.queue(&record)?);
+                        acks.push(ack(proto::AckStatus::Stored, String::new()));
+                    }
+                    Ok(false) => acks.push(ack(proto::AckStatus::Duplicate, String::new())),
+                    Err((field, message)) => acks.push(ack(proto::AckStatus::Rejected, format!("{field}: {message}"))),
+                }
+            }
+            assets.retain(|_, s| s.last_sequence > 0); // an asset whose every update was rejected
+        }
+        for receiver in waiting {
+            self.journal.stored(receiver).await?;
+        }
+        Ok(acks)
+    }
+
+    /// Calibration inputs of `asset` from its state: completed days, last price, implied vol
+    /// (as a fraction) and depth, and the age of the last tick; `None` when it has no day.
+    pub fn input(&self, asset: &str) -> Option<MarketInput> {
+        let mut assets = self.assets.lock().ok()?;
+        let state = assets.get_mut(asset)?;
+        if state.days.is_empty() {
+            return None;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        // Without a tick, the data is as old as the end of the last completed day.
+        let as_of_ms = state.last_tick_ms.or_else(|| {
+            let date = chrono::NaiveDate::parse_from_str(&state.days.last()?.date, "%Y-%m-%d").ok()?;
+            Some(date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+        });
+        Some(MarketInput {
+            spot: state.last_price.unwrap_or(0.0),
+            implied_vol: state.implied_vol.map_or(0.0, |v| v / 100.0),
+            depth_notional: state.depth_notional,
+            age_secs: as_of_ms.map_or(f64::INFINITY, |t| ((now_ms - t) as f64 / 1000.0).max(0.0)),
+            series: state.series(),
+            field: format!("market state of {asset}"),
+        })
+    }
+
+    /// What is held for `asset`.
+    pub fn state(&self, asset: &str) -> Option<proto::AssetState> {
+        let assets = self.assets.lock().ok()?;
+        let s = assets.get(asset)?;
+        Some(proto::AssetState {
+            asset: asset.to_string(),
+            last_sequence: s.last_sequence,
+            days: s.days.len() as u32,
+            first_date: s.days.first().map(|d| d.date.clone()).unwrap_or_default(),
+            last_date: s.days.last().map(|d| d.date.clone()).unwrap_or_default(),
+            open_date: s.open.as_ref().map(|o| o.date.clone()).unwrap_or_default(),
+            last_price: s.last_price,
+            last_tick_ms: s.last_tick_ms,
+            implied_vol: s.implied_vol,
+            depth_notional: s.depth_notional,
+        })
+    }
+}
+
+fn to_record(u: &proto::MarketUpdate) -> Result<Record, Rejection> {
+    if u.asset.is_empty() || u.asset.len() > 64 {
+        return Err(("asset".into(), "required (1 to 64 bytes)".into()));
+    }
+    if u.sequence == 0 {
+        return Err(("sequence".into(), "must be ≥ 1".into()));
+    }
+    match &u.body {
+        Some(proto::market_update::Body::Tick(t)) => Ok(Record::Tick {
+            asset: u.asset.clone(),
+            sequence: u.sequence,
+            timestamp_ms: t.timestamp_ms,
+            price: t.price,
+            implied_vol: t.implied_vol,
+            depth_notional: t.depth_notional,
+        }),
+        Some(proto::market_update::Body::Day(d)) => Ok(Record::Day { asset: u.asset.clone(), sequence: u.sequence, day: Day::from(d) }),
+        None => Err(("body".into(), "a tick or a day is required".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(sequence: u64, timestamp_ms: i64, price: f64) -> proto::MarketUpdate {
+        proto::MarketUpdate {
+            asset: "BTC".into(),
+            sequence,
+            body: Some(proto::market_update::Body::Tick(proto::Tick { timestamp_ms, price, implied_vol: Some(50.0), depth_notional: None })),
+        }
+    }
+
+    fn day(sequence: u64, date: &str, close: f64) -> proto::MarketUpdate {
+        proto::MarketUpdate {
+            asset: "BTC".into(),
+            sequence,
+            body: Some(proto::market_update::Body::Day(proto::DailyObservation {
+                date: date.into(),
+                close,
+                realized_variance: Some(1e-3),
+                implied_vol: None,
+            })),
+        }
+    }
+
+    const DAY_MS: i64 = 86_400_000;
+    // 2024-01-02T00:00:00Z
+    const T0: i64 = 1_704_153_600_000;
+
+    #[tokio::test]
+    async fn ticks_roll_into_days_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = MarketState::open(dir.path(), Durability::GroupCommit).unwrap();
+        let updates = vec![
+            day(1, "2024-01-01", 100.0),
+            tick(2, T0 + 1000, 110.0),
+            tick(3, T0 + 2000, 99.0),
+            tick(4, T0 + DAY_MS + 5, 99.0), // opens 2024-01-03, closes 2024-01-02
+            tick(3, T0 + DAY_MS + 6, 1.0),  // a resend
+            tick(5, T0 + 10, 99.0),         // before the last tick
+            day(6, "2024-01-05", 1.0),      // backfill after ticks
+            tick(7, T0 + DAY_MS + 7, -1.0),
+        ];
+        let acks = state.publish(&updates).await.unwrap();
+        let status: Vec<i32> = acks.iter().map(|a| a.status).collect();
+        use proto::AckStatus::*;
+        assert_eq!(status, [Stored, Stored, Stored, Stored, Duplicate, Rejected, Rejected, Rejected].map(|s| s as i32));
+        assert!(acks[5].error.starts_with("tick.timestamp_ms"), "{}", acks[5].error);
+        assert!(acks[6].error.starts_with("day.date"), "{}", acks[6].error);
+        assert!(acks[7].error.starts_with("tick.price"), "{}", acks[7].error);
+        let before = state.state("BTC").unwrap();
+        assert_eq!((before.days, before.last_date.as_str(), before.open_date.as_str(), before.last_sequence), (2, "2024-01-02", "2024-01-03", 4));
+        let series = state.input("BTC").unwrap().series;
+        let expected_rv = (110.0f64 / 100.0).ln().powi(2) + (99.0f64 / 110.0).ln().powi(2);
+        assert!((series.rv[1].unwrap() - expected_rv).abs() < 1e-15);
+        assert_eq!(series.closes, vec![100.0, 99.0]);
+        drop(state);
+        // As after kill -9: everything acknowledged is back, and resends are duplicates.
+        let state = MarketState::open(dir.path(), Durability::GroupCommit).unwrap();
+        let after = state.state("BTC").unwrap();
+        assert_eq!(after, before);
+        let acks = state.publish(&[tick(4, T0 + DAY_MS + 5, 99.0), tick(8, T0 + 2 * DAY_MS, 98.0)]).await.unwrap();
+        assert_eq!(acks.iter().map(|a| a.status).collect::<Vec<_>>(), [Duplicate as i32, Stored as i32]);
+        assert_eq!(state.state("BTC").unwrap().days, 3);
+        assert!(state.state("ETH").is_none() && state.input("ETH").is_none());
+    }
+}

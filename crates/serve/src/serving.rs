@@ -1,0 +1,165 @@
+//! What the gRPC services share: the current engine generation (swapped whole at a reload or a
+//! split change), the forecast cache, the market state, the audit log and the in-flight limit.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::engine::{Engine, EngineConfig, ForecastCache, ReloadReport, Split};
+use crate::journal::{Durability, Journal};
+use crate::market::MarketState;
+
+/// Files in the state folder besides the market state's.
+const SPLIT_FILE: &str = "split.json";
+const AUDIT_FILE: &str = "audit.jsonl";
+
+/// Settings of the shared state.
+#[derive(Debug, Clone)]
+pub struct ServingConfig {
+    /// The engine's.
+    pub engine: EngineConfig,
+    /// Market state, audit log and split live here; `None`: no market state, no audit log
+    /// (inline history only; for tests and benchmarks).
+    pub state_dir: Option<PathBuf>,
+    /// When journal and audit lines count as stored.
+    pub durability: Durability,
+    /// Calibration calls (unary, batch or stream message) in progress at once; more are refused
+    /// with RESOURCE_EXHAUSTED rather than queued.
+    pub max_in_flight: usize,
+    /// Most accounts in one CalibrateBatch.
+    pub max_batch: usize,
+}
+
+impl ServingConfig {
+    /// Defaults around an engine config.
+    pub fn new(engine: EngineConfig) -> Self {
+        Self { engine, state_dir: None, durability: Durability::GroupCommit, max_in_flight: 64, max_batch: 10_000 }
+    }
+}
+
+/// The shared state.
+pub struct Serving {
+    engine: RwLock<Arc<Engine>>,
+    /// Forecasts and model runs per asset and day.
+    pub cache: ForecastCache,
+    /// Published market data, when a state folder is configured.
+    pub market: Option<MarketState>,
+    /// The audit log, when a state folder is configured.
+    pub audit: Option<Journal>,
+    split_file: Option<PathBuf>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// Most accounts in one batch.
+    pub max_batch: usize,
+    /// One reload or split change at a time.
+    swap: std::sync::Mutex<()>,
+}
+
+/// Why a request was shed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} calibrations are in flight, the most this server takes at once; retry with backoff")]
+pub struct Overloaded(pub usize);
+
+impl Serving {
+    /// Opens the state folder (market state replayed, split restored) and loads the engine.
+    pub fn open(config: ServingConfig) -> anyhow::Result<Self> {
+        let mut engine_config = config.engine.clone();
+        let (mut market, mut audit, mut split_file) = (None, None, None);
+        if let Some(dir) = &config.state_dir {
+            market = Some(MarketState::open(dir, config.durability)?);
+            audit = Some(Journal::open(&dir.join(AUDIT_FILE), config.durability)?);
+            let path = dir.join(SPLIT_FILE);
+            // A split set through ModelService outlives restarts.
+            if let Some(split) = read_split(&path)? {
+                engine_config.split = split;
+            }
+            split_file = Some(path);
+        }
+        let engine = Engine::load(engine_config)?;
+        Ok(Self {
+            engine: RwLock::new(Arc::new(engine)),
+            cache: ForecastCache::default(),
+            market,
+            audit,
+            split_file,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            max_batch: config.max_batch,
+            swap: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// The current generation; a request holds it from start to end.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.read().map(|e| e.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    fn install(&self, engine: Engine) {
+        let mut slot = self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Arc::new(engine);
+    }
+
+    /// Re-reads the registry and swaps in the new generation (blocking: models are loaded and
+    /// checked). Requests in progress finish on the generation they started with.
+    pub fn reload(&self) -> anyhow::Result<(ReloadReport, u64)> {
+        let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        let (engine, report) = self.engine().reload()?;
+        let generation = engine.generation();
+        if !report.changed.is_empty() || !report.refused.is_empty() {
+            tracing::warn!(generation, changed = ?report.changed, refused = ?report.refused, "registry reloaded");
+        }
+        self.install(engine);
+        Ok((report, generation))
+    }
+
+    /// Sets the A/B split (checked, stored in the state folder) and swaps it in.
+    pub fn set_split(&self, split: Split) -> anyhow::Result<Arc<Engine>> {
+        let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        let engine = self.engine().with_split(split.clone())?;
+        if let Some(path) = &self.split_file {
+            foresight_registry::atomic::write_json_atomic(path, &split)?;
+        }
+        self.install(engine);
+        Ok(self.engine())
+    }
+
+    /// A slot for one calibration call, or [`Overloaded`].
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Overloaded> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| Overloaded(self.max_in_flight))
+    }
+
+    /// Watches the registry's index and reloads when it changes, every `every`.
+    pub fn watch_registry(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let serving = self.clone();
+        tokio::spawn(async move {
+            let index = serving.engine().config().registry.join("registry.json");
+            let mut seen = std::fs::read(&index).ok();
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let now = std::fs::read(&index).ok();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                let s = serving.clone();
+                match tokio::task::spawn_blocking(move || s.reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("reload failed, the current models keep serving: {e:#}"),
+                    Err(e) => tracing::error!("reload task failed: {e}"),
+                }
+            }
+        })
+    }
+}
+
+fn read_split(path: &Path) -> anyhow::Result<Option<Split>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}

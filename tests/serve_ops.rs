@@ -1,0 +1,292 @@
+//! Operating the service: market data published and kept across a `kill -9`, A/B shadow with
+//! its audit log, hot reload (a good champion swapped in, a damaged one refused), batch and
+//! stream calibration, load shedding. Real servers on loopback ports, generated clients.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use foresight_registry::Registry;
+use foresight_serve::audit::AuditRecord;
+use foresight_serve::journal::read_lines;
+use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
+use foresight_serve::proto::market_data_service_client::MarketDataServiceClient;
+use foresight_serve::proto::model_service_client::ModelServiceClient;
+use foresight_serve::proto::{self, AckStatus, CalibrateRequest, MarketUpdate, calibrate_result::Outcome, market_update::Body};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::serve::{btc_market, config, linear, request, serve};
+use crate::util::root;
+
+/// The 400 days of BTC history as backfill updates (sequences 1..=400), then `ticks` ticks of
+/// today, a minute apart and ending now, near the last close.
+fn btc_updates(ticks: usize) -> Vec<MarketUpdate> {
+    let history = btc_market(400).history;
+    let last_close = history.last().unwrap().close;
+    let mut updates: Vec<MarketUpdate> =
+        history.into_iter().enumerate().map(|(i, d)| MarketUpdate { asset: "BTC".into(), sequence: i as u64 + 1, body: Some(Body::Day(d)) }).collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    let midnight = now - now.rem_euclid(86_400_000);
+    for k in 0..ticks {
+        let timestamp_ms = (now - 60_000 * (ticks - 1 - k) as i64).max(midnight);
+        let price = last_close * (1.0 + 0.001 * ((k % 5) as f64 - 2.0));
+        updates.push(MarketUpdate {
+            asset: "BTC".into(),
+            sequence: 401 + k as u64,
+            body: Some(Body::Tick(proto::Tick { timestamp_ms, price, implied_vol: Some(45.0), depth_notional: Some(5e7) })),
+        });
+    }
+    updates
+}
+
+async fn publish(address: &str, updates: Vec<MarketUpdate>) -> Vec<proto::PublishAck> {
+    let mut client = MarketDataServiceClient::connect(address.to_string()).await.unwrap();
+    let acks = client.publish(tokio_stream::iter(updates)).await.unwrap().into_inner();
+    tokio_stream::StreamExt::collect::<Vec<_>>(acks).await.into_iter().map(Result::unwrap).collect()
+}
+
+/// A request that takes BTC from the service's market state.
+fn from_state(account: &str) -> CalibrateRequest {
+    CalibrateRequest { account_id: account.into(), positions: vec![linear(1.0)], markets: vec![], previous_initial_margin: None }
+}
+
+/// The `foresight-serve` binary next to the test binary (`cargo test --workspace` builds it).
+fn serve_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let binary = dir.join("foresight-serve");
+    assert!(binary.exists(), "{} is missing: run `cargo build --workspace --bins` (make test does)", binary.display());
+    binary
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `foresight-serve` on the committed registry and `state`, and waits until it answers.
+async fn start_binary(state: &Path) -> (Process, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(serve_binary())
+        .args(["--registry", root().join("models").to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--reload-interval", "0"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let process = Process(child);
+    let address = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if CalibrationServiceClient::connect(address.clone()).await.is_ok() {
+            return (process, address);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("foresight-serve did not start on {address}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_market_data_survives_kill_9_and_serves_calibrations() {
+    let state = tempfile::tempdir().unwrap();
+    let (mut process, address) = start_binary(state.path()).await;
+    let updates = btc_updates(5);
+    let acks = publish(&address, updates.clone()).await;
+    assert_eq!(acks.len(), 405);
+    assert!(acks.iter().all(|a| a.status == AckStatus::Stored as i32), "{:?}", acks.iter().find(|a| a.status != AckStatus::Stored as i32));
+    let mut client = CalibrationServiceClient::connect(address.clone()).await.unwrap();
+    let before = client.calibrate(from_state("acct-1")).await.unwrap().into_inner();
+    let c = &before.components[0];
+    assert_eq!((c.model.as_str(), c.fallback.as_deref()), ("btc-dvol-har-x@v1", None), "fresh published data: the model's rate");
+    // The same history inline gives the same forward rate: one feature path.
+    let inline = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.unwrap();
+    assert!((inline.into_inner().components[0].forward_rate - c.forward_rate).abs() < 1e-12);
+
+    // kill -9, restart on the same state: every acknowledged update is back.
+    process.0.kill().unwrap();
+    process.0.wait().unwrap();
+    let (_process, address) = start_binary(state.path()).await;
+    let mut market = MarketDataServiceClient::connect(address.clone()).await.unwrap();
+    let held = market.get_asset_state(proto::AssetStateRequest { asset: "BTC".into() }).await.unwrap().into_inner();
+    assert_eq!((held.last_sequence, held.days), (405, 400));
+    assert_eq!(held.last_date, btc_market(1).history[0].date);
+    // Resending after the restart is safe; a new tick is stored.
+    let acks = publish(&address, updates[400..].to_vec()).await;
+    assert!(acks.iter().all(|a| a.status == AckStatus::Duplicate as i32));
+    let mut client = CalibrationServiceClient::connect(address.clone()).await.unwrap();
+    let after = client.calibrate(from_state("acct-1")).await.unwrap().into_inner();
+    assert_eq!(after.components[0].forward_rate, c.forward_rate);
+    assert_eq!(after.initial_margin, before.initial_margin);
+    let e = market.get_asset_state(proto::AssetStateRequest { asset: "ETH".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_updates_are_rejected_with_the_field_and_not_stored() {
+    let state = tempfile::tempdir().unwrap();
+    let (address, serving) = serve(config(&root().join("models"), Some(state.path()))).await;
+    let address = format!("http://{address}");
+    let mut updates = btc_updates(2);
+    updates[401].body = Some(Body::Tick(proto::Tick { timestamp_ms: 0, price: f64::NAN, implied_vol: None, depth_notional: None }));
+    updates.push(MarketUpdate { asset: String::new(), sequence: 500, body: None });
+    let acks = publish(&address, updates).await;
+    assert_eq!(acks[401].status, AckStatus::Rejected as i32);
+    assert!(acks[401].error.starts_with("tick.price"), "{}", acks[401].error);
+    assert!(acks[402].error.starts_with("asset"), "{}", acks[402].error);
+    assert_eq!(serving.market.as_ref().unwrap().state("BTC").unwrap().last_sequence, 401);
+    // Too little published history for an asset: the error says where the days came from.
+    let mut client = CalibrationServiceClient::connect(address).await.unwrap();
+    let e = client.calibrate(CalibrateRequest { positions: vec![proto::Position { underlying: "SPX".into(), ..linear(1.0) }], ..from_state("a") }).await;
+    assert_eq!(e.unwrap_err().code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_posts_the_assigned_arm_and_audits_every_arm() {
+    let state = tempfile::tempdir().unwrap();
+    let (address, _serving) = serve(config(&root().join("models"), Some(state.path()))).await;
+    let address = format!("http://{address}");
+    publish(&address, btc_updates(3)).await;
+    let mut models = ModelServiceClient::connect(address.clone()).await.unwrap();
+    let arms = ["model:champion", "ewma", "static:0.16", "model:btc-log-har@v1+lookahead:22"];
+    let split = proto::TrafficSplit { arms: arms.iter().map(|a| proto::ArmWeight { arm: a.to_string(), weight: 1.0 }).collect(), shadow: true };
+    let set = models.set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap().into_inner();
+    assert!(set.shadow && set.arms.len() == 4);
+    let bad = proto::TrafficSplit { arms: vec![proto::ArmWeight { arm: "model:garch".into(), weight: 1.0 }], shadow: false };
+    let e = models.set_split(proto::SetSplitRequest { split: Some(bad) }).await.unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().contains("model:champion"), "{e:?}");
+
+    let mut client = CalibrationServiceClient::connect(address).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let r = client.calibrate(from_state(&format!("acct-{i}"))).await.unwrap().into_inner();
+        assert_eq!(r.shadow.len(), 3, "every other arm in shadow");
+        // The assignment is stable: the same account, the same arm.
+        let again = client.calibrate(from_state(&format!("acct-{i}"))).await.unwrap().into_inner();
+        assert_eq!(again.arm, r.arm);
+        if r.arm == "ewma:0.94" {
+            assert!((r.raw_multiplier - 1.0).abs() < 1e-12, "the reactive arm is the base");
+        }
+        seen.insert(r.arm);
+    }
+    assert_eq!(seen.len(), 4, "40 accounts reach all four arms: {seen:?}");
+    let audit: Vec<AuditRecord> = read_lines(&state.path().join("audit.jsonl")).unwrap();
+    assert_eq!(audit.len(), 80 * 4, "four arms per call, posted or not");
+    assert_eq!(audit.iter().filter(|r| r.posted).count(), 80);
+    let pinned = audit.iter().find(|r| r.arm == "model:btc-log-har@v1+lookahead:22").unwrap();
+    assert_eq!(pinned.underlyings[0].model.as_deref(), Some("btc-log-har@v1"));
+    assert!(pinned.underlyings[0].fallback.is_none() && pinned.underlyings[0].rate > 0.0);
+    let fixed = audit.iter().find(|r| r.arm == "static:0.16").unwrap();
+    assert_eq!(fixed.underlyings[0].rate, 0.16);
+    // The split outlives a restart.
+    drop(client);
+    let (address, _serving) = serve(config(&root().join("models"), Some(state.path()))).await;
+    let mut models = ModelServiceClient::connect(format!("http://{address}")).await.unwrap();
+    assert_eq!(models.list_models(proto::ListModelsRequest {}).await.unwrap().into_inner().split.unwrap().arms.len(), 4);
+}
+
+/// A scratch copy of the committed registry.
+fn scratch_registry() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("cp").arg("-r").arg(root().join("models/.")).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    dir
+}
+
+async fn generation(models: &mut ModelServiceClient<Channel>) -> (u64, String) {
+    let list = models.list_models(proto::ListModelsRequest {}).await.unwrap().into_inner();
+    let btc = list.models.iter().find(|m| m.slot == "BTC/volatility").unwrap().model.clone();
+    (list.generation, btc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_a_good_champion_and_refuses_a_damaged_one() {
+    let registry = scratch_registry();
+    let (address, serving) = serve(config(registry.path(), None)).await;
+    serving.watch_registry(Duration::from_millis(100));
+    let address = format!("http://{address}");
+    let mut models = ModelServiceClient::connect(address.clone()).await.unwrap();
+    let mut client = CalibrationServiceClient::connect(address).await.unwrap();
+    assert_eq!(generation(&mut models).await, (1, "btc-dvol-har-x@v1".into()));
+
+    // Calls keep succeeding while the watcher swaps in a new champion.
+    let calls = {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut arms = Vec::new();
+            for _ in 0..30 {
+                let r = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.expect("no call fails during a swap");
+                arms.push(r.into_inner().components[0].model.clone());
+            }
+            arms
+        })
+    };
+    Registry::open(registry.path()).unwrap().promote(&"btc-log-har@v1".parse().unwrap(), Some("reload test")).unwrap();
+    let mut swapped = false;
+    for _ in 0..100 {
+        if generation(&mut models).await == (2, "btc-log-har@v1".into()) {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(swapped, "the watcher reloads the new champion");
+    let served = calls.await.unwrap();
+    assert!(served.iter().all(|m| m == "btc-dvol-har-x@v1" || m == "btc-log-har@v1"), "{served:?}");
+    let r = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.unwrap().into_inner();
+    assert_eq!(r.components[0].model, "btc-log-har@v1");
+
+    // A champion whose artifact is damaged after promotion: refused, the last good one serves.
+    let mut reg = Registry::open(registry.path()).unwrap();
+    reg.promote(&"btc-neural@v1".parse().unwrap(), Some("reload test")).unwrap();
+    let onnx = registry.path().join("btc-neural/v1/model.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&onnx, bytes).unwrap();
+    let report = models.reload(proto::ReloadRequest {}).await.unwrap().into_inner();
+    assert!(report.refused.iter().any(|r| r.starts_with("BTC/volatility: btc-neural@v1") && r.contains("btc-log-har@v1 keeps serving")), "{report:?}");
+    let r = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.unwrap().into_inner();
+    assert_eq!(r.components[0].model, "btc-log-har@v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_and_stream_return_one_result_per_account_in_order() {
+    let (address, serving) = serve(config(&root().join("models"), None)).await;
+    let mut client = CalibrationServiceClient::connect(format!("http://{address}")).await.unwrap();
+    let market = btc_market(400);
+    let account = |id: &str, q: f64| CalibrateRequest { account_id: id.into(), positions: vec![linear(q)], markets: vec![], previous_initial_margin: None };
+    let batch = proto::CalibrateBatchRequest { accounts: vec![account("a", 1.0), account("b", f64::NAN), account("c", -3.0)], markets: vec![market.clone()] };
+    let results = client.calibrate_batch(batch).await.unwrap().into_inner().results;
+    assert_eq!(results.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+    let margin = |r: &proto::CalibrateResult| match &r.outcome {
+        Some(Outcome::Margin(m)) => m.clone(),
+        other => panic!("{other:?}"),
+    };
+    match &results[1].outcome {
+        Some(Outcome::Error(e)) => assert!(e.code == "INVALID_ARGUMENT" && e.message.starts_with("positions[0].quantity"), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    // The same account alone gives the same margin as in the batch.
+    let alone = client.calibrate(request(vec![linear(1.0)], market.clone())).await.unwrap().into_inner();
+    assert_eq!(alone.initial_margin, margin(&results[0]).initial_margin);
+    let e = client.calibrate_batch(proto::CalibrateBatchRequest { accounts: vec![], markets: vec![] }).await.unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().starts_with("accounts"), "{e:?}");
+
+    let requests: Vec<CalibrateRequest> = (0..5).map(|i| request(vec![linear(1.0 + i as f64)], market.clone())).collect();
+    let out = client.calibrate_stream(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let out: Vec<proto::CalibrateResult> = tokio_stream::StreamExt::collect::<Vec<_>>(out).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(out.len(), 5);
+    let im: Vec<f64> = out.iter().map(|r| margin(r).initial_margin).collect();
+    assert!(im.windows(2).all(|w| w[1] > w[0]), "in order: larger positions, larger margin: {im:?}");
+
+    // Load shedding: with every slot taken, a call is refused at once, not queued.
+    let held: Vec<_> = std::iter::from_fn(|| serving.admit().ok()).collect();
+    assert_eq!(held.len(), 64);
+    let e = client.calibrate(request(vec![linear(1.0)], market.clone())).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    drop(held);
+    assert!(client.calibrate(request(vec![linear(1.0)], market)).await.is_ok());
+}
