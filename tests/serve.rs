@@ -5,11 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
-use foresight_serve::proto::calibration_service_server::CalibrationServiceServer;
-use foresight_serve::proto::market_data_service_server::MarketDataServiceServer;
-use foresight_serve::proto::model_service_server::ModelServiceServer;
 use foresight_serve::proto::{self, AssetMarket, CalibrateRequest, DailyObservation, ForecastRequest, Position, position};
-use foresight_serve::{CalibrationApi, EngineConfig, MarketDataApi, ModelApi, Serving, ServingConfig};
+use foresight_serve::server::ServerOptions;
+use foresight_serve::{EngineConfig, Serving, ServingConfig};
 use foresight_train::data::{ExogenousSource, Transform, load_daily_closes, load_ohlcv};
 use foresight_train::evaluate::DailyHistory;
 use tonic::Code;
@@ -33,18 +31,18 @@ pub fn btc_market(days: usize) -> AssetMarket {
     AssetMarket { asset: "BTC".into(), spot, implied_vol: 0.45, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) }
 }
 
-/// Starts the real services on a free loopback port over `config`.
+/// Starts the real server (every service, as the binary does) on a free loopback port.
 pub async fn serve(config: ServingConfig) -> (std::net::SocketAddr, Arc<Serving>) {
+    serve_with(config, ServerOptions::default()).await
+}
+
+/// [`serve`] with transport and security options.
+pub async fn serve_with(config: ServingConfig, options: ServerOptions) -> (std::net::SocketAddr, Arc<Serving>) {
     let serving = Arc::new(Serving::open(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CalibrationServiceServer::new(CalibrationApi::new(serving.clone())))
-            .add_service(MarketDataServiceServer::new(MarketDataApi::new(serving.clone())))
-            .add_service(ModelServiceServer::new(ModelApi::new(serving.clone())))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let s = serving.clone();
+    tokio::spawn(async move { foresight_serve::server::run(s, &options, listener, std::future::pending()).await.unwrap() });
     (address, serving)
 }
 

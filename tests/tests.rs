@@ -9,5 +9,6 @@ mod margin;
 mod reference;
 mod serve;
 mod serve_ops;
+mod serve_security;
 mod registry_arms;
 mod train_cli;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::engine::{EngineConfig, Split};
 use crate::journal::Durability;
+use crate::server::ServerOptions;
 use crate::serving::ServingConfig;
 
 /// The file's contents.
@@ -33,6 +34,14 @@ pub struct ServeFile {
     pub max_batch: Option<usize>,
     /// Largest gRPC message in bytes (default 16 MiB).
     pub max_message_bytes: Option<usize>,
+    /// Longest a call may run, seconds (default 30; a caller's shorter deadline wins).
+    pub request_timeout_secs: Option<f64>,
+    /// PEM certificate chain: with `tls_key`, TLS on.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// File of accepted bearer tokens, one per line (`#` comments); unset: no authentication.
+    pub auth_tokens_file: Option<PathBuf>,
     /// One-sided confidence of margin rates (default 0.99).
     pub confidence: Option<f64>,
     /// The reactive arm (default `ewma`).
@@ -59,8 +68,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Hot-reload period in seconds (0: off).
     pub reload_interval_secs: u64,
-    /// Largest gRPC message.
-    pub max_message_bytes: usize,
+    /// Transport, limits and security.
+    pub server: ServerOptions,
 }
 
 impl ServeFile {
@@ -97,13 +106,41 @@ impl ServeFile {
         if let Some(n) = self.max_batch {
             serving.max_batch = n.max(1);
         }
+        let mut server = ServerOptions::default();
+        if let Some(n) = self.max_message_bytes {
+            server.max_message_bytes = n;
+        }
+        if let Some(t) = self.request_timeout_secs {
+            server.request_timeout = std::time::Duration::try_from_secs_f64(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| anyhow::anyhow!("request_timeout_secs: must be > 0, got {t}"))?;
+        }
+        server.tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key: give both or neither"),
+        };
+        if let Some(path) = &self.auth_tokens_file {
+            server.tokens = read_tokens(path)?;
+        }
         Ok(Settings {
             serving,
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
             reload_interval_secs: self.reload_interval_secs.unwrap_or(5),
-            max_message_bytes: self.max_message_bytes.unwrap_or(16 << 20),
+            server,
         })
     }
+}
+
+/// The tokens of a token file: one per line, blank lines and `#` comments skipped.
+fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("auth_tokens_file: {}: {e}", path.display()))?;
+    let tokens: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    if tokens.is_empty() {
+        anyhow::bail!("auth_tokens_file: {} holds no token", path.display());
+    }
+    Ok(tokens)
 }
 
 #[cfg(test)]

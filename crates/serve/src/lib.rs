@@ -1,6 +1,7 @@
 //! # foresight-serve
 //!
 //! The gRPC calibration service. Layout, from the wire inwards:
+//! - [`server`]: transport, TLS, bearer auth, health and reflection around
 //! - [`service`]: thin tonic services (calibration, market data, models) over
 //! - [`serving`]: the shared state: the current [`engine`] generation (hot-swapped), the
 //!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`];
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod journal;
 pub mod market;
 pub mod series;
+pub mod server;
 pub mod service;
 pub mod serving;
 

@@ -8,10 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use foresight_serve::config::ServeFile;
 use foresight_serve::journal::Durability;
-use foresight_serve::proto::calibration_service_server::CalibrationServiceServer;
-use foresight_serve::proto::market_data_service_server::MarketDataServiceServer;
-use foresight_serve::proto::model_service_server::ModelServiceServer;
-use foresight_serve::{CalibrationApi, MarketDataApi, ModelApi, Serving};
+use foresight_serve::{Serving, server};
 
 /// Serve forward-looking margin over gRPC from the model registry.
 #[derive(Debug, Parser)]
@@ -35,6 +32,15 @@ struct Args {
     /// Seconds between registry checks for a new champion (0: no hot reload) [default: 5].
     #[arg(long, value_name = "SECONDS", env = "FORESIGHT_SERVE_RELOAD_INTERVAL")]
     reload_interval: Option<u64>,
+    /// PEM certificate chain; with --tls-key, serve over TLS only.
+    #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// File of accepted bearer tokens, one per line; callers send `authorization: Bearer <token>`.
+    #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_AUTH_TOKENS")]
+    auth_tokens: Option<PathBuf>,
 }
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
@@ -54,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
     file.state_dir = args.state_dir.or(file.state_dir);
     file.durability = args.durability.or(file.durability);
     file.reload_interval_secs = args.reload_interval.or(file.reload_interval_secs);
+    file.tls_cert = args.tls_cert.or(file.tls_cert);
+    file.tls_key = args.tls_key.or(file.tls_key);
+    file.auth_tokens_file = args.auth_tokens.or(file.auth_tokens_file);
     let settings = file.settings()?;
 
     let serving = Arc::new(Serving::open(settings.serving.clone())?);
@@ -66,14 +75,10 @@ async fn main() -> anyhow::Result<()> {
     if settings.reload_interval_secs > 0 {
         serving.watch_registry(Duration::from_secs(settings.reload_interval_secs));
     }
-    tracing::info!(listen = %settings.listen, "listening");
-    let max = settings.max_message_bytes;
-    tonic::transport::Server::builder()
-        .add_service(CalibrationServiceServer::new(CalibrationApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max))
-        .add_service(MarketDataServiceServer::new(MarketDataApi::new(serving.clone())).max_decoding_message_size(max))
-        .add_service(ModelServiceServer::new(ModelApi::new(serving.clone())))
-        .serve_with_shutdown(settings.listen, shutdown())
-        .await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", settings.listen))?;
+    let tls = if settings.server.tls.is_some() { "TLS" } else { "plaintext" };
+    tracing::info!(listen = %settings.listen, tls, tokens = settings.server.tokens.len(), "listening");
+    server::run(serving, &settings.server, listener, shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,140 @@
+//! The server: the Foresight services behind optional bearer-token auth, gRPC health and server
+//! reflection beside them, optional TLS (rustls), message-size limits, a per-call time limit
+//! (callers' own deadlines are honoured too) and graceful shutdown. The binary and the tests
+//! start it through [`run`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Status};
+
+use crate::proto::calibration_service_server::CalibrationServiceServer;
+use crate::proto::market_data_service_server::MarketDataServiceServer;
+use crate::proto::model_service_server::ModelServiceServer;
+use crate::{CalibrationApi, MarketDataApi, ModelApi, Serving, proto};
+
+/// How the server talks to callers.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest message in either direction, bytes.
+    pub max_message_bytes: usize,
+    /// Longest a call may run before DEADLINE_EXCEEDED (a caller's shorter deadline wins).
+    pub request_timeout: Duration,
+    /// PEM certificate chain and private key: TLS on (plaintext callers are refused).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Bearer tokens accepted by the Foresight services; empty: no authentication. Health and
+    /// reflection stay open (probes carry no token).
+    pub tokens: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    /// 16 MiB messages (a 10,000-account batch with inline history fits), 30 s per call, no TLS,
+    /// no tokens.
+    fn default() -> Self {
+        Self { max_message_bytes: 16 << 20, request_timeout: Duration::from_secs(30), tls: None, tokens: Vec::new() }
+    }
+}
+
+/// Checks `authorization: Bearer <token>` against the configured tokens.
+#[derive(Clone)]
+pub struct BearerAuth {
+    tokens: Arc<Vec<String>>,
+}
+
+impl BearerAuth {
+    /// Accepts `tokens` (none: everyone).
+    pub fn new(tokens: Vec<String>) -> Self {
+        Self { tokens: Arc::new(tokens) }
+    }
+}
+
+/// Equality in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.tokens.is_empty() {
+            return Ok(request);
+        }
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization: a `Bearer <token>` header is required"))?;
+        if self.tokens.iter().any(|t| same(t.as_bytes(), given.as_bytes())) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("authorization: the token is not accepted"))
+        }
+    }
+}
+
+/// Serves every service on `listener` until `shutdown` resolves, then lets calls in progress
+/// finish.
+pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let max = options.max_message_bytes;
+    let auth = BearerAuth::new(options.tokens.clone());
+    let calibration = CalibrationServiceServer::new(CalibrationApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
+    let market = MarketDataServiceServer::new(MarketDataApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
+    let models = ModelServiceServer::new(ModelApi::new(serving.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CalibrationServiceServer<CalibrationApi>>().await;
+    health.set_serving::<MarketDataServiceServer<MarketDataApi>>().await;
+    health.set_serving::<ModelServiceServer<ModelApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let mut builder = Server::builder().timeout(options.request_timeout);
+    if let Some((cert, key)) = &options.tls {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("tls: {}: {e}", p.display()));
+        builder = builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))?;
+    }
+    builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(InterceptedService::new(calibration, auth.clone()))
+        .add_service(InterceptedService::new(market, auth.clone()))
+        .add_service(InterceptedService::new(models, auth))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+            shutdown.await;
+            // Probes see the server going before it stops accepting.
+            health.set_not_serving::<CalibrationServiceServer<CalibrationApi>>().await;
+        })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_checked() {
+        let mut open = BearerAuth::new(vec![]);
+        assert!(open.call(Request::new(())).is_ok());
+        let mut auth = BearerAuth::new(vec!["s3cret".into(), "other".into()]);
+        let with = |value: &str| {
+            let mut r = Request::new(());
+            r.metadata_mut().insert("authorization", value.parse().unwrap());
+            r
+        };
+        assert!(auth.call(with("Bearer s3cret")).is_ok());
+        assert!(auth.call(with("Bearer other")).is_ok());
+        for bad in ["Bearer s3cre", "Bearer s3cret2", "s3cret", "Basic s3cret"] {
+            assert_eq!(auth.call(with(bad)).unwrap_err().code(), tonic::Code::Unauthenticated, "{bad}");
+        }
+        assert_eq!(auth.call(Request::new(())).unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+}
