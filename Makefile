@@ -38,10 +38,12 @@ demo: build
 	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
 	    --calibrator ewma,hs:250,model:btc-dvol-har-x+lookahead:22,model:btc-neural+lookahead:22 --out $(REPORTS)/btc_registered
 	$(FORESIGHT) correlation --asset BTC=data/btc_usdt_1d.csv --asset SPX=data/spx_1d.csv --dry-run
-	# Serve the registry's champions and ask for a portfolio's forward-looking margin.
-	$(SERVE) --registry models --listen 127.0.0.1:50551 & pid=$$!; \
+	# Serve the registry's champions (foresight.toml: A/B split in shadow mode, audit log in
+	# reports/serve-state) and ask for a portfolio's forward-looking margin; SIGTERM stops it gracefully.
+	rm -rf $(REPORTS)/serve-state
+	$(SERVE) --config foresight.toml --listen 127.0.0.1:50551 & pid=$$!; \
 	$(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551; rc=$$?; \
-	kill $$pid; exit $$rc
+	kill $$pid; wait $$pid; tail -n 1 $(REPORTS)/serve-state/audit.jsonl; exit $$rc
 
 test: bootstrap
 	cargo test --workspace

@@ -290,3 +290,49 @@ async fn batch_and_stream_return_one_result_per_account_in_order() {
     drop(held);
     assert!(client.calibrate(request(vec![linear(1.0)], market)).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audited_shadow_margins_replay_as_a_backtest() {
+    let state = tempfile::tempdir().unwrap();
+    let (address, _serving) = serve(config(&root().join("models"), Some(state.path()))).await;
+    let address = format!("http://{address}");
+    let arms = ["model:champion", "ewma", "static:0.16"];
+    let split = proto::TrafficSplit { arms: arms.iter().map(|a| proto::ArmWeight { arm: a.to_string(), weight: 1.0 }).collect(), shadow: true };
+    ModelServiceClient::connect(address.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    // Day by day, as a margin engine would: publish the day, recalibrate the account.
+    let days: Vec<MarketUpdate> = btc_updates(0);
+    publish(&address, days[..300].to_vec()).await;
+    let mut client = CalibrationServiceClient::connect(address.clone()).await.unwrap();
+    let from_published = proto::AssetMarket { asset: "BTC".into(), data_age_seconds: Some(1.0), ..Default::default() };
+    for day in &days[300..] {
+        publish(&address, vec![day.clone()]).await;
+        let request = CalibrateRequest { markets: vec![from_published.clone()], ..from_state("replayed") };
+        client.calibrate(request).await.unwrap();
+    }
+    let audit_file = state.path().join("audit.jsonl");
+    let audit: Vec<AuditRecord> = read_lines(&audit_file).unwrap();
+    assert_eq!(audit.len(), 300, "100 days × 3 arms");
+
+    let out = tempfile::tempdir().unwrap();
+    let stdout = crate::util::foresight_ok(&[
+        "backtest", "--from-audit", audit_file.to_str().unwrap(), "--data", crate::util::data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--out", out.path().to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("audited arm ewma:0.94: 100 day(s) of BTC"), "{stdout}");
+    let summary = crate::util::read_json(&out.path().join("summary.json"));
+    let scored = |arm: &str, field: &str| summary["arms"][arm]["long"][field].as_f64().unwrap_or_else(|| panic!("{arm} {field}: {summary}"));
+    assert!((scored("static:0.16", "avg_margin") - 0.16).abs() < 1e-12);
+    // The replay scores exactly what was audited: count the EWMA arm's exceptions by hand.
+    let closes: std::collections::HashMap<String, f64> = btc_market(400).history.into_iter().map(|d| (d.date, d.close)).collect();
+    let ewma: Vec<&AuditRecord> = audit.iter().filter(|r| r.arm == "ewma:0.94").collect();
+    let mut exceptions = 0;
+    for pair in ewma.windows(2) {
+        let (today, tomorrow) = (&pair[0].underlyings[0], &pair[1].underlyings[0]);
+        let loss = 1.0 - closes[&tomorrow.as_of] / closes[&today.as_of];
+        exceptions += usize::from(loss > today.rate);
+    }
+    assert_eq!(scored("ewma:0.94", "observations"), 99.0);
+    assert_eq!(scored("ewma:0.94", "exceptions"), exceptions as f64);
+    let champion = scored("model:champion", "avg_margin");
+    assert!(champion > 0.0 && champion < 0.16, "{champion}");
+}

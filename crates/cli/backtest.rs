@@ -1,18 +1,21 @@
 //! `foresight backtest`: run arms over a price history, print the table, write the report.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_core::backtest::{Backtest, BacktestConfig, run_backtest_rates};
-use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams};
+use chrono::NaiveDate;
+use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, SideRates, forward_fill};
 use foresight_core::features::Side;
 use foresight_core::stats::{LrTest, Rise};
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::{ModelCard, ModelRef, Registry};
-use foresight_train::data::{load_daily_closes, load_ohlcv};
+use foresight_serve::audit::AuditRecord;
+use foresight_serve::journal::read_lines;
+use foresight_train::data::{Values, load_daily_closes, load_ohlcv};
 use foresight_train::evaluate::{DailyHistory, model_margin_rates, registered_margin_rates};
 use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
@@ -55,6 +58,14 @@ pub struct BacktestArgs {
     /// For `model:<name>[@vN]` arms: the registry folder [default: models].
     #[arg(long, value_name = "DIR")]
     registry: Option<PathBuf>,
+    /// Replay the margins a `foresight-serve` audit log recorded (every arm, posted or shadow)
+    /// instead of computing arms: each arm's last audited rate of a day is its margin that day,
+    /// scored against --data's closes.
+    #[arg(long, value_name = "AUDIT.jsonl", conflicts_with = "calibrator")]
+    from_audit: Option<PathBuf>,
+    /// With --from-audit: the underlying to replay (needed when the log holds several).
+    #[arg(long, requires = "from_audit")]
+    asset: Option<String>,
 }
 
 /// The `[backtest]`-style TOML config: the same settings as the flags, arms in the arm grammar.
@@ -88,6 +99,8 @@ pub struct Settings {
     pub out: PathBuf,
     pub events: Vec<(chrono::NaiveDate, String)>,
     pub registry: PathBuf,
+    /// Replay an audit log (and which underlying) instead of computing `arms`.
+    pub audit: Option<(PathBuf, Option<String>)>,
 }
 
 /// Parses `YYYY-MM-DD[=label]` events; none given means the known stress events.
@@ -118,7 +131,7 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
         }
     };
     let arm_texts = if args.calibrator.is_empty() { file.calibrators } else { args.calibrator };
-    if arm_texts.is_empty() {
+    if arm_texts.is_empty() && args.from_audit.is_none() {
         bail!("no arm given: pass --calibrator ARM[,ARM...] or `calibrators = [...]` in --config");
     }
     let arms = arm_texts
@@ -142,8 +155,10 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
         arms,
         confidence: args.confidence.or(file.confidence).unwrap_or(0.99),
         horizon: args.horizon.or(file.horizon).unwrap_or(1),
-        burn_in: args.burn_in.or(file.burn_in).unwrap_or(250),
+        // An audit log's rates are what was posted: nothing to learn first.
+        burn_in: args.burn_in.or(file.burn_in).unwrap_or(if args.from_audit.is_some() { 0 } else { 250 }),
         out: args.out.or(file.out).context("no output folder: pass --out DIR or `out = ...` in --config")?,
+        audit: args.from_audit.map(|path| (path, args.asset)),
     })
 }
 
@@ -174,7 +189,10 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
         None
     };
     let mut loaded_models: HashMap<ModelRef, (ModelCard, LoadedModel)> = HashMap::new();
-    let mut with_rates = Vec::with_capacity(args.arms.len());
+    let mut with_rates = match &args.audit {
+        Some((path, asset)) => audit_rates(path, asset.as_deref(), &prices)?,
+        None => Vec::with_capacity(args.arms.len()),
+    };
     for arm in &args.arms {
         let base = match (&arm.base, &history, &registry) {
             (BaseCalibrator::Model { forecaster }, Some(history), _) => {
@@ -240,6 +258,53 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
         (None, None) => {}
     }
     Ok(())
+}
+
+/// Each audited arm's rate per day of `prices` for one underlying: the last audited rate of a
+/// day is that day's margin, kept until the next audited day (an account keeps its margin
+/// between calibrations); `None` before the arm's first audited day.
+fn audit_rates(path: &Path, asset: Option<&str>, prices: &Values) -> anyhow::Result<Vec<(Arm, Vec<Option<SideRates>>)>> {
+    let records: Vec<AuditRecord> = read_lines(path).with_context(|| format!("--from-audit {}", path.display()))?;
+    let assets: BTreeSet<&str> = records.iter().flat_map(|r| r.underlyings.iter().map(|u| u.asset.as_str())).collect();
+    let asset = match (asset, assets.len()) {
+        (Some(a), _) if assets.contains(a) => a,
+        (None, 1) => assets.first().copied().unwrap_or_default(),
+        _ => bail!("--asset: {} holds margins for {assets:?}; name one of them", path.display()),
+    };
+    // Arms in order of first appearance; per arm, date → rate (later records of a day win).
+    let mut arms: Vec<(String, BTreeMap<NaiveDate, f64>)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        for u in r.underlyings.iter().filter(|u| u.asset == asset) {
+            let line = i + 1;
+            let date = NaiveDate::parse_from_str(&u.as_of, "%Y-%m-%d").with_context(|| format!("{}:{line}: as_of `{}`", path.display(), u.as_of))?;
+            if !(u.rate.is_finite() && u.rate >= 0.0) {
+                bail!("{}:{line}: rate {} of arm {} is not a margin rate", path.display(), u.rate, r.arm);
+            }
+            match arms.iter_mut().find(|(a, _)| *a == r.arm) {
+                Some((_, days)) => {
+                    days.insert(date, u.rate);
+                }
+                None => arms.push((r.arm.clone(), BTreeMap::from([(date, u.rate)]))),
+            }
+        }
+    }
+    let dates: HashSet<NaiveDate> = prices.timestamps.iter().map(|t| t.date()).collect();
+    let mut out = Vec::with_capacity(arms.len());
+    for (name, days) in arms {
+        let missing = days.keys().filter(|d| !dates.contains(d)).count();
+        if missing > 0 {
+            eprintln!("warning: {missing} audited day(s) of {name} are not in the price data; they are not scored");
+        }
+        let arm: Arm = name.parse().with_context(|| format!("{}: arm `{name}`", path.display()))?;
+        let mut rates: Vec<Option<SideRates>> = prices.timestamps.iter().map(|t| days.get(&t.date()).map(|r| SideRates::both(*r))).collect();
+        forward_fill(&mut rates);
+        println!("audited arm {arm}: {} day(s) of {asset}, {} .. {}", days.len(), days.keys().next().map_or("-".into(), |d| d.to_string()), days.keys().last().map_or("-".into(), |d| d.to_string()));
+        out.push((arm, rates));
+    }
+    if out.is_empty() {
+        bail!("{}: no audited margin", path.display());
+    }
+    Ok(out)
 }
 
 fn p_cell(t: &LrTest) -> Cell {

@@ -24,6 +24,12 @@ pub struct CalibrateArgs {
     /// Seconds to keep trying to connect (a server that is still starting).
     #[arg(long, default_value_t = 30)]
     wait: u64,
+    /// Bearer token, for a server started with --auth-tokens.
+    #[arg(long, env = "FORESIGHT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM certificate of the CA that signed the server's certificate (TLS; use an https:// URL).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,26 +135,40 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.portfolio).with_context(|| format!("reading {}", args.portfolio.display()))?;
     let portfolio: Portfolio = serde_json::from_str(&text).with_context(|| format!("{}", args.portfolio.display()))?;
     let request = request(portfolio)?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone()).with_context(|| format!("--server {}", args.server))?;
+    if let Some(ca) = &args.ca_cert {
+        let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}", ca.display()))?;
+        endpoint = endpoint.tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem)))?;
+    }
+    let authorization: Option<tonic::metadata::MetadataValue<_>> =
+        args.token.as_ref().map(|t| format!("Bearer {t}").parse()).transpose().context("--token: not a valid header value")?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let response = runtime.block_on(async {
         let deadline = std::time::Instant::now() + Duration::from_secs(args.wait);
-        let mut client = loop {
-            match CalibrationServiceClient::connect(args.server.clone()).await {
+        let channel = loop {
+            match endpoint.connect().await {
                 Ok(c) => break c,
                 Err(e) if std::time::Instant::now() >= deadline => return Err(anyhow::anyhow!("cannot reach {}: {e}", args.server)),
                 Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         };
+        let mut client = CalibrationServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            if let Some(value) = &authorization {
+                r.metadata_mut().insert("authorization", value.clone());
+            }
+            Ok(r)
+        });
         client.calibrate(request).await.map(|r| r.into_inner()).map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))
     })?;
     println!(
-        "{}: initial margin {:.2}, maintenance {:.2}; multiplier {:.3} over the reactive {:.2} (before the rails {:.3}){}",
+        "{}: initial margin {:.2}, maintenance {:.2}; multiplier {:.3} over the reactive {:.2} (before the rails {:.3}); arm {}{}",
         response.account_id,
         response.initial_margin,
         response.maintenance_margin,
         response.multiplier,
         response.reactive_initial_margin,
         response.raw_multiplier,
+        response.arm,
         if response.guards_applied.is_empty() { String::new() } else { format!("; rails: {}", response.guards_applied.join(", ")) }
     );
     for c in &response.components {
@@ -170,6 +190,9 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
             if c.approximate { " (Greeks: approximate)" } else { "" },
             c.fallback.as_ref().map_or(String::new(), |f| format!("; FALLBACK to reactive: {f}"))
         );
+    }
+    for s in &response.shadow {
+        println!("  shadow {}: initial margin {:.2}, multiplier {:.3}{}", s.arm, s.initial_margin, s.multiplier, if s.fallbacks.is_empty() { String::new() } else { format!("; fallbacks: {}", s.fallbacks.join("; ")) });
     }
     Ok(())
 }

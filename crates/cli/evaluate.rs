@@ -234,6 +234,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             out: args.out.as_ref().map_or_else(|| PathBuf::from("reports/evaluate_margin"), |d| d.join("margin")),
             events: backtest::parse_events(&[])?,
             registry: args.registry.clone(),
+            audit: None,
         })?;
     }
     Ok(())

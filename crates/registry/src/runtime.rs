@@ -109,8 +109,15 @@ impl LoadedModel {
     /// Loads serialized ONNX bytes whose signature the card gives.
     pub fn from_bytes(bytes: &[u8], signature: &OnnxSignature) -> Result<Self> {
         let env = environment()?;
+        // Foresight's models are a few small matrices: one thread per run, and no idle spinning
+        // (ONNX Runtime's pool would otherwise busy-wait after each run, taking cores the
+        // service and its callers need).
         let session = Session::builder(env)
             .map_err(runtime_error("session"))?
+            .with_intra_threads(1)
+            .map_err(|e| RegistryError::Runtime(format!("session threads: {e}")))?
+            .with_intra_op_spinning(false)
+            .map_err(|e| RegistryError::Runtime(format!("session spinning: {e}")))?
             .commit_from_memory(bytes)
             .map_err(runtime_error("loading the model"))?;
         for name in std::iter::once(&signature.input).chain(&signature.outputs) {

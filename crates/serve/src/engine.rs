@@ -164,6 +164,8 @@ pub struct Engine {
     /// `<asset>/<task>` → `name@vN`.
     champions: BTreeMap<String, String>,
     arms: Vec<ServeArm>,
+    /// `(arm, weight)` as `split::assign` takes them.
+    weights: Vec<(String, f64)>,
     correlation: Option<(Vec<String>, Vec<Vec<f64>>)>,
 }
 
@@ -363,7 +365,8 @@ impl Engine {
             Ok(value) => Some(parse_correlation(&value)?),
             Err(_) => None, // no artifact: no offset across underlyings
         };
-        Ok((Self { config, generation, reactive, models, champions, arms, correlation }, report))
+        let weights = arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
+        Ok((Self { config, generation, reactive, models, champions, arms, weights, correlation }, report))
     }
 
     /// This generation's number (1 at start-up, +1 at every swap).
@@ -618,8 +621,7 @@ impl Engine {
 
     /// The arm an account is assigned to.
     pub fn assigned_arm(&self, account_id: &str) -> &ServeArm {
-        let split: Vec<(String, f64)> = self.arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
-        let name = assign(account_id, &split).unwrap_or(&self.arms[0].name).to_string();
+        let name = assign(account_id, &self.weights).unwrap_or(&self.arms[0].name);
         self.arms.iter().find(|a| a.name == name).unwrap_or(&self.arms[0])
     }
 

@@ -22,7 +22,8 @@ pub enum Durability {
     /// After an fsync shared with every line written in the same group (the default).
     #[default]
     GroupCommit,
-    /// After an fsync of its own.
+    /// After an fsync of its own call's lines (one per call: a calibration with its shadow
+    /// arms, a batch, a group of published updates), never shared with another call.
     FsyncEach,
     /// Once handed to the operating system (survives a killed process, not a power loss).
     Buffered,
@@ -67,8 +68,9 @@ pub enum JournalError {
 /// Most lines written by one group.
 const MAX_GROUP: usize = 4096;
 
+/// One call's lines, each ending in `\n`.
 struct Pending {
-    line: Vec<u8>,
+    lines: Vec<u8>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -143,12 +145,16 @@ impl Journal {
         self.durability
     }
 
-    /// Queues `record` as one line; the receiver answers once it is stored. Lines are written
-    /// in the order they are queued.
-    pub fn queue<T: Serialize>(&self, record: &T) -> Result<oneshot::Receiver<Result<(), String>>, JournalError> {
-        let line = serde_json::to_vec(record).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
+    /// Queues `records`, a line each, together; the receiver answers once they are stored.
+    /// Lines are written in the order they are queued.
+    pub fn queue<T: Serialize>(&self, records: &[T]) -> Result<oneshot::Receiver<Result<(), String>>, JournalError> {
+        let mut lines = Vec::with_capacity(256 * records.len());
+        for record in records {
+            serde_json::to_writer(&mut lines, record).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
+            lines.push(b'\n');
+        }
         let (done, receiver) = oneshot::channel();
-        self.sender.send(Pending { line, done }).map_err(|_| JournalError::Closed(self.path.clone()))?;
+        self.sender.send(Pending { lines, done }).map_err(|_| JournalError::Closed(self.path.clone()))?;
         Ok(receiver)
     }
 
@@ -161,9 +167,9 @@ impl Journal {
         }
     }
 
-    /// Appends one record and waits until it is stored.
-    pub async fn append<T: Serialize>(&self, record: &T) -> Result<(), JournalError> {
-        let receiver = self.queue(record)?;
+    /// Appends records and waits until they are stored.
+    pub async fn append<T: Serialize>(&self, records: &[T]) -> Result<(), JournalError> {
+        let receiver = self.queue(records)?;
         self.stored(receiver).await
     }
 }
@@ -182,15 +188,13 @@ fn write_groups(mut file: File, receiver: &mpsc::Receiver<Pending>, durability: 
         }
         let result = match durability {
             Durability::FsyncEach => group.iter().try_for_each(|p| {
-                file.write_all(&p.line)?;
-                file.write_all(b"\n")?;
+                file.write_all(&p.lines)?;
                 file.sync_data()
             }),
             Durability::GroupCommit | Durability::Buffered => {
                 bytes.clear();
                 for p in &group {
-                    bytes.extend_from_slice(&p.line);
-                    bytes.push(b'\n');
+                    bytes.extend_from_slice(&p.lines);
                 }
                 file.write_all(&bytes).and_then(|()| if durability == Durability::GroupCommit { file.sync_data() } else { Ok(()) })
             }
@@ -218,11 +222,11 @@ mod tests {
         for durability in [Durability::GroupCommit, Durability::FsyncEach, Durability::Buffered] {
             let _ = std::fs::remove_file(&path);
             let journal = Journal::open(&path, durability).unwrap();
-            let receivers: Vec<_> = (0..100).map(|n| journal.queue(&Row { n }).unwrap()).collect();
+            let receivers: Vec<_> = (0..98).map(|n| journal.queue(&[Row { n }]).unwrap()).collect();
             for r in receivers {
                 journal.stored(r).await.unwrap();
             }
-            journal.append(&Row { n: 100 }).await.unwrap();
+            journal.append(&[Row { n: 98 }, Row { n: 99 }, Row { n: 100 }]).await.unwrap();
             let rows: Vec<Row> = read_lines(&path).unwrap();
             assert_eq!(rows, (0..=100).map(|n| Row { n }).collect::<Vec<_>>(), "{durability}");
         }
@@ -232,7 +236,7 @@ mod tests {
         drop(file);
         assert_eq!(read_lines::<Row>(&path).unwrap().len(), 101);
         let journal = Journal::open(&path, Durability::GroupCommit).unwrap();
-        journal.append(&Row { n: 101 }).await.unwrap();
+        journal.append(&[Row { n: 101 }]).await.unwrap();
         let rows: Vec<Row> = read_lines(&path).unwrap();
         assert_eq!(rows.last(), Some(&Row { n: 101 }));
         assert_eq!(rows.len(), 102);

@@ -223,8 +223,8 @@ impl MarketState {
     /// it is queued, so later updates of the same call see it.
     pub async fn publish(&self, updates: &[proto::MarketUpdate]) -> Result<Vec<proto::PublishAck>, JournalError> {
         let mut acks = Vec::with_capacity(updates.len());
-        let mut waiting = Vec::new();
-        {
+        let mut stored = Vec::new();
+        let waiting = {
             let mut assets = self.assets.lock().map_err(|_| JournalError::Closed(self.journal.path().to_path_buf()))?;
             for u in updates {
                 let ack = |status: proto::AckStatus, error: String| proto::PublishAck { asset: u.asset.clone(), sequence: u.sequence, status: status as i32, error };
@@ -237,7 +237,7 @@ impl MarketState {
                 };
                 match assets.entry(u.asset.clone()).or_default().apply(&record) {
                     Ok(true) => {
-                        waiting.push(self.journal.queue(&record)?);
+                        stored.push(record);
                         acks.push(ack(proto::AckStatus::Stored, String::new()));
                     }
                     Ok(false) => acks.push(ack(proto::AckStatus::Duplicate, String::new())),
@@ -245,10 +245,13 @@ impl MarketState {
                 }
             }
             assets.retain(|_, s| s.last_sequence > 0); // an asset whose every update was rejected
-        }
-        for receiver in waiting {
-            self.journal.stored(receiver).await?;
-        }
+            // Queued under the lock, so the journal's order is the order they were applied in.
+            if stored.is_empty() {
+                return Ok(acks);
+            }
+            self.journal.queue(&stored)?
+        };
+        self.journal.stored(waiting).await?;
         Ok(acks)
     }
 

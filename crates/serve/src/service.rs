@@ -121,12 +121,9 @@ impl CalibrationApi {
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(status)?;
-        if let Some(journal) = &self.serving.audit {
+        if let Some(journal) = self.serving.audit.as_ref().filter(|_| !audit.is_empty()) {
             // Every margin is on record before it is returned.
-            let waiting: Vec<_> = audit.iter().map(|r| journal.queue(r)).collect::<Result<_, _>>().map_err(|e| Status::unavailable(e.to_string()))?;
-            for w in waiting {
-                journal.stored(w).await.map_err(|e| Status::unavailable(format!("audit log: {e}")))?;
-            }
+            journal.append(&audit).await.map_err(|e| Status::unavailable(format!("audit log: {e}")))?;
         }
         Ok(results)
     }

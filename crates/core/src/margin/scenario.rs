@@ -154,17 +154,24 @@ pub fn scenarios(rate: f64, config: &ScenarioConfig) -> Vec<Scenario> {
         .collect()
 }
 
-/// Value change of `quantity` units of `instrument` when the underlying moves from `spot` by
-/// `s` and implied vol from `sigma` by `v` (relative).
-fn value_change(instrument: &Instrument, quantity: f64, spot: f64, sigma: f64, s: Scenario, rate: f64) -> f64 {
+/// Today's value per unit of an option (the base every scenario is compared with); 0 for the
+/// others, whose value changes are computed directly.
+fn base_value(instrument: &Instrument, spot: f64, sigma: f64, rate: f64) -> f64 {
+    match *instrument {
+        Instrument::Option { kind, strike, expiry_years } => price(kind, spot, strike, expiry_years, rate, sigma),
+        Instrument::Linear | Instrument::Greeks { .. } => 0.0,
+    }
+}
+
+/// Value change of `quantity` units of `instrument` (worth `base` per unit today) when the
+/// underlying moves from `spot` by `s` and implied vol from `sigma` by `v` (relative).
+fn value_change(instrument: &Instrument, quantity: f64, base: f64, spot: f64, sigma: f64, s: Scenario, rate: f64) -> f64 {
     let shocked_spot = spot * (1.0 + s.price_shock);
     let shocked_vol = (sigma * (1.0 + s.vol_shock)).max(0.0);
     quantity
         * match *instrument {
             Instrument::Linear => shocked_spot - spot,
-            Instrument::Option { kind, strike, expiry_years } => {
-                price(kind, shocked_spot, strike, expiry_years, rate, shocked_vol) - price(kind, spot, strike, expiry_years, rate, sigma)
-            }
+            Instrument::Option { kind, strike, expiry_years } => price(kind, shocked_spot, strike, expiry_years, rate, shocked_vol) - base,
             Instrument::Greeks { delta, gamma, vega } => {
                 let ds = shocked_spot - spot;
                 delta * ds + 0.5 * gamma * ds * ds + vega * (shocked_vol - sigma)
@@ -249,7 +256,10 @@ pub fn portfolio_margin(
     for (name, group) in by_underlying {
         let m = markets[name];
         let grid = scenarios(m.margin_rate, config);
-        let loss = |s: Scenario| -group.iter().map(|p| value_change(&p.instrument, p.quantity, m.spot, m.implied_vol, s, config.rate)).sum::<f64>();
+        let base: Vec<f64> = group.iter().map(|p| base_value(&p.instrument, m.spot, m.implied_vol, config.rate)).collect();
+        let loss = |s: Scenario| {
+            -group.iter().zip(&base).map(|(p, b)| value_change(&p.instrument, p.quantity, *b, m.spot, m.implied_vol, s, config.rate)).sum::<f64>()
+        };
         let (binding, worst) = grid.iter().map(|s| (*s, loss(*s))).fold((grid[0], f64::NEG_INFINITY), |best, (s, l)| if l > best.1 { (s, l) } else { best });
         let delta_of = |p: &Position| match p.instrument {
             Instrument::Linear => 1.0,
