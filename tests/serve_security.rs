@@ -65,7 +65,8 @@ async fn tls_and_bearer_tokens_guard_the_api_while_health_and_reflection_stay_op
     let mut answers = reflection.server_reflection_info(tokio_stream::iter(vec![ask])).await.unwrap().into_inner();
     let Some(MessageResponse::ListServicesResponse(list)) = answers.message().await.unwrap().unwrap().message_response else { panic!("no service list") };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["foresight.v1.CalibrationService", "foresight.v1.MarketDataService", "foresight.v1.ModelService", "grpc.health.v1.Health"] {
+    let apis = ["foresight.v1.CalibrationService", "foresight.v1.MarketDataService", "foresight.v1.ModelService", "inference.GRPCInferenceService"];
+    for expected in apis.iter().chain(&["grpc.health.v1.Health"]) {
         assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
     }
 }

@@ -8,6 +8,7 @@ mod doctor;
 mod margin;
 mod reference;
 mod serve;
+mod serve_inference;
 mod serve_ops;
 mod serve_security;
 mod registry_arms;

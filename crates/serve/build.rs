@@ -1,9 +1,11 @@
-//! Generates the `foresight.v1` servers and clients from `proto/foresight/v1/`, and the file
+//! Generates the `foresight.v1` servers and clients from `proto/foresight/v1/`, the Open
+//! Inference Protocol v2 (`proto/inference/`), and the file
 //! descriptor set that server reflection serves.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protos: Vec<_> = ["calibration", "market_data", "models"].iter().map(|p| dir.join(format!("foresight/v1/{p}.proto"))).collect();
+    let mut protos: Vec<_> = ["calibration", "market_data", "models"].iter().map(|p| dir.join(format!("foresight/v1/{p}.proto"))).collect();
+    protos.push(dir.join("inference/grpc_predict_v2.proto"));
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }

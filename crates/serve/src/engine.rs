@@ -125,6 +125,19 @@ pub struct Served {
     model: Mutex<LoadedModel>,
 }
 
+impl Served {
+    /// Runs whole input rows (concatenated) through the model: each output's values, a value
+    /// per row.
+    pub fn run_rows(&self, rows: &[f64]) -> Result<BTreeMap<String, Vec<f64>>, String> {
+        self.model.lock().map_err(|_| "model lock poisoned".to_string())?.run(rows).map_err(|e| e.to_string())
+    }
+
+    /// Values in one input row.
+    pub fn row_width(&self) -> usize {
+        self.card.onnx.input_shape.iter().skip(1).map(|&d| d.max(1) as usize).product()
+    }
+}
+
 /// Where an arm's forward rate comes from.
 #[derive(Debug, Clone, PartialEq)]
 enum ArmModel {

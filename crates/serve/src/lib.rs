@@ -2,7 +2,8 @@
 //!
 //! The gRPC calibration service. Layout, from the wire inwards:
 //! - [`server`]: transport, TLS, bearer auth, health and reflection around
-//! - [`service`]: thin tonic services (calibration, market data, models) over
+//! - [`service`]: thin tonic services (calibration, market data, models) and [`inference`]
+//!   (the Open Inference Protocol over the raw forecasters), over
 //! - [`serving`]: the shared state: the current [`engine`] generation (hot-swapped), the
 //!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`];
 //! - [`engine`]: the registry's models through ONNX Runtime, arms and their A/B split, and
@@ -14,6 +15,7 @@
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod inference;
 pub mod journal;
 pub mod market;
 pub mod series;
@@ -26,10 +28,18 @@ pub mod serving;
 pub mod proto {
     tonic::include_proto!("foresight.v1");
 
-    /// The file descriptor set of the API, for server reflection.
+    /// The file descriptor set of every API served (Foresight's and the inference protocol's),
+    /// for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("foresight_descriptor");
 }
 
+/// The Open Inference Protocol v2 (`inference` package) generated from `proto/inference/`.
+#[allow(missing_docs, clippy::all)]
+pub mod oip {
+    tonic::include_proto!("inference");
+}
+
 pub use engine::{Engine, EngineConfig, EngineError, Split};
+pub use inference::InferenceApi;
 pub use service::{CalibrationApi, MarketDataApi, ModelApi};
 pub use serving::{Serving, ServingConfig};

@@ -1,4 +1,4 @@
-//! The server: the Foresight services behind optional bearer-token auth, gRPC health and server
+//! The server: the Foresight services and the Open Inference Protocol behind optional bearer-token auth, gRPC health and server
 //! reflection beside them, optional TLS (rustls), message-size limits, a per-call time limit
 //! (callers' own deadlines are honoured too) and graceful shutdown. The binary and the tests
 //! start it through [`run`].
@@ -17,7 +17,8 @@ use tonic::{Request, Status};
 use crate::proto::calibration_service_server::CalibrationServiceServer;
 use crate::proto::market_data_service_server::MarketDataServiceServer;
 use crate::proto::model_service_server::ModelServiceServer;
-use crate::{CalibrationApi, MarketDataApi, ModelApi, Serving, proto};
+use crate::oip::grpc_inference_service_server::GrpcInferenceServiceServer;
+use crate::{CalibrationApi, InferenceApi, MarketDataApi, ModelApi, Serving, proto};
 
 /// How the server talks to callers.
 #[derive(Debug, Clone)]
@@ -86,11 +87,13 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
     let calibration = CalibrationServiceServer::new(CalibrationApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
     let market = MarketDataServiceServer::new(MarketDataApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
     let models = ModelServiceServer::new(ModelApi::new(serving.clone()));
+    let inference = GrpcInferenceServiceServer::new(InferenceApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CalibrationServiceServer<CalibrationApi>>().await;
     health.set_serving::<MarketDataServiceServer<MarketDataApi>>().await;
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
+    health.set_serving::<GrpcInferenceServiceServer<InferenceApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -106,7 +109,8 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
         .add_service(reflection)
         .add_service(InterceptedService::new(calibration, auth.clone()))
         .add_service(InterceptedService::new(market, auth.clone()))
-        .add_service(InterceptedService::new(models, auth))
+        .add_service(InterceptedService::new(models, auth.clone()))
+        .add_service(InterceptedService::new(inference, auth))
         // No Nagle: small responses would otherwise wait on the client's delayed ACK (40 ms).
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async {
             shutdown.await;
