@@ -146,7 +146,7 @@ async fn bad_updates_are_rejected_with_the_field_and_not_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_posts_the_assigned_arm_and_audits_every_arm() {
     let state = tempfile::tempdir().unwrap();
-    let (address, _serving) = serve(config(&root().join("models"), Some(state.path()))).await;
+    let (address, serving) = serve(config(&root().join("models"), Some(state.path()))).await;
     let address = format!("http://{address}");
     publish(&address, btc_updates(3)).await;
     let mut models = ModelServiceClient::connect(address.clone()).await.unwrap();
@@ -180,11 +180,33 @@ async fn shadow_mode_posts_the_assigned_arm_and_audits_every_arm() {
     assert!(pinned.underlyings[0].fallback.is_none() && pinned.underlyings[0].rate > 0.0);
     let fixed = audit.iter().find(|r| r.arm == "static:0.16").unwrap();
     assert_eq!(fixed.underlyings[0].rate, 0.16);
+    // The same calls, counted by Prometheus: per arm, posted or shadow; latency per method.
+    let bound = foresight_serve::metrics::spawn(serving.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let text = tokio::task::spawn_blocking(move || http_get(bound, "/metrics")).await.unwrap();
+    let total = |prefix: &str, filter: &str| -> f64 {
+        text.lines().filter(|l| l.starts_with(prefix) && l.contains(filter)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    };
+    assert_eq!(total("foresight_calibrations_total{", "posted=\"true\""), 80.0, "{text}");
+    assert_eq!(total("foresight_calibrations_total{", "posted=\"false\""), 240.0);
+    assert_eq!(total("foresight_multiplier_count{", "arm=\"static:0.16\""), 80.0);
+    assert_eq!(total("foresight_request_seconds_count{", "method=\"calibrate\""), 80.0);
+    assert_eq!(total("foresight_market_updates_total{", "status=\"stored\""), 403.0);
     // The split outlives a restart.
     drop(client);
     let (address, _serving) = serve(config(&root().join("models"), Some(state.path()))).await;
     let mut models = ModelServiceClient::connect(format!("http://{address}")).await.unwrap();
     assert_eq!(models.list_models(proto::ListModelsRequest {}).await.unwrap().into_inner().split.unwrap().arms.len(), 4);
+}
+
+/// The body of an HTTP GET.
+fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
 /// A scratch copy of the committed registry.

@@ -21,6 +21,8 @@ pub struct ServeFile {
     pub registry: Option<PathBuf>,
     /// Address to listen on (default `127.0.0.1:50051`).
     pub listen: Option<SocketAddr>,
+    /// Address of the plain-HTTP `GET /metrics` endpoint (Prometheus); unset: none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Folder of the market state, audit log and split; unset: inline history only, no audit.
     pub state_dir: Option<PathBuf>,
     /// `group-commit` (default), `fsync-each` or `buffered`.
@@ -68,6 +70,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Hot-reload period in seconds (0: off).
     pub reload_interval_secs: u64,
+    /// The metrics endpoint's address.
+    pub metrics_listen: Option<SocketAddr>,
     /// Transport, limits and security.
     pub server: ServerOptions,
 }
@@ -128,6 +132,7 @@ impl ServeFile {
             serving,
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
             reload_interval_secs: self.reload_interval_secs.unwrap_or(5),
+            metrics_listen: self.metrics_listen,
             server,
         })
     }

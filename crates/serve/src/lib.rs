@@ -18,6 +18,7 @@ pub mod engine;
 pub mod inference;
 pub mod journal;
 pub mod market;
+pub mod metrics;
 pub mod series;
 pub mod server;
 pub mod service;

@@ -38,6 +38,9 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Address for Prometheus' `GET /metrics` (plain HTTP), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", env = "FORESIGHT_SERVE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// File of accepted bearer tokens, one per line; callers send `authorization: Bearer <token>`.
     #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_AUTH_TOKENS")]
     auth_tokens: Option<PathBuf>,
@@ -63,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     file.tls_cert = args.tls_cert.or(file.tls_cert);
     file.tls_key = args.tls_key.or(file.tls_key);
     file.auth_tokens_file = args.auth_tokens.or(file.auth_tokens_file);
+    file.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     let settings = file.settings()?;
 
     let serving = Arc::new(Serving::open(settings.serving.clone())?);
@@ -74,6 +78,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(arms = arms.join(" "), shadow = engine.split().shadow, reactive = engine.reactive_arm(), "split");
     if settings.reload_interval_secs > 0 {
         serving.watch_registry(Duration::from_secs(settings.reload_interval_secs));
+    }
+    if let Some(address) = settings.metrics_listen {
+        let bound = foresight_serve::metrics::spawn(serving.clone(), address).await?;
+        tracing::info!(%bound, "metrics on GET /metrics");
     }
     let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", settings.listen))?;
     let tls = if settings.server.tls.is_some() { "TLS" } else { "plaintext" };

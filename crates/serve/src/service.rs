@@ -96,9 +96,11 @@ impl CalibrationApi {
     /// request, and writes the audit records of the successful ones before returning.
     async fn calibrate_many(
         &self,
+        method: &str,
         requests: Vec<proto::CalibrateRequest>,
         shared: Vec<proto::AssetMarket>,
     ) -> Result<Vec<Result<proto::CalibrateResponse, Status>>, Status> {
+        let started = std::time::Instant::now();
         let _permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let serving = self.serving.clone();
         let (results, audit) = tokio::task::spawn_blocking(move || {
@@ -110,6 +112,7 @@ impl CalibrationApi {
                 .iter()
                 .map(|request| {
                     let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
+                    serving.metrics.record(&calibration);
                     if serving.audit.is_some() {
                         audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
                     }
@@ -125,6 +128,7 @@ impl CalibrationApi {
             // Every margin is on record before it is returned.
             journal.append(&audit).await.map_err(|e| Status::unavailable(format!("audit log: {e}")))?;
         }
+        self.serving.metrics.observe_latency(method, started.elapsed().as_secs_f64());
         Ok(results)
     }
 }
@@ -152,7 +156,7 @@ fn code_name(code: tonic::Code) -> &'static str {
 #[tonic::async_trait]
 impl CalibrationService for CalibrationApi {
     async fn calibrate(&self, request: Request<proto::CalibrateRequest>) -> Result<Response<proto::CalibrateResponse>, Status> {
-        let mut results = self.calibrate_many(vec![request.into_inner()], Vec::new()).await?;
+        let mut results = self.calibrate_many("calibrate", vec![request.into_inner()], Vec::new()).await?;
         results.pop().unwrap_or_else(|| Err(Status::internal("no result"))).map(Response::new)
     }
 
@@ -166,7 +170,7 @@ impl CalibrationService for CalibrationApi {
             )));
         }
         let ids: Vec<String> = request.accounts.iter().map(|a| a.account_id.clone()).collect();
-        let results = self.calibrate_many(request.accounts, request.markets).await?;
+        let results = self.calibrate_many("calibrate_batch", request.accounts, request.markets).await?;
         Ok(Response::new(proto::CalibrateBatchResponse { results: ids.into_iter().zip(results).map(|(id, r)| result(id, r)).collect() }))
     }
 
@@ -181,7 +185,7 @@ impl CalibrationService for CalibrationApi {
                 let out = match message {
                     Ok(request) => {
                         let id = request.account_id.clone();
-                        match api.calibrate_many(vec![request], Vec::new()).await {
+                        match api.calibrate_many("calibrate_stream", vec![request], Vec::new()).await {
                             Ok(mut r) => Ok(result(id, r.pop().unwrap_or_else(|| Err(Status::internal("no result"))))),
                             Err(s) if s.code() == tonic::Code::ResourceExhausted => Ok(result(id, Err(s))),
                             Err(s) => Err(s),
@@ -277,6 +281,7 @@ impl MarketDataService for MarketDataApi {
                 }
                 match market.publish(&group).await {
                     Ok(acks) => {
+                        serving.metrics.market_acks(&acks);
                         for ack in acks {
                             if sender.send(Ok(ack)).await.is_err() {
                                 return;

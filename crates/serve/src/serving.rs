@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::engine::{Engine, EngineConfig, ForecastCache, ReloadReport, Split};
 use crate::journal::{Durability, Journal};
 use crate::market::MarketState;
+use crate::metrics::Metrics;
 
 /// Files in the state folder besides the market state's.
 const SPLIT_FILE: &str = "split.json";
@@ -48,6 +49,8 @@ pub struct Serving {
     pub market: Option<MarketState>,
     /// The audit log, when a state folder is configured.
     pub audit: Option<Journal>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     split_file: Option<PathBuf>,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
@@ -83,6 +86,7 @@ impl Serving {
             cache: ForecastCache::default(),
             market,
             audit,
+            metrics: Metrics::default(),
             split_file,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             max_in_flight: config.max_in_flight,
@@ -127,7 +131,10 @@ impl Serving {
 
     /// A slot for one calibration call, or [`Overloaded`].
     pub fn admit(&self) -> Result<OwnedSemaphorePermit, Overloaded> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| Overloaded(self.max_in_flight))
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.shed();
+            Overloaded(self.max_in_flight)
+        })
     }
 
     /// Watches the registry's index and reloads when it changes, every `every`.

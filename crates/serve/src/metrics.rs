@@ -1,0 +1,157 @@
+//! Prometheus metrics: per arm, how many margins were computed (posted or shadow), the
+//! distribution of their multipliers and their fallbacks to the reactive arm; per call type,
+//! latency; calls shed, market updates by outcome, the engine generation. Served as text on
+//! `GET /metrics` of a separate plain-HTTP port (`metrics_listen`), for a scraper inside the
+//! deployment's network.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::{ArmMargin, Calibration};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArmLabels {
+    arm: String,
+    posted: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    arm: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+fn multiplier_histogram() -> Histogram {
+    // 0.25 .. 4 in factors of √2: the rails cap at 3× by default, the floor at 0.8×.
+    Histogram::new(exponential_buckets(0.25, std::f64::consts::SQRT_2, 9))
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. 1.6 s in doublings.
+    Histogram::new(exponential_buckets(50e-6, 2.0, 16))
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    calibrations: Family<ArmLabels, Counter>,
+    multiplier: Family<ArmLabels, Histogram, fn() -> Histogram>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    shed: Counter,
+    market_updates: Family<StatusLabels, Counter>,
+    generation: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("foresight");
+        let calibrations = Family::<ArmLabels, Counter>::default();
+        let multiplier = Family::<ArmLabels, Histogram, fn() -> Histogram>::new_with_constructor(multiplier_histogram as fn() -> Histogram);
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        let latency = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let shed = Counter::default();
+        let market_updates = Family::<StatusLabels, Counter>::default();
+        let generation = Gauge::default();
+        registry.register("calibrations", "Margins computed, by arm and whether they were posted (or shadow)", calibrations.clone());
+        registry.register("multiplier", "Posted initial margin over the reactive arm's, by arm", multiplier.clone());
+        registry.register("fallbacks", "Underlyings that fell back to the reactive rate, by arm and reason", fallbacks.clone());
+        registry.register("request_seconds", "Time to serve a call, by method", latency.clone());
+        registry.register("shed", "Calls refused with RESOURCE_EXHAUSTED", shed.clone());
+        registry.register("market_updates", "Published market updates, by acknowledgement", market_updates.clone());
+        registry.register("engine_generation", "Engine generation being served (rises at each reload or split change)", generation.clone());
+        Self { registry, calibrations, multiplier, fallbacks, latency, shed, market_updates, generation }
+    }
+}
+
+impl Metrics {
+    fn record_arm(&self, arm: &ArmMargin, posted: bool) {
+        let labels = ArmLabels { arm: arm.arm.clone(), posted: posted.to_string() };
+        self.calibrations.get_or_create(&labels).inc();
+        self.multiplier.get_or_create(&labels).observe(arm.margin.posted.multiplier);
+        for fallback in arm.margin.fallbacks.values() {
+            let reason = crate::audit::snake_name(fallback);
+            let reason = serde_json::from_str::<serde_json::Value>(&reason)
+                .ok()
+                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+                .unwrap_or(reason);
+            self.fallbacks.get_or_create(&FallbackLabels { arm: arm.arm.clone(), reason }).inc();
+        }
+    }
+
+    /// Counts one calibration: the posted arm and every shadow arm.
+    pub fn record(&self, calibration: &Calibration) {
+        self.record_arm(&calibration.posted, true);
+        for s in &calibration.shadow {
+            self.record_arm(s, false);
+        }
+        self.generation.set(calibration.generation as i64);
+    }
+
+    /// Records the time a call of `method` took.
+    pub fn observe_latency(&self, method: &str, seconds: f64) {
+        self.latency.get_or_create(&MethodLabels { method: method.to_string() }).observe(seconds);
+    }
+
+    /// Counts a shed call.
+    pub fn shed(&self) {
+        self.shed.inc();
+    }
+
+    /// Counts market-update acknowledgements.
+    pub fn market_acks(&self, acks: &[crate::proto::PublishAck]) {
+        for ack in acks {
+            let status = crate::proto::AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| s.as_str_name().to_lowercase());
+            self.market_updates.get_or_create(&StatusLabels { status }).inc();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(metrics: Arc<crate::Serving>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let serving = metrics.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], serving.metrics.encode()) }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+/// Binds `address` and serves the metrics there in the background.
+pub async fn spawn(serving: Arc<crate::Serving>, address: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("metrics_listen {address}: {e}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = serve(serving, listener).await {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
