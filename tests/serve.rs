@@ -132,6 +132,34 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
         (request(vec![linear(f64::NAN)], market.clone()), "positions[0].quantity"),
         (request(vec![Position { underlying: "ETH".into(), ..linear(1.0) }], market.clone()), "positions[0].underlying"),
         (request(vec![linear(1.0)], AssetMarket { spot: -5.0, ..market.clone() }), "markets[0].spot"),
+        (request(vec![linear(1.0)], AssetMarket { spot: f64::INFINITY, ..market.clone() }), "markets[0].spot"),
+        (request(vec![linear(1.0)], AssetMarket { implied_vol: -0.2, ..market.clone() }), "markets[0].implied_vol"),
+        (request(vec![linear(1.0)], AssetMarket { depth_notional: Some(0.0), ..market.clone() }), "markets[0].depth_notional"),
+        (request(vec![linear(1e13)], market.clone()), "positions[0].quantity"),
+        (CalibrateRequest { account_id: String::new(), ..request(vec![linear(1.0)], market.clone()) }, "account_id"),
+        (CalibrateRequest { previous_initial_margin: Some(f64::NAN), ..request(vec![linear(1.0)], market.clone()) }, "previous_initial_margin"),
+        (
+            request(
+                vec![Position {
+                    instrument: Some(position::Instrument::Option(proto::OptionTerms { r#type: proto::OptionType::Put as i32, strike: -1.0, expiry_years: 0.1 })),
+                    ..linear(1.0)
+                }],
+                market.clone(),
+            ),
+            "positions[0].option.strike",
+        ),
+        (
+            request(vec![Position { instrument: Some(position::Instrument::Greeks(proto::Greeks { delta: f64::NAN, gamma: 0.0, vega: 0.0 })), ..linear(1.0) }], market.clone()),
+            "positions[0].greeks.delta",
+        ),
+        (
+            request(vec![linear(1.0)], {
+                let mut m = market.clone();
+                m.history[5].realized_variance = Some(-1e-4);
+                m
+            }),
+            "markets[0].history[5].realized_variance",
+        ),
         (request(vec![linear(1.0)], AssetMarket { history: market.history[..10].to_vec(), ..market.clone() }), "markets[0].history"),
         (
             request(vec![linear(1.0)], {
@@ -163,4 +191,23 @@ async fn a_person_calibrates_a_portfolio_file_with_the_cli() {
     assert!(out.contains("model btc-dvol-har-x@v1") && out.contains("(Greeks: approximate)") && !out.contains("FALLBACK"), "{out}");
     let err = crate::util::foresight_err(&["calibrate", "--portfolio", "training/portfolio_btc.json", "--server", "http://127.0.0.1:9", "--wait", "0"]);
     assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_rails_hold_margin_releases_to_the_fall_limit() {
+    let mut client = client().await;
+    let market = btc_market(400);
+    let free = client.calibrate(request(vec![linear(1.0)], market.clone())).await.unwrap().into_inner();
+    assert!(free.guards_applied.is_empty(), "{:?}", free.guards_applied);
+    // Yesterday's margin was twice today's: it may fall at most 10% (the default rail).
+    let previous = 2.0 * free.initial_margin;
+    let held = client
+        .calibrate(CalibrateRequest { previous_initial_margin: Some(previous), ..request(vec![linear(1.0)], market) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(held.guards_applied, ["max_fall"]);
+    assert!((held.initial_margin - 0.9 * previous).abs() < 1e-9 * previous);
+    assert!((held.maintenance_margin - 0.5 * held.initial_margin).abs() < 1e-9 * previous);
+    assert_eq!(held.raw_multiplier, free.raw_multiplier, "the rails move the posted margin, not the forecast");
 }

@@ -71,10 +71,16 @@ impl Drop for Process {
 
 /// Starts `foresight-serve` on the committed registry and `state`, and waits until it answers.
 async fn start_binary(state: &Path) -> (Process, String) {
+    start_binary_on(&root().join("models"), state, 0).await
+}
+
+/// Starts `foresight-serve` on `registry` and `state`, checking the registry every
+/// `reload_secs` (0: never), and waits until it answers.
+async fn start_binary_on(registry: &Path, state: &Path, reload_secs: u64) -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(serve_binary())
-        .args(["--registry", root().join("models").to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--reload-interval", "0"])
+        .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--reload-interval", &reload_secs.to_string()])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -304,6 +310,15 @@ async fn batch_and_stream_return_one_result_per_account_in_order() {
     let im: Vec<f64> = out.iter().map(|r| margin(r).initial_margin).collect();
     assert!(im.windows(2).all(|w| w[1] > w[0]), "in order: larger positions, larger margin: {im:?}");
 
+    // Oversize batches are refused whole, naming the field.
+    let mut small = config(&root().join("models"), None);
+    small.max_batch = 2;
+    let (small_address, _small) = serve(small).await;
+    let mut small_client = CalibrationServiceClient::connect(format!("http://{small_address}")).await.unwrap();
+    let three = proto::CalibrateBatchRequest { accounts: vec![account("a", 1.0), account("b", 1.0), account("c", 1.0)], markets: vec![market.clone()] };
+    let e = small_client.calibrate_batch(three).await.unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().starts_with("accounts: 3 accounts; a batch takes 1 to 2"), "{e:?}");
+
     // Load shedding: with every slot taken, a call is refused at once, not queued.
     let held: Vec<_> = std::iter::from_fn(|| serving.admit().ok()).collect();
     assert_eq!(held.len(), 64);
@@ -357,4 +372,57 @@ async fn audited_shadow_margins_replay_as_a_backtest() {
     assert_eq!(scored("ewma:0.94", "exceptions"), exceptions as f64);
     let champion = scored("model:champion", "avg_margin");
     assert!(champion > 0.0 && champion < 0.16, "{champion}");
+}
+
+/// Issue 4's end-to-end path on the real binary: market data published → calibrated from it →
+/// A/B shadow → a new champion hot-reloaded → `kill -9` and restart, nothing acknowledged lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portfolio_goes_through_publish_calibrate_shadow_reload_and_restart() {
+    let registry = scratch_registry();
+    let state = tempfile::tempdir().unwrap();
+    let (mut process, address) = start_binary_on(registry.path(), state.path(), 1).await;
+    let acks = publish(&address, btc_updates(5)).await;
+    assert!(acks.iter().all(|a| a.status == AckStatus::Stored as i32));
+
+    let mut client = CalibrationServiceClient::connect(address.clone()).await.unwrap();
+    let first = client.calibrate(from_state("acct-e2e")).await.unwrap().into_inner();
+    assert_eq!((first.arm.as_str(), first.components[0].model.as_str()), ("model:champion", "btc-dvol-har-x@v1"));
+    assert!(first.shadow.is_empty());
+
+    let mut models = ModelServiceClient::connect(address.clone()).await.unwrap();
+    let split = proto::TrafficSplit {
+        arms: vec![proto::ArmWeight { arm: "model:champion".into(), weight: 1.0 }, proto::ArmWeight { arm: "ewma".into(), weight: 0.0 }],
+        shadow: true,
+    };
+    models.set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    let shadowed = client.calibrate(from_state("acct-e2e")).await.unwrap().into_inner();
+    assert_eq!(shadowed.initial_margin, first.initial_margin, "the champion still posts");
+    assert_eq!(shadowed.shadow.iter().map(|s| s.arm.as_str()).collect::<Vec<_>>(), ["ewma:0.94"]);
+
+    Registry::open(registry.path()).unwrap().promote(&"btc-log-har@v1".parse().unwrap(), Some("end-to-end test")).unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if generation(&mut models).await.1 == "btc-log-har@v1" {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "the new champion is picked up without a restart");
+    let after_reload = client.calibrate(from_state("acct-e2e")).await.unwrap().into_inner();
+    assert_eq!(after_reload.components[0].model, "btc-log-har@v1");
+
+    process.0.kill().unwrap();
+    process.0.wait().unwrap();
+    let (_process, address) = start_binary_on(registry.path(), state.path(), 1).await;
+    let mut models = ModelServiceClient::connect(address.clone()).await.unwrap();
+    let listed = models.list_models(proto::ListModelsRequest {}).await.unwrap().into_inner();
+    assert!(listed.split.unwrap().shadow, "the split survives the restart");
+    let mut client = CalibrationServiceClient::connect(address).await.unwrap();
+    let restarted = client.calibrate(from_state("acct-e2e")).await.unwrap().into_inner();
+    assert_eq!(restarted.components[0].model, "btc-log-har@v1");
+    assert_eq!(restarted.initial_margin, after_reload.initial_margin, "same state, same model: same margin");
+    let audit: Vec<AuditRecord> = read_lines(&state.path().join("audit.jsonl")).unwrap();
+    assert_eq!(audit.len(), 1 + 2 + 2 + 2, "every margin computed, posted or shadow, is on record");
+    assert_eq!(audit.iter().filter(|r| r.underlyings[0].model.as_deref() == Some("btc-log-har@v1")).count(), 2);
 }
