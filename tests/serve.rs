@@ -8,23 +8,17 @@ use foresight_serve::proto::calibration_service_client::CalibrationServiceClient
 use foresight_serve::proto::{self, AssetMarket, CalibrateRequest, DailyObservation, ForecastRequest, Position, position};
 use foresight_serve::server::ServerOptions;
 use foresight_serve::{EngineConfig, Serving, ServingConfig};
-use foresight_train::data::{ExogenousSource, Transform, load_daily_closes, load_ohlcv};
-use foresight_train::evaluate::DailyHistory;
+use foresight_train::evaluate::market_days;
 use tonic::Code;
 
 use crate::util::{data, root};
 
 /// BTC's last `days` days as the service takes them inline: close, 2-hour realized variance, DVOL.
 pub fn btc_market(days: usize) -> AssetMarket {
-    let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
-    let closes = load_daily_closes(&data("btc_usdt_1d.csv")).unwrap();
-    let dvol = ExogenousSource { file: data("btc_dvol_1d.csv"), transform: Transform::Last, periods_per_year: 365.0 }.load(&history.dates).unwrap();
-    let close_of = |d: chrono::NaiveDate| closes.timestamps.iter().position(|t| t.date() == d).map(|i| closes.values[i]);
-    let observations: Vec<DailyObservation> = history
-        .dates
-        .iter()
-        .enumerate()
-        .filter_map(|(t, d)| Some(DailyObservation { date: d.to_string(), close: close_of(*d)?, realized_variance: history.rv[t], implied_vol: dvol[t] }))
+    let observations: Vec<DailyObservation> = market_days(&data("btc_usdt_1d.csv"), &data("btc_usdt_2h.csv"), Some(&data("btc_dvol_1d.csv")))
+        .unwrap()
+        .into_iter()
+        .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
         .collect();
     let history = observations[observations.len() - days..].to_vec();
     let spot = history.last().unwrap().close;

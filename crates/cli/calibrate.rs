@@ -9,8 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
 use foresight_serve::proto::{self, AssetMarket, CalibrateRequest, DailyObservation, position};
-use foresight_train::data::{ExogenousSource, Transform, load_daily_closes, load_ohlcv};
-use foresight_train::evaluate::DailyHistory;
+use foresight_train::evaluate::market_days;
 use serde::Deserialize;
 
 #[derive(Debug, Args)]
@@ -85,19 +84,9 @@ struct MarketSpec {
 }
 
 fn market(spec: &MarketSpec) -> anyhow::Result<AssetMarket> {
-    let bars = load_ohlcv(spec.rv_data.as_ref().unwrap_or(&spec.data))?;
-    let history = DailyHistory::from_bars(&bars)?;
-    let closes = load_daily_closes(&spec.data)?;
-    let iv = match &spec.implied_vol_data {
-        Some(file) => ExogenousSource { file: file.clone(), transform: Transform::Last, periods_per_year: 365.0 }.load(&history.dates)?,
-        None => vec![None; history.dates.len()],
-    };
-    let by_date: std::collections::HashMap<_, _> = closes.timestamps.iter().map(|t| t.date()).zip(closes.values.iter().copied()).collect();
-    let observations: Vec<DailyObservation> = history
-        .dates
-        .iter()
-        .enumerate()
-        .filter_map(|(t, d)| Some(DailyObservation { date: d.to_string(), close: *by_date.get(d)?, realized_variance: history.rv[t], implied_vol: iv[t] }))
+    let observations: Vec<DailyObservation> = market_days(&spec.data, spec.rv_data.as_ref().unwrap_or(&spec.data), spec.implied_vol_data.as_deref())?
+        .into_iter()
+        .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
         .collect();
     let days = spec.days.unwrap_or(400).min(observations.len());
     let history = observations[observations.len() - days..].to_vec();

@@ -7,6 +7,7 @@
 //! the origins where every forecaster has one and the realized target is complete.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use chrono::NaiveDate;
 use foresight_core::calibrate::{CalibrationParams, FHS_MIN_RESIDUALS, ModelName, SideRates, fhs_horizons, fhs_rates, forward_fill};
@@ -20,7 +21,7 @@ use foresight_registry::ModelCard;
 use foresight_registry::inputs::ModelInput;
 use foresight_registry::runtime::LoadedModel;
 
-use crate::data::{ExogenousSource, Frequency, Ohlcv, Values};
+use crate::data::{ExogenousSource, Frequency, Ohlcv, Transform, Values, load_daily_closes, load_ohlcv};
 use crate::error::{DataError, Result};
 use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
 
@@ -35,6 +36,39 @@ pub struct DailyHistory {
     pub rv: Vec<Option<f64>>,
     /// Where the RV comes from: `intraday` or `range_gk`.
     pub rv_source: &'static str,
+}
+
+/// One day of an asset's market as a margin engine sends it to the service: close, realized
+/// variance, implied volatility (annualised percent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarketDay {
+    /// The day.
+    pub date: NaiveDate,
+    /// The daily close.
+    pub close: f64,
+    /// Realized variance of the day.
+    pub realized_variance: Option<f64>,
+    /// Implied volatility of the day, annualised percent (DVOL, VIX).
+    pub implied_vol: Option<f64>,
+}
+
+/// The days of `bars` (realized variance as [`DailyHistory::from_bars`] computes it) that have a
+/// close in the daily file `closes`, with `implied_vol` (a `date,close` file) where it has the
+/// day; oldest first.
+pub fn market_days(closes: &Path, bars: &Path, implied_vol: Option<&Path>) -> Result<Vec<MarketDay>> {
+    let history = DailyHistory::from_bars(&load_ohlcv(bars)?)?;
+    let daily = load_daily_closes(closes)?;
+    let iv = match implied_vol {
+        Some(file) => ExogenousSource { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: 365.0 }.load(&history.dates)?,
+        None => vec![None; history.dates.len()],
+    };
+    let close_of: HashMap<NaiveDate, f64> = daily.timestamps.iter().map(|t| t.date()).zip(daily.values.iter().copied()).collect();
+    Ok(history
+        .dates
+        .iter()
+        .enumerate()
+        .filter_map(|(t, d)| Some(MarketDay { date: *d, close: *close_of.get(d)?, realized_variance: history.rv[t], implied_vol: iv[t] }))
+        .collect())
 }
 
 impl DailyHistory {
