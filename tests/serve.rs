@@ -61,7 +61,7 @@ pub fn linear(quantity: f64) -> Position {
 }
 
 pub fn request(positions: Vec<Position>, market: AssetMarket) -> CalibrateRequest {
-    CalibrateRequest { account_id: "acct-1".into(), positions, markets: vec![market], previous_initial_margin: None }
+    CalibrateRequest { account_id: "acct-1".into(), positions, markets: vec![market], previous_initial_margin: None, collateral: vec![] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,6 +183,7 @@ async fn a_person_calibrates_a_portfolio_file_with_the_cli() {
         .unwrap();
     assert!(out.starts_with("demo-account: initial margin "), "{out}");
     assert!(out.contains("model btc-dvol-har-x@v1") && out.contains("(Greeks: approximate)") && !out.contains("FALLBACK"), "{out}");
+    assert!(out.contains("  collateral ") && out.contains("USDT 6000 × 1.00 − 0.0% = 6000.00") && out.contains("excess over initial margin"), "{out}");
     let err = crate::util::foresight_err(&["calibrate", "--portfolio", "training/portfolio_btc.json", "--server", "http://127.0.0.1:9", "--wait", "0"]);
     assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
 }
@@ -204,4 +205,27 @@ async fn guard_rails_hold_margin_releases_to_the_fall_limit() {
     assert!((held.initial_margin - 0.9 * previous).abs() < 1e-9 * previous);
     assert!((held.maintenance_margin - 0.5 * held.initial_margin).abs() < 1e-9 * previous);
     assert_eq!(held.raw_multiplier, free.raw_multiplier, "the rails move the posted margin, not the forecast");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collateral_is_valued_with_a_haircut_from_the_forecast() {
+    let mut client = client().await;
+    let market = btc_market(400);
+    let spot = market.spot;
+    let collateral = vec![proto::CollateralBalance { asset: "USDC".into(), quantity: 1000.0 }, proto::CollateralBalance { asset: "BTC".into(), quantity: 0.1 }];
+    let r = client.calibrate(CalibrateRequest { collateral, ..request(vec![linear(1.0)], market.clone()) }).await.unwrap().into_inner();
+    let (cash, btc) = (&r.collateral[0], &r.collateral[1]);
+    assert_eq!((cash.haircut, cash.value), (0.0, 1000.0), "cash counts in full");
+    // BTC's haircut is z(99%) · forecast σ(1 day) · √2, from the champion's forecast.
+    let sigma = r.components[0].forecast_sigma.iter().find(|h| h.horizon_days == 1).unwrap().value;
+    assert!((btc.haircut - 2.326_347_874 * sigma * 2f64.sqrt()).abs() < 1e-6, "{} vs σ {sigma}", btc.haircut);
+    assert!((btc.value - 0.1 * spot * (1.0 - btc.haircut)).abs() < 1e-6 * spot);
+    assert!((r.collateral_value - cash.value - btc.value).abs() < 1e-9 * spot);
+    assert!((r.excess - (r.collateral_value - r.initial_margin)).abs() < 1e-9 * spot);
+    let bad = vec![proto::CollateralBalance { asset: "ETH".into(), quantity: 1.0 }];
+    let e = client.calibrate(CalibrateRequest { collateral: bad, ..request(vec![linear(1.0)], market.clone()) }).await.unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().starts_with("collateral[0].asset"), "{e:?}");
+    let bad = vec![proto::CollateralBalance { asset: "USDT".into(), quantity: -1.0 }];
+    let e = client.calibrate(CalibrateRequest { collateral: bad, ..request(vec![linear(1.0)], market) }).await.unwrap_err();
+    assert!(e.message().starts_with("collateral[0].quantity"), "{e:?}");
 }

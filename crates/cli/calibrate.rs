@@ -38,6 +38,16 @@ struct Portfolio {
     positions: Vec<PositionSpec>,
     markets: Vec<MarketSpec>,
     previous_initial_margin: Option<f64>,
+    /// `{"asset": "USDT", "quantity": 10000}`: what the account posts.
+    #[serde(default)]
+    collateral: Vec<CollateralSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CollateralSpec {
+    asset: String,
+    quantity: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +127,8 @@ fn request(p: Portfolio) -> anyhow::Result<CalibrateRequest> {
         })
         .collect::<anyhow::Result<_>>()?;
     let markets = p.markets.iter().enumerate().map(|(i, m)| market(m).with_context(|| format!("markets[{i}]"))).collect::<anyhow::Result<_>>()?;
-    Ok(CalibrateRequest { account_id: p.account_id, positions, markets, previous_initial_margin: p.previous_initial_margin })
+    let collateral = p.collateral.into_iter().map(|c| proto::CollateralBalance { asset: c.asset, quantity: c.quantity }).collect();
+    Ok(CalibrateRequest { account_id: p.account_id, positions, markets, previous_initial_margin: p.previous_initial_margin, collateral })
 }
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
@@ -179,6 +190,14 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
             if c.approximate { " (Greeks: approximate)" } else { "" },
             c.fallback.as_ref().map_or(String::new(), |f| format!("; FALLBACK to reactive: {f}"))
         );
+    }
+    if !response.collateral.is_empty() {
+        let parts: Vec<String> = response
+            .collateral
+            .iter()
+            .map(|c| format!("{} {} × {:.2} − {:.1}% = {:.2}", c.asset, c.quantity, c.price, 100.0 * c.haircut, c.value))
+            .collect();
+        println!("  collateral {:.2} ({}); excess over initial margin {:+.2}", response.collateral_value, parts.join(", "), response.excess);
     }
     for s in &response.shadow {
         println!("  shadow {}: initial margin {:.2}, multiplier {:.3}{}", s.arm, s.initial_margin, s.multiplier, if s.fallbacks.is_empty() { String::new() } else { format!("; fallbacks: {}", s.fallbacks.join("; ")) });

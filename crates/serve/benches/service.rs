@@ -70,6 +70,7 @@ fn account(i: usize, spot: f64) -> proto::CalibrateRequest {
         ],
         markets: vec![],
         previous_initial_margin: None,
+        collateral: vec![],
     }
 }
 

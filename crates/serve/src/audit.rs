@@ -58,6 +58,9 @@ pub struct AuditRecord {
     pub reactive_initial_margin: f64,
     /// Guard rails that moved the margin.
     pub guards: Vec<String>,
+    /// The account's collateral after haircuts (this arm's forecasts).
+    #[serde(default)]
+    pub collateral_value: f64,
     /// Per underlying.
     pub underlyings: Vec<AuditUnderlying>,
 }
@@ -115,6 +118,7 @@ fn record(account_id: &str, arm: &ArmMargin, posted: bool, generation: u64, inpu
         raw_multiplier: m.raw_multiplier,
         reactive_initial_margin: m.base.initial_margin,
         guards: m.posted.applied.iter().map(snake_name).collect(),
+        collateral_value: arm.collateral.iter().map(|c| c.value).sum(),
         underlyings,
     }
 }

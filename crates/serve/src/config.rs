@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use foresight_core::margin::{GuardRails, InputLimits, ScenarioConfig};
 use serde::Deserialize;
 
-use crate::engine::{EngineConfig, Split};
+use crate::engine::{CollateralConfig, EngineConfig, Split};
 use crate::journal::Durability;
 use crate::server::ServerOptions;
 use crate::serving::ServingConfig;
@@ -59,6 +59,9 @@ pub struct ServeFile {
     /// Fallback limits.
     #[serde(default)]
     pub limits: InputLimits,
+    /// Collateral valuation.
+    #[serde(default)]
+    pub collateral: CollateralConfig,
 }
 
 /// The settings the binary runs with.
@@ -101,6 +104,10 @@ impl ServeFile {
         engine.scenario = self.scenario;
         engine.rails = self.rails;
         engine.limits = self.limits;
+        if !(self.collateral.mpor_days > 0.0 && (0.0..=1.0).contains(&self.collateral.cap)) {
+            anyhow::bail!("collateral: mpor_days must be > 0 and cap in [0, 1]");
+        }
+        engine.collateral = self.collateral;
         let mut serving = ServingConfig::new(engine);
         serving.state_dir = self.state_dir;
         serving.durability = self.durability.unwrap_or_default();

@@ -14,7 +14,7 @@ use foresight_core::features::{Ewma, implied_log_variance};
 use foresight_core::margin::split::assign;
 use foresight_core::margin::{
     AccountMargin, Fallback, GuardRails, InputLimits, Instrument, OptionKind, Position, ScenarioConfig, UnderlyingInputs, UnderlyingMarket,
-    calibrate_account, check_inputs,
+    calibrate_account, check_inputs, collateral_haircut,
 };
 use foresight_registry::card::{ModelRef, Task};
 use foresight_registry::inputs::ModelInput;
@@ -81,6 +81,42 @@ impl Default for Split {
     }
 }
 
+/// How collateral counts against margin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollateralConfig {
+    /// Assets worth their quantity, without haircut.
+    pub cash: Vec<String>,
+    /// Days over which a collateral asset's price may move before it is sold (its haircut's
+    /// horizon).
+    pub mpor_days: f64,
+    /// Largest haircut.
+    pub cap: f64,
+}
+
+impl Default for CollateralConfig {
+    /// USD and the two large dollar stablecoins as cash; a 2-day liquidation horizon (crypto
+    /// venues sell collateral within a day or two); haircuts capped at 50%.
+    fn default() -> Self {
+        Self { cash: vec!["USD".into(), "USDT".into(), "USDC".into()], mpor_days: 2.0, cap: 0.5 }
+    }
+}
+
+/// One collateral balance valued.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollateralValue {
+    /// The asset.
+    pub asset: String,
+    /// Units.
+    pub quantity: f64,
+    /// Price (1 for cash).
+    pub price: f64,
+    /// Haircut applied.
+    pub haircut: f64,
+    /// Value after the haircut.
+    pub value: f64,
+}
+
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -98,6 +134,8 @@ pub struct EngineConfig {
     pub limits: InputLimits,
     /// The A/B split.
     pub split: Split,
+    /// Collateral valuation.
+    pub collateral: CollateralConfig,
 }
 
 impl EngineConfig {
@@ -112,6 +150,7 @@ impl EngineConfig {
             rails: GuardRails::default(),
             limits: InputLimits::default(),
             split: Split::default(),
+            collateral: CollateralConfig::default(),
         }
     }
 }
@@ -260,6 +299,14 @@ pub struct MarketInput {
     pub field: String,
 }
 
+/// An account's checked inputs.
+struct Account<'a> {
+    positions: &'a [Position],
+    markets: &'a BTreeMap<String, MarketInput>,
+    collateral: &'a [(&'a proto::CollateralBalance, Option<MarketInput>)],
+    previous_im: Option<f64>,
+}
+
 /// The margin of one account under one arm.
 #[derive(Debug, Clone)]
 pub struct ArmMargin {
@@ -267,6 +314,8 @@ pub struct ArmMargin {
     pub arm: String,
     /// The margin and the inputs that made it.
     pub margin: AccountMargin,
+    /// The account's collateral valued with this arm's volatility forecasts.
+    pub collateral: Vec<CollateralValue>,
     /// Per underlying, the cached forecast used.
     pub forecasts: BTreeMap<String, Arc<AssetForecast>>,
 }
@@ -674,12 +723,35 @@ impl Engine {
                 .ok_or_else(|| invalid(format!("positions[{i}].underlying"), format!("no market given or published for `{}`", p.underlying)))?;
             markets.insert(p.underlying.clone(), market);
         }
+        // Collateral in a non-cash asset needs that asset's market, like a position.
+        let mut collateral = Vec::with_capacity(request.collateral.len());
+        for (i, c) in request.collateral.iter().enumerate() {
+            if c.asset.is_empty() {
+                return Err(invalid(format!("collateral[{i}].asset"), "required"));
+            }
+            if !(c.quantity.is_finite() && (0.0..=MAX_QUANTITY).contains(&c.quantity)) {
+                return Err(invalid(format!("collateral[{i}].quantity"), format!("must be in [0, {MAX_QUANTITY:e}], got {}", c.quantity)));
+            }
+            let market = if self.config.collateral.cash.contains(&c.asset) {
+                None
+            } else {
+                let market = own
+                    .get(&c.asset)
+                    .or_else(|| shared.get(&c.asset))
+                    .cloned()
+                    .or_else(|| state.and_then(|s| s.input(&c.asset)))
+                    .ok_or_else(|| invalid(format!("collateral[{i}].asset"), format!("`{}` is not cash and has no market given or published", c.asset)))?;
+                Some(market)
+            };
+            collateral.push((c, market));
+        }
+        let account = Account { positions: &positions, markets: &markets, collateral: &collateral, previous_im: request.previous_initial_margin };
         let assigned = self.assigned_arm(&request.account_id);
-        let posted = self.calibrate_arm(assigned, &positions, &markets, request.previous_initial_margin, cache)?;
+        let posted = self.calibrate_arm(assigned, &account, cache)?;
         let mut shadow = Vec::new();
         if self.config.split.shadow {
             for arm in self.arms.iter().filter(|a| a.name != assigned.name) {
-                shadow.push(self.calibrate_arm(arm, &positions, &markets, request.previous_initial_margin, cache)?);
+                shadow.push(self.calibrate_arm(arm, &account, cache)?);
             }
         }
         Ok(Calibration { posted, shadow, generation: self.generation })
@@ -725,17 +797,10 @@ impl Engine {
         Ok(positions)
     }
 
-    fn calibrate_arm(
-        &self,
-        arm: &ServeArm,
-        positions: &[Position],
-        markets: &BTreeMap<String, MarketInput>,
-        previous_im: Option<f64>,
-        cache: &ForecastCache,
-    ) -> Result<ArmMargin, EngineError> {
+    fn calibrate_arm(&self, arm: &ServeArm, account: &Account<'_>, cache: &ForecastCache) -> Result<ArmMargin, EngineError> {
         let mut forecasts = BTreeMap::new();
         let mut inputs = BTreeMap::new();
-        for (asset, m) in markets {
+        for (asset, m) in account.markets {
             let f = self.forecast(asset, m, arm, cache)?;
             let named: Vec<(&str, f64, (f64, f64))> = f.last_inputs.iter().map(|(n, v, r)| (n.as_str(), *v, *r)).collect();
             let forward_rate = match (&f.forward_rate, check_inputs(m.age_secs, Some(f.last_close), m.spot, f.reactive_sigma, &named, &self.config.limits)) {
@@ -762,12 +827,31 @@ impl Engine {
             forecasts.insert(asset.clone(), f);
         }
         let correlation = self.correlation.as_ref().map(|(a, m)| (a.as_slice(), m.as_slice()));
-        let margin = calibrate_account(positions, &inputs, correlation, &self.config.scenario, &self.config.rails, previous_im)
+        let margin = calibrate_account(account.positions, &inputs, correlation, &self.config.scenario, &self.config.rails, account.previous_im)
             .map_err(|e| invalid("positions", e.to_string()))?;
         if !(margin.posted.initial_margin.is_finite() && margin.posted.maintenance_margin.is_finite() && margin.posted.multiplier.is_finite()) {
             return Err(EngineError::Internal(format!("arm {}: a non-finite margin was computed; refusing to post it", arm.name)));
         }
-        Ok(ArmMargin { arm: arm.name.clone(), margin, forecasts })
+        let collateral = account
+            .collateral
+            .iter()
+            .map(|(c, market)| self.collateral_value(c, market.as_ref(), arm, cache))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ArmMargin { arm: arm.name.clone(), margin, collateral, forecasts })
+    }
+
+    /// A collateral balance at its price less a haircut from the arm's volatility forecast of
+    /// the asset (the next day's; the reactive σ where the arm has no forecast).
+    fn collateral_value(&self, c: &proto::CollateralBalance, market: Option<&MarketInput>, arm: &ServeArm, cache: &ForecastCache) -> Result<CollateralValue, EngineError> {
+        let config = &self.config.collateral;
+        let Some(m) = market else {
+            return Ok(CollateralValue { asset: c.asset.clone(), quantity: c.quantity, price: 1.0, haircut: 0.0, value: c.quantity });
+        };
+        let f = self.forecast(&c.asset, m, arm, cache)?;
+        let sigma = f.variance.iter().find(|(h, _)| *h == 1).map_or(f.reactive_sigma, |(_, v)| v.sqrt());
+        let z = CalibrationParams::new(self.config.confidence, 1, m.series.periods_per_year).map_err(|e| EngineError::Internal(e.to_string()))?.z();
+        let haircut = collateral_haircut(sigma, config.mpor_days, z, config.cap);
+        Ok(CollateralValue { asset: c.asset.clone(), quantity: c.quantity, price: m.spot, haircut, value: c.quantity * m.spot * (1.0 - haircut) })
     }
 }
 

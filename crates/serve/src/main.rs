@@ -52,7 +52,8 @@ fn parse_durability(text: &str) -> Result<Durability, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).init();
     let args = Args::parse();
     let mut file = match &args.config {
         Some(path) => ServeFile::read(path)?,

@@ -30,7 +30,8 @@ fn horizons(values: &[(usize, f64)]) -> Vec<proto::HorizonValue> {
 
 /// The response of one calibration.
 fn response(account_id: &str, c: &Calibration) -> proto::CalibrateResponse {
-    let ArmMargin { arm, margin, forecasts } = &c.posted;
+    let ArmMargin { arm, margin, forecasts, collateral } = &c.posted;
+    let collateral_value: f64 = collateral.iter().map(|v| v.value).sum();
     let components = margin
         .forward
         .underlyings
@@ -77,6 +78,12 @@ fn response(account_id: &str, c: &Calibration) -> proto::CalibrateResponse {
         components,
         arm: arm.clone(),
         shadow,
+        collateral_value,
+        excess: collateral_value - margin.posted.initial_margin,
+        collateral: collateral
+            .iter()
+            .map(|v| proto::CollateralValue { asset: v.asset.clone(), quantity: v.quantity, price: v.price, haircut: v.haircut, value: v.value })
+            .collect(),
     }
 }
 
