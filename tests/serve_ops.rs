@@ -81,7 +81,8 @@ async fn start_binary_on(registry: &Path, state: &Path, reload_secs: u64) -> (Pr
     let child = Command::new(serve_binary())
         .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--reload-interval", &reload_secs.to_string()])
-        .stderr(std::process::Stdio::null())
+        // Its log, beside its state, for a failing test to show.
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(state.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let process = Process(child);
@@ -425,4 +426,41 @@ async fn a_portfolio_goes_through_publish_calibrate_shadow_reload_and_restart() 
     let audit: Vec<AuditRecord> = read_lines(&state.path().join("audit.jsonl")).unwrap();
     assert_eq!(audit.len(), 1 + 2 + 2 + 2, "every margin computed, posted or shadow, is on record");
     assert_eq!(audit.iter().filter(|r| r.underlyings[0].model.as_deref() == Some("btc-log-har@v1")).count(), 2);
+}
+
+#[test]
+fn the_service_binary_links_onnx_runtime_dynamically_and_never_libtorch() {
+    let out = Command::new("ldd").arg(serve_binary()).output().expect("ldd (libc-bin) is installed");
+    let libraries = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{libraries}");
+    assert!(!libraries.contains("torch") && !libraries.contains("libc10"), "{libraries}");
+    assert!(!libraries.contains("onnxruntime"), "ONNX Runtime is opened at run time (load-dynamic), not linked: {libraries}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_calls_in_progress_finish() {
+    let state = tempfile::tempdir().unwrap();
+    let (mut process, address) = start_binary(state.path()).await;
+    let mut client = CalibrationServiceClient::connect(address).await.unwrap();
+    let one = CalibrateRequest { markets: vec![], ..request(vec![linear(1.0)], btc_market(1)) };
+    let accounts = (0..10_000).map(|i| CalibrateRequest { account_id: format!("a{i}"), ..one.clone() }).collect();
+    let batch = proto::CalibrateBatchRequest { accounts, markets: vec![btc_market(400)] };
+    let call = tokio::spawn(async move {
+        let r = client.calibrate_batch(batch).await;
+        (r, std::time::Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await; // the batch is being calibrated
+    let pid = process.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let signalled = std::time::Instant::now();
+    let (response, finished) = call.await.unwrap();
+    assert!(finished > signalled, "the batch was still running when SIGTERM came");
+    let log = || std::fs::read_to_string(state.path().join("serve.log")).unwrap_or_default();
+    let results = response.unwrap_or_else(|e| panic!("the call in progress completes: {e:?}\n{}", log())).into_inner().results;
+    assert_eq!(results.len(), 10_000);
+    assert!(results.iter().all(|r| matches!(r.outcome, Some(Outcome::Margin(_)))));
+    let status = tokio::task::spawn_blocking(move || process.0.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "a clean exit after SIGTERM: {status}");
+    let audit: Vec<AuditRecord> = read_lines(&state.path().join("audit.jsonl")).unwrap();
+    assert_eq!(audit.len(), 10_000, "audited before the response left");
 }

@@ -5,10 +5,16 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -112,13 +118,113 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
         .add_service(InterceptedService::new(models, auth.clone()))
         .add_service(InterceptedService::new(inference, auth))
         // No Nagle: small responses would otherwise wait on the client's delayed ACK (40 ms).
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)).map(|c| c.map(Lingering::new)), async {
             shutdown.await;
             // Probes see the server going before it stops accepting.
             health.set_not_serving::<CalibrationServiceServer<CalibrationApi>>().await;
         })
         .await?;
+    // Connections finish closing before the process may exit.
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while LINGERING.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     Ok(())
+}
+
+/// How long a closing connection waits for its peer to close.
+const LINGER: Duration = Duration::from_secs(2);
+/// Connections still closing.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// A TCP connection that, once the server is done with it, half-closes and reads until the peer
+/// closes (at most [`LINGER`]) before it is closed. Closing a socket with bytes still arriving
+/// (a client's HTTP/2 flow-control updates while it reads a large response) makes the kernel
+/// reset the connection, and the client loses the end of the response it had not read yet:
+/// a graceful shutdown would cut the last large batch short.
+struct Lingering {
+    stream: Option<TcpStream>,
+}
+
+impl Lingering {
+    fn new(stream: TcpStream) -> Self {
+        Self { stream: Some(stream) }
+    }
+
+    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
+        self.stream.as_mut().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let (Some(mut stream), Ok(runtime)) = (self.stream.take(), tokio::runtime::Handle::try_current()) else { return };
+        LINGERING.fetch_add(1, Ordering::SeqCst);
+        runtime.spawn(async move {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Ok(n) = stream.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            LINGERING.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+impl Connected for Lingering {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.as_ref().map(Connected::connect_info).unwrap_or(TcpConnectInfo { local_addr: None, remote_addr: None })
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(s) => Pin::new(s).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.stream() {
+            Ok(s) => Pin::new(s).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(s) => Pin::new(s).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(s) => Pin::new(s).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        match self.stream() {
+            Ok(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
 }
 
 #[cfg(test)]
