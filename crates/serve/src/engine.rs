@@ -709,17 +709,15 @@ impl Engine {
             return Err(invalid("previous_initial_margin", "must be finite and ≥ 0"));
         }
         let own = Self::prepare_markets(&request.markets, "markets", state)?;
+        // The account's own markets first, then the batch's, then the published state.
+        let market_of = |asset: &str| own.get(asset).or_else(|| shared.get(asset)).cloned().or_else(|| state.and_then(|s| s.input(asset)));
         let mut markets: BTreeMap<String, MarketInput> = BTreeMap::new();
         let positions = Self::positions(request)?;
         for (i, p) in positions.iter().enumerate() {
             if markets.contains_key(&p.underlying) {
                 continue;
             }
-            let market = own
-                .get(&p.underlying)
-                .or_else(|| shared.get(&p.underlying))
-                .cloned()
-                .or_else(|| state.and_then(|s| s.input(&p.underlying)))
+            let market = market_of(&p.underlying)
                 .ok_or_else(|| invalid(format!("positions[{i}].underlying"), format!("no market given or published for `{}`", p.underlying)))?;
             markets.insert(p.underlying.clone(), market);
         }
@@ -735,11 +733,7 @@ impl Engine {
             let market = if self.config.collateral.cash.contains(&c.asset) {
                 None
             } else {
-                let market = own
-                    .get(&c.asset)
-                    .or_else(|| shared.get(&c.asset))
-                    .cloned()
-                    .or_else(|| state.and_then(|s| s.input(&c.asset)))
+                let market = market_of(&c.asset)
                     .ok_or_else(|| invalid(format!("collateral[{i}].asset"), format!("`{}` is not cash and has no market given or published", c.asset)))?;
                 Some(market)
             };
