@@ -88,3 +88,20 @@ async fn the_server_time_limit_ends_a_long_call() {
     // A small call still fits.
     assert!(client.calibrate(request(vec![linear(1.0)], btc_market(120))).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_messages_are_refused_before_any_work() {
+    let options = ServerOptions { max_message_bytes: 64 * 1024, ..ServerOptions::default() };
+    let (address, serving) = serve_with(config(&root().join("models"), None), options).await;
+    let mut client = CalibrationServiceClient::connect(format!("http://{address}")).await.unwrap();
+    // 400 days inline fit in 64 KiB; 5,000 accounts do not.
+    assert!(client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.is_ok());
+    let one = foresight_serve::proto::CalibrateRequest { markets: vec![], ..request(vec![linear(1.0)], btc_market(1)) };
+    let accounts = (0..5_000).map(|i| foresight_serve::proto::CalibrateRequest { account_id: format!("a{i}"), ..one.clone() }).collect();
+    let batch = foresight_serve::proto::CalibrateBatchRequest { accounts, markets: vec![btc_market(400)] };
+    let e = client.calibrate_batch(batch).await.unwrap_err();
+    assert!(matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted), "{e:?}");
+    assert!(e.message().contains("too large"), "{e:?}");
+    let metrics = serving.metrics.encode();
+    assert!(!metrics.contains("method=\"calibrate_batch\""), "the batch never reached the engine");
+}
