@@ -459,8 +459,11 @@ async fn sigterm_lets_calls_in_progress_finish() {
     let results = response.unwrap_or_else(|e| panic!("the call in progress completes: {e:?}\n{}", log())).into_inner().results;
     assert_eq!(results.len(), 10_000);
     assert!(results.iter().all(|r| matches!(r.outcome, Some(Outcome::Margin(_)))));
+    // Split over the cores, the results still come back in request order.
+    assert!(results.iter().enumerate().all(|(i, r)| r.account_id == format!("a{i}")));
     let status = tokio::task::spawn_blocking(move || process.0.wait()).await.unwrap().unwrap();
     assert!(status.success(), "a clean exit after SIGTERM: {status}");
     let audit: Vec<AuditRecord> = read_lines(&state.path().join("audit.jsonl")).unwrap();
     assert_eq!(audit.len(), 10_000, "audited before the response left");
+    assert!(audit.iter().enumerate().all(|(i, r)| r.account_id == format!("a{i}")), "audit lines in request order");
 }

@@ -153,10 +153,10 @@ async fn unary(channel: &Channel, concurrency: usize, spot: f64) -> (f64, Vec<f6
     .await
 }
 
-/// `CalibrateBatch` calls of `batch` from two tasks.
-async fn batched(channel: &Channel, batch: Vec<proto::CalibrateRequest>) -> (f64, Vec<f64>) {
+/// `CalibrateBatch` calls of `batch` from `callers` tasks.
+async fn batched(channel: &Channel, batch: Vec<proto::CalibrateRequest>, callers: usize) -> (f64, Vec<f64>) {
     let c = channel.clone();
-    load(2, move |_| {
+    load(callers, move |_| {
         let mut client = CalibrationServiceClient::new(c.clone());
         let request = proto::CalibrateBatchRequest { accounts: batch.clone(), markets: vec![] };
         async move {
@@ -276,13 +276,15 @@ async fn run() -> Vec<Row> {
             }
         }
         if wanted(&format!("CalibrateBatch {durability}")) {
-            let batch: Vec<proto::CalibrateRequest> = (0..1000).map(|i| account(i, spot)).collect();
-            push("CalibrateBatch (1000 accounts)", &durability.to_string(), 2, 1000, batched(&channel, batch).await);
+            for callers in [1, 2] {
+                let batch: Vec<proto::CalibrateRequest> = (0..1000).map(|i| account(i, spot)).collect();
+                push("CalibrateBatch (1000 accounts)", &durability.to_string(), callers, 1000, batched(&channel, batch, callers).await);
+            }
         }
         if durability == Durability::GroupCommit && wanted("CalibrateBatch futures") {
             let futures_only = |i| proto::CalibrateRequest { positions: account(i, spot).positions[..1].to_vec(), ..account(i, spot) };
             let batch: Vec<proto::CalibrateRequest> = (0..1000).map(futures_only).collect();
-            push("CalibrateBatch (1000 accounts, futures only)", &durability.to_string(), 2, 1000, batched(&channel, batch).await);
+            push("CalibrateBatch (1000 accounts, futures only)", &durability.to_string(), 2, 1000, batched(&channel, batch, 2).await);
         }
     }
     rows

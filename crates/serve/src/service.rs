@@ -87,6 +87,9 @@ fn response(account_id: &str, c: &Calibration) -> proto::CalibrateResponse {
     }
 }
 
+/// Accounts per thread below which a batch is calibrated on one thread.
+const PARALLEL_FROM: usize = 256;
+
 /// The calibration service.
 #[derive(Clone)]
 pub struct CalibrationApi {
@@ -114,19 +117,38 @@ impl CalibrationApi {
             let engine: Arc<Engine> = serving.engine();
             let state = serving.market.as_ref();
             let shared: HashMap<String, MarketInput> = Engine::prepare_markets(&shared, "markets", state)?;
-            let mut audit = Vec::new();
-            let results = requests
-                .iter()
-                .map(|request| {
-                    let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
-                    serving.metrics.record(&calibration);
-                    if serving.audit.is_some() {
-                        audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
-                    }
-                    Ok(response(&request.account_id, &calibration))
-                })
-                .collect::<Vec<_>>();
-            Ok::<_, EngineError>((results, audit))
+            let calibrate = |chunk: &[proto::CalibrateRequest]| {
+                let mut audit = Vec::new();
+                let results: Vec<_> = chunk
+                    .iter()
+                    .map(|request| {
+                        let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
+                        serving.metrics.record(&calibration);
+                        if serving.audit.is_some() {
+                            audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
+                        }
+                        Ok(response(&request.account_id, &calibration))
+                    })
+                    .collect();
+                (results, audit)
+            };
+            // A large batch is split over the cores; results and audit lines keep request order.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(requests.len() / PARALLEL_FROM).max(1);
+            if threads == 1 {
+                return Ok::<_, EngineError>(calibrate(&requests));
+            }
+            let chunk = requests.len().div_ceil(threads);
+            let parts: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = requests.chunks(chunk).map(|c| scope.spawn(|| calibrate(c))).collect();
+                handles.into_iter().map(|h| h.join()).collect()
+            });
+            let (mut results, mut audit) = (Vec::with_capacity(requests.len()), Vec::new());
+            for part in parts {
+                let (r, a) = part.map_err(|_| EngineError::Internal("a batch worker panicked".into()))?;
+                results.extend(r);
+                audit.extend(a);
+            }
+            Ok((results, audit))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
