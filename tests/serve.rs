@@ -169,6 +169,8 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
         assert!(status.message().starts_with(field), "{field}: {}", status.message());
     }
+    let e = client.forecast(ForecastRequest { market: Some(AssetMarket { spot: -1.0, ..market.clone() }) }).await.unwrap_err();
+    assert!(e.message().starts_with("market.spot"), "{e:?}");
     // Sixty days are enough for the reactive arm but not for the model's FHS rate: reactive, said so.
     let c = client.calibrate(request(vec![linear(1.0)], market)).await.unwrap().into_inner().components.remove(0);
     assert!(c.fallback.as_deref().is_some_and(|f| f.contains("forecast_failed")), "{:?}", c.fallback);
@@ -225,6 +227,14 @@ async fn collateral_is_valued_with_a_haircut_from_the_forecast() {
     let bad = vec![proto::CollateralBalance { asset: "ETH".into(), quantity: 1.0 }];
     let e = client.calibrate(CalibrateRequest { collateral: bad, ..request(vec![linear(1.0)], market.clone()) }).await.unwrap_err();
     assert!(e.code() == Code::InvalidArgument && e.message().starts_with("collateral[0].asset"), "{e:?}");
+    // A value too large to count is refused, never an infinite excess.
+    let doge = AssetMarket { asset: "DOGE".into(), spot: 1e300, ..market.clone() };
+    let huge = vec![proto::CollateralBalance { asset: "DOGE".into(), quantity: 1e12 }];
+    let e = client
+        .calibrate(CalibrateRequest { collateral: huge, markets: vec![market.clone(), doge], ..request(vec![linear(1.0)], market.clone()) })
+        .await
+        .unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().starts_with("collateral"), "{e:?}");
     let bad = vec![proto::CollateralBalance { asset: "USDT".into(), quantity: -1.0 }];
     let e = client.calibrate(CalibrateRequest { collateral: bad, ..request(vec![linear(1.0)], market) }).await.unwrap_err();
     assert!(e.message().starts_with("collateral[0].quantity"), "{e:?}");

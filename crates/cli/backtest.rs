@@ -168,7 +168,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
 
 /// Runs the backtest these settings describe: prints the table and readiness, writes the report.
 pub fn execute(args: Settings) -> anyhow::Result<()> {
-    let prices = load_daily_closes(&args.data)?;
+    let mut prices = load_daily_closes(&args.data)?;
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;
     let config = BacktestConfig { params, burn_in: args.burn_in };
@@ -190,7 +190,18 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     };
     let mut loaded_models: HashMap<ModelRef, (ModelCard, LoadedModel)> = HashMap::new();
     let mut with_rates = match &args.audit {
-        Some((path, asset)) => audit_rates(path, asset.as_deref(), &prices)?,
+        Some((path, asset)) => {
+            let rates = audit_rates(path, asset.as_deref(), &prices)?;
+            // Score up to the last audited day (and its loss): after it, nothing was posted.
+            let last = rates.iter().filter_map(|(_, r)| r.iter().rposition(Option::is_some)).max().unwrap_or(0);
+            let keep = (last + args.horizon + 1).min(prices.values.len());
+            prices.values.truncate(keep);
+            prices.timestamps.truncate(keep);
+            rates.into_iter().map(|(arm, mut r)| (arm, {
+                r.truncate(keep);
+                r
+            })).collect()
+        }
         None => Vec::with_capacity(args.arms.len()),
     };
     for arm in &args.arms {

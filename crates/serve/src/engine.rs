@@ -19,7 +19,7 @@ use foresight_core::margin::{
 use foresight_registry::card::{ModelRef, Task};
 use foresight_registry::inputs::ModelInput;
 use foresight_registry::runtime::LoadedModel;
-use foresight_registry::{ModelCard, Registry};
+use foresight_registry::{ModelCard, Registry, RegistryError};
 use serde::{Deserialize, Serialize};
 
 use crate::market::MarketState;
@@ -425,8 +425,10 @@ impl Engine {
         }
         let correlation = match registry.artifact("correlation") {
             Ok(value) => Some(parse_correlation(&value)?),
-            Err(_) => None, // no artifact: no offset across underlyings
+            Err(RegistryError::NotFound(_)) => None, // no artifact: no offset across underlyings
+            Err(e) => return Err(anyhow::anyhow!("correlation artifact: {e}")),
         };
+        check_settings(&config)?;
         let weights = arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
         Ok((Self { config, generation, reactive, models, champions, arms, weights, correlation }, report))
     }
@@ -590,7 +592,7 @@ impl Engine {
             .card
             .horizons
             .iter()
-            .filter_map(|h| run.outputs.get(&format!("variance_h{h}")).and_then(|s| s.last().copied().flatten()).map(|v| (*h, v)))
+            .filter_map(|h| run.outputs.get(&format!("variance_h{h}")).and_then(|s| s.last().copied().flatten()).filter(|v| *v > 0.0).map(|v| (*h, v)))
             .collect();
         let card = &served.card;
         let columns = card.onnx.input_columns.len().max(1);
@@ -638,7 +640,8 @@ impl Engine {
     pub fn prepare_markets(markets: &[proto::AssetMarket], field: &str, state: Option<&MarketState>) -> Result<HashMap<String, MarketInput>, EngineError> {
         let mut out = HashMap::with_capacity(markets.len());
         for (i, m) in markets.iter().enumerate() {
-            let field = format!("{field}[{i}]");
+            // `markets[0]` in a list; `market` for a single market (Forecast).
+            let field = if field.ends_with('s') { format!("{field}[{i}]") } else { field.to_string() };
             if m.asset.is_empty() || out.contains_key(&m.asset) {
                 return Err(invalid(format!("{field}.asset"), format!("`{}` is empty or given twice", m.asset)));
             }
@@ -845,8 +848,40 @@ impl Engine {
         let sigma = f.variance.iter().find(|(h, _)| *h == 1).map_or(f.reactive_sigma, |(_, v)| v.sqrt());
         let z = CalibrationParams::new(self.config.confidence, 1, m.series.periods_per_year).map_err(|e| EngineError::Internal(e.to_string()))?.z();
         let haircut = collateral_haircut(sigma, config.mpor_days, z, config.cap);
-        Ok(CollateralValue { asset: c.asset.clone(), quantity: c.quantity, price: m.spot, haircut, value: c.quantity * m.spot * (1.0 - haircut) })
+        let value = c.quantity * m.spot * (1.0 - haircut);
+        if !value.is_finite() {
+            return Err(invalid("collateral", format!("{} {} at {} is too large a value to count", c.quantity, c.asset, m.spot)));
+        }
+        Ok(CollateralValue { asset: c.asset.clone(), quantity: c.quantity, price: m.spot, haircut, value })
     }
+}
+
+/// Runs the scenario grid and rails once on a unit position, so settings that cannot work
+/// (an even number of price steps, a negative cap...) stop the start-up or the reload with
+/// their reason instead of failing every calibration.
+fn check_settings(config: &EngineConfig) -> anyhow::Result<()> {
+    let market = UnderlyingMarket { spot: 100.0, implied_vol: 0.5, margin_rate: 0.05, daily_vol: 0.02, depth_notional: Some(1e6) };
+    let inputs = BTreeMap::from([(
+        "X".to_string(),
+        UnderlyingInputs {
+            market,
+            reactive_rate: 0.05,
+            forward_rate: Ok(0.06),
+            forecast_sigma: vec![],
+            regime_probability: vec![],
+            reactive_sigma: 0.02,
+        },
+    )]);
+    let positions = [Position { underlying: "X".into(), quantity: 1.0, instrument: Instrument::Linear }];
+    let margin = calibrate_account(&positions, &inputs, None, &config.scenario, &config.rails, Some(5.0))
+        .map_err(|e| anyhow::anyhow!("[scenario] / [rails] settings: {e}"))?;
+    if !(margin.posted.initial_margin.is_finite() && margin.posted.initial_margin > 0.0) {
+        anyhow::bail!("[rails] settings: a unit position would get initial margin {}", margin.posted.initial_margin);
+    }
+    if !(config.confidence > 0.5 && config.confidence < 1.0) {
+        anyhow::bail!("confidence: must be in (0.5, 1), got {}", config.confidence);
+    }
+    Ok(())
 }
 
 /// The correlation artifact's assets and matrix.

@@ -81,7 +81,7 @@ impl GrpcInferenceService for InferenceApi {
 
     async fn model_infer(&self, request: Request<oip::ModelInferRequest>) -> Result<Response<oip::ModelInferResponse>, Status> {
         let r = request.into_inner();
-        let _permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let engine = self.serving.engine();
         let served = find(&engine, &r.model_name, &r.model_version)?;
         let [input] = r.inputs.as_slice() else {
@@ -101,9 +101,10 @@ impl GrpcInferenceService for InferenceApi {
             (None, None) => return Err(Status::invalid_argument("inputs[0].contents: required (or raw_input_contents)")),
         };
         let width = served.row_width();
-        let rows = input.shape.first().copied().unwrap_or(0).max(0) as usize;
-        let shape_values: i64 = input.shape.iter().product();
-        if rows == 0 || input.shape.iter().skip(1).map(|&d| d.max(0) as usize).product::<usize>() != width || shape_values as usize != values.len() {
+        let rows = usize::try_from(input.shape.first().copied().unwrap_or(0)).unwrap_or(0);
+        let row_values = input.shape.iter().skip(1).try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?));
+        let shape_values = row_values.and_then(|w| w.checked_mul(rows));
+        if rows == 0 || row_values != Some(width) || shape_values != Some(values.len()) {
             return Err(Status::invalid_argument(format!(
                 "inputs[0].shape: {:?} with {} values; {} takes [rows, {}] as its card says ({:?})",
                 input.shape,
@@ -123,6 +124,7 @@ impl GrpcInferenceService for InferenceApi {
         let serving = self.serving.clone();
         let (name, version) = (served.card.name.clone(), served.card.version);
         let outputs = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let engine = serving.engine();
             let served = find(&engine, &name, &version.to_string())?;
             served.run_rows(&values).map_err(Status::internal)

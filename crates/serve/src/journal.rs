@@ -8,7 +8,7 @@
 //! names it, never silently skipped.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -82,8 +82,9 @@ pub struct Journal {
     durability: Durability,
 }
 
-/// The complete lines of the journal at `path`, parsed as `T` (none when it does not exist); a
-/// torn last line is dropped and cut off the file.
+/// The complete lines of the journal at `path`, parsed as `T` (none when it does not exist). A
+/// torn last line (no newline: written, never acknowledged) is left out; the file is not
+/// changed, so this is safe on a log that is being written.
 pub fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, JournalError> {
     let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
     let file = match File::open(path) {
@@ -92,45 +93,71 @@ pub fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, J
         Err(e) => return Err(io_error(e)),
     };
     let mut reader = BufReader::new(file);
-    let (mut records, mut complete_bytes, mut buffer) = (Vec::new(), 0u64, Vec::new());
-    let mut torn = false;
+    let (mut records, mut buffer) = (Vec::new(), Vec::new());
     for line in 1.. {
         buffer.clear();
         let read = reader.read_until(b'\n', &mut buffer).map_err(io_error)?;
-        if read == 0 {
-            break;
-        }
-        if buffer.last() != Some(&b'\n') {
-            torn = true; // written but never acknowledged: the crash came mid-line
+        if read == 0 || buffer.last() != Some(&b'\n') {
             break;
         }
         let record = serde_json::from_slice(&buffer[..buffer.len() - 1])
             .map_err(|e| JournalError::Damaged { path: path.to_path_buf(), line, message: e.to_string() })?;
         records.push(record);
-        complete_bytes += read as u64;
-    }
-    if torn {
-        let file = OpenOptions::new().write(true).open(path).map_err(io_error)?;
-        file.set_len(complete_bytes).map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
     }
     Ok(records)
 }
 
+/// Cuts a torn last line (one without its newline) off the journal at `path`, so the next
+/// append starts on a fresh line; only the journal's owner calls this, before it writes.
+pub fn cut_torn_tail(path: &Path) -> Result<(), JournalError> {
+    let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(e)),
+    };
+    let len = file.metadata().map_err(io_error)?.len();
+    // Scan back from the end, a block at a time, for the last newline.
+    let mut end = len;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start)).map_err(io_error)?;
+        file.read_exact(chunk).map_err(io_error)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end).map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Opens `path` for appending (creating it and its folder), with a writer thread.
+    /// A torn last line is cut first.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, JournalError> {
         let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io_error)?;
-        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        cut_torn_tail(path)?;
+        let existed = path.exists();
         let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error)?;
-        file.seek(SeekFrom::End(0)).map_err(io_error)?;
+        if !existed {
+            // The new file's directory entry must be durable too.
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
+        }
+        let good_len = file.seek(SeekFrom::End(0)).map_err(io_error)?;
         let (sender, receiver) = mpsc::channel::<Pending>();
         let thread_path = path.to_path_buf();
         std::thread::Builder::new()
             .name(format!("journal:{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?")))
-            .spawn(move || write_groups(file, &receiver, durability, &thread_path))
+            .spawn(move || write_groups(file, good_len, &receiver, durability, &thread_path))
             .map_err(io_error)?;
         Ok(Self { path: path.to_path_buf(), sender, durability })
     }
@@ -175,9 +202,13 @@ impl Journal {
 }
 
 /// The writer thread: one write (and one fsync, in group-commit mode) per group of waiting lines.
-fn write_groups(mut file: File, receiver: &mpsc::Receiver<Pending>, durability: Durability, path: &Path) {
+/// After a failed write the file is cut back to its last good length and the journal refuses
+/// every later line: what memory holds beyond the disk is then only made good by a restart,
+/// which rebuilds from the disk.
+fn write_groups(mut file: File, mut good_len: u64, receiver: &mpsc::Receiver<Pending>, durability: Durability, path: &Path) {
     let mut group = Vec::with_capacity(64);
     let mut bytes = Vec::with_capacity(64 * 1024);
+    let mut failed: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -186,19 +217,31 @@ fn write_groups(mut file: File, receiver: &mpsc::Receiver<Pending>, durability: 
                 Err(_) => break,
             }
         }
-        let result = match durability {
-            Durability::FsyncEach => group.iter().try_for_each(|p| {
-                file.write_all(&p.lines)?;
-                file.sync_data()
-            }),
-            Durability::GroupCommit | Durability::Buffered => {
-                bytes.clear();
-                for p in &group {
-                    bytes.extend_from_slice(&p.lines);
+        let result = match &failed {
+            Some(reason) => Err(io::Error::other(format!("an earlier write failed ({reason}); restart the service"))),
+            None => match durability {
+                Durability::FsyncEach => group.iter().try_for_each(|p| {
+                    file.write_all(&p.lines)?;
+                    file.sync_data()?;
+                    good_len += p.lines.len() as u64;
+                    Ok(())
+                }),
+                Durability::GroupCommit | Durability::Buffered => {
+                    bytes.clear();
+                    for p in &group {
+                        bytes.extend_from_slice(&p.lines);
+                    }
+                    file.write_all(&bytes).and_then(|()| if durability == Durability::GroupCommit { file.sync_data() } else { Ok(()) }).map(|()| {
+                        good_len += bytes.len() as u64;
+                    })
                 }
-                file.write_all(&bytes).and_then(|()| if durability == Durability::GroupCommit { file.sync_data() } else { Ok(()) })
-            }
+            },
         };
+        if let (Err(e), None) = (&result, &failed) {
+            // A partial line must not be followed by the next group's lines.
+            let _ = file.set_len(good_len).and_then(|()| file.sync_all());
+            failed = Some(e.to_string());
+        }
         let result = result.map_err(|e| format!("{}: {e}", path.display()));
         for p in group.drain(..) {
             let _ = p.done.send(result.clone()); // a caller that stopped waiting needs no answer
@@ -230,11 +273,14 @@ mod tests {
             let rows: Vec<Row> = read_lines(&path).unwrap();
             assert_eq!(rows, (0..=100).map(|n| Row { n }).collect::<Vec<_>>(), "{durability}");
         }
-        // A crash mid-line: the torn line is dropped and cut off; appending goes on after it.
+        // A crash mid-line: readers leave the torn line out without touching the file; the
+        // owner cuts it off when it opens the journal, and appending goes on after it.
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(b"{\"n\":10").unwrap();
         drop(file);
+        let torn_len = std::fs::metadata(&path).unwrap().len();
         assert_eq!(read_lines::<Row>(&path).unwrap().len(), 101);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), torn_len, "reading changes nothing");
         let journal = Journal::open(&path, Durability::GroupCommit).unwrap();
         journal.append(&[Row { n: 101 }]).await.unwrap();
         let rows: Vec<Row> = read_lines(&path).unwrap();

@@ -15,10 +15,12 @@ use foresight_registry::atomic::write_json_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::MarketInput;
-use crate::journal::{Durability, Journal, JournalError, read_lines};
+use crate::journal::{Durability, Journal, JournalError, cut_torn_tail, read_lines};
 use crate::proto;
 use crate::series::{Day, Series};
 
+/// How far a tick's time may be ahead of the server's clock (clock skew), milliseconds.
+const MAX_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
 /// Completed days kept per asset (about 11 years of calendar days).
 const MAX_DAYS: usize = 4000;
 /// Journal lines replayed at start-up above which the state is snapshotted and the journal
@@ -128,6 +130,9 @@ impl AssetState {
             self.push_day(Day { date: o.date, close: o.close, realized_variance, implied_vol: o.implied_vol });
         }
         let r2 = self.last_price.map(|last| (price / last).ln().powi(2));
+        if r2.is_some_and(|r2| !r2.is_finite()) {
+            return Err(("tick.price".into(), format!("{price} after {} is not a price move that can be measured", self.last_price.unwrap_or_default())));
+        }
         let open = self.open.get_or_insert(OpenDay { date, close: price, sum_squared_returns: 0.0, returns: 0, implied_vol: None });
         open.close = price;
         if let Some(r2) = r2 {
@@ -190,6 +195,7 @@ impl MarketState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io_error(&snapshot, e)),
         };
+        cut_torn_tail(&journal_path)?;
         let records: Vec<Record> = read_lines(&journal_path)?;
         for (i, record) in records.iter().enumerate() {
             let asset = match record {
@@ -245,10 +251,13 @@ impl MarketState {
                 }
             }
             assets.retain(|_, s| s.last_sequence > 0); // an asset whose every update was rejected
-            // Queued under the lock, so the journal's order is the order they were applied in.
-            if stored.is_empty() {
+            let duplicates = acks.iter().any(|a| a.status == proto::AckStatus::Duplicate as i32);
+            if stored.is_empty() && !duplicates {
                 return Ok(acks);
             }
+            // Queued under the lock, so the journal's order is the order they were applied in.
+            // With nothing new, an empty entry still waits for what is queued before it: a
+            // DUPLICATE is only acknowledged once the original is on disk.
             self.journal.queue(&stored)?
         };
         self.journal.stored(waiting).await?;
@@ -304,6 +313,12 @@ fn to_record(u: &proto::MarketUpdate) -> Result<Record, Rejection> {
     }
     if u.sequence == 0 {
         return Err(("sequence".into(), "must be ≥ 1".into()));
+    }
+    if let Some(proto::market_update::Body::Tick(t)) = &u.body {
+        let now = chrono::Utc::now().timestamp_millis();
+        if t.timestamp_ms > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            return Err(("tick.timestamp_ms".into(), format!("{} is more than 5 minutes ahead of this server's clock ({now}): milliseconds expected", t.timestamp_ms)));
+        }
     }
     match &u.body {
         Some(proto::market_update::Body::Tick(t)) => Ok(Record::Tick {
@@ -383,6 +398,14 @@ mod tests {
         let acks = state.publish(&[tick(4, T0 + DAY_MS + 5, 99.0), tick(8, T0 + 2 * DAY_MS, 98.0)]).await.unwrap();
         assert_eq!(acks.iter().map(|a| a.status).collect::<Vec<_>>(), [Duplicate as i32, Stored as i32]);
         assert_eq!(state.state("BTC").unwrap().days, 3);
+        // Microseconds by mistake: far in the future, refused; an immeasurable move, refused.
+        let acks = state
+            .publish(&[tick(9, 1_700_000_000_000_000, 98.0), tick(10, T0 + 2 * DAY_MS + 1, 1e-300), tick(11, T0 + 2 * DAY_MS + 2, 1e300)])
+            .await
+            .unwrap();
+        assert!(acks[0].error.starts_with("tick.timestamp_ms") && acks[0].error.contains("ahead"), "{}", acks[0].error);
+        assert!(acks[2].error.starts_with("tick.price"), "{}", acks[2].error);
+        assert_eq!(state.state("BTC").unwrap().last_sequence, 10);
         assert!(state.state("ETH").is_none() && state.input("ETH").is_none());
     }
 }

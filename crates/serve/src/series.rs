@@ -33,7 +33,9 @@ impl Day {
         if self.implied_vol.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
             return Err(invalid(format!("{field}.implied_vol"), "must be finite and ≥ 0 (annualised percent)"));
         }
-        if chrono::NaiveDate::parse_from_str(&self.date, "%Y-%m-%d").is_err() {
+        // Canonical dates only (`2024-09-30`, not `2024-9-30`): dates are compared as text.
+        let canonical = chrono::NaiveDate::parse_from_str(&self.date, "%Y-%m-%d").is_ok_and(|d| d.format("%Y-%m-%d").to_string() == self.date);
+        if !canonical {
             return Err(invalid(format!("{field}.date"), format!("`{}` is not a YYYY-MM-DD date", self.date)));
         }
         if let Some(previous) = previous_date
@@ -140,6 +142,7 @@ mod tests {
         for (bad, expected) in [
             (vec![day("2020-03-13", 1.0), day("2020-03-13", 1.0)], "history[1].date"),
             (vec![day("2020-03-13", 1.0), day("2020-13-14", 1.0)], "history[1].date"),
+            (vec![day("2020-03-13", 1.0), day("2020-3-14", 1.0)], "history[1].date"),
             (vec![day("2020-03-13", f64::NAN)], "history[0].close"),
             (vec![Day { realized_variance: Some(-1.0), ..day("2020-03-13", 1.0) }], "history[0].realized_variance"),
         ] {

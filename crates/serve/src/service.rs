@@ -111,9 +111,12 @@ impl CalibrationApi {
         shared: Vec<proto::AssetMarket>,
     ) -> Result<Vec<Result<proto::CalibrateResponse, Status>>, Status> {
         let started = std::time::Instant::now();
-        let _permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let serving = self.serving.clone();
         let (results, audit) = tokio::task::spawn_blocking(move || {
+            // The slot is held by the work, not the call: a caller that gives up (deadline)
+            // does not free it while its calibration still runs.
+            let _permit = permit;
             let engine: Arc<Engine> = serving.engine();
             let state = serving.market.as_ref();
             let shared: HashMap<String, MarketInput> = Engine::prepare_markets(&shared, "markets", state)?;
@@ -233,10 +236,11 @@ impl CalibrationService for CalibrationApi {
 
     async fn forecast(&self, request: Request<proto::ForecastRequest>) -> Result<Response<proto::ForecastResponse>, Status> {
         let market = request.into_inner().market.ok_or_else(|| Status::invalid_argument("market: required"))?;
-        let _permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let serving = self.serving.clone();
         let asset = market.asset.clone();
         let f = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let engine = serving.engine();
             let inputs = Engine::prepare_markets(std::slice::from_ref(&market), "market", serving.market.as_ref())?;
             engine.forecast(&market.asset, &inputs[&market.asset], &engine.champion_arm(), &serving.cache)

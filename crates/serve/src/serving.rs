@@ -151,9 +151,11 @@ impl Serving {
                 if now == seen {
                     continue;
                 }
-                seen = now;
                 let s = serving.clone();
+                // A refused model is tried again at the next tick (its files may still have been
+                // arriving); the index counts as seen once every change is in.
                 match tokio::task::spawn_blocking(move || s.reload()).await {
+                    Ok(Ok((report, _))) if report.refused.is_empty() => seen = now,
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::error!("reload failed, the current models keep serving: {e:#}"),
                     Err(e) => tracing::error!("reload task failed: {e}"),
