@@ -140,7 +140,9 @@ fn assert_names(err: &str, path: &Path, row: Option<usize>, column: &str, words:
 
 #[test]
 fn each_validation_rule_names_file_row_and_column() {
-    let cases: Vec<(Box<dyn Fn(&str) -> String>, Option<usize>, &str, &str)> = vec![
+    // (how the file is damaged, the row named, the column named, the reason)
+    type Case<'a> = (Box<dyn Fn(&str) -> String>, Option<usize>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (Box::new(|s| s.replace("2024-01-03", "2024-01-02")), Some(3), "`date`", "duplicate timestamp"),
         (Box::new(|s| s.replace("2024-01-03", "2023-12-31")), Some(3), "`date`", "not sorted"),
         (Box::new(|s| s.replace("2024-01-02", "02/01/2024")), Some(2), "`date`", "cannot parse `02/01/2024`"),

@@ -64,9 +64,9 @@ impl GarchParams {
         let transform = Transform { model: self.model };
         let warm = warm
             .filter(|p| p.len() == self.model.num_params() && self.model.is_admissible(p) && self.model.loglik(p, &data).is_finite())
-            .map(|p| transform.to_theta(p))
+            .map(|p| transform.theta_of(p))
             .filter(|theta| theta.iter().all(|v| v.is_finite()));
-        let start = warm.unwrap_or_else(|| transform.to_theta(&starting_values(&self.model, &data)));
+        let start = warm.unwrap_or_else(|| transform.theta_of(&starting_values(&self.model, &data)));
         let problem = Problem { model: self.model, transform, data: &data };
         let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
             .with_tolerance_grad(1e-10)
@@ -80,7 +80,7 @@ impl GarchParams {
         let theta = state.get_best_param().cloned().ok_or_else(|| optimizer_error("no parameter found"))?;
         let iterations = state.get_iter();
         let converged = iterations < self.max_iters;
-        let params = transform.to_params(&theta);
+        let params = transform.params_of(&theta);
         let loglik = self.model.loglik(&params, &data);
         if !loglik.is_finite() {
             return Err(optimizer_error("the likelihood is not finite at the optimum"));
@@ -202,7 +202,7 @@ struct Transform {
 }
 
 impl Transform {
-    fn to_params(&self, th: &[f64]) -> Vec<f64> {
+    fn params_of(&self, th: &[f64]) -> Vec<f64> {
         let mut p = vec![th[0], th[1].exp()];
         let persistence = logistic(th[2]);
         let arch_share = logistic(th[3]);
@@ -223,7 +223,7 @@ impl Transform {
         p
     }
 
-    fn to_theta(&self, p: &[f64]) -> Vec<f64> {
+    fn theta_of(&self, p: &[f64]) -> Vec<f64> {
         let (mu, vol, dist) = self.model.split(p);
         let (omega, alpha, gamma, beta) = self.model.volatility.unpack(vol);
         let arch = alpha + 0.5 * gamma;
@@ -295,7 +295,7 @@ struct Problem<'a> {
 impl Problem<'_> {
     /// Mean negative log-likelihood (scaled by 1/n so that tolerances do not depend on n).
     fn objective(&self, theta: &[f64]) -> f64 {
-        let ll = self.model.loglik(&self.transform.to_params(theta), self.data) / self.data.nobs() as f64;
+        let ll = self.model.loglik(&self.transform.params_of(theta), self.data) / self.data.nobs() as f64;
         if ll.is_finite() { -ll } else { 1e10 }
     }
 }
@@ -395,7 +395,7 @@ mod tests {
             (true, Innovation::Normal, vec![0.01, 0.5, 0.07, -0.01, 0.9]),
         ] {
             let t = Transform { model: ArchModel { volatility: Garch { asymmetric }, innovation } };
-            let back = t.to_params(&t.to_theta(&p));
+            let back = t.params_of(&t.theta_of(&p));
             for (a, b) in p.iter().zip(&back) {
                 assert!((a - b).abs() < 1e-12, "{p:?} -> {back:?}");
             }
@@ -409,7 +409,7 @@ mod tests {
             model: ArchModel { volatility: Garch { asymmetric: true }, innovation: Innovation::StudentT },
         };
         for th in [[0.0, -30.0, 40.0, -40.0, 40.0, -20.0], [1.0, 5.0, -3.0, 3.0, -30.0, 8.0]] {
-            assert!(t.model.is_admissible(&t.to_params(&th)), "{th:?}");
+            assert!(t.model.is_admissible(&t.params_of(&th)), "{th:?}");
         }
     }
 }

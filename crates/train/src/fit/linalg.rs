@@ -23,13 +23,12 @@ pub fn invert(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
         for v in m[col].iter_mut() {
             *v /= p;
         }
-        for row in 0..n {
-            if row != col {
-                let f = m[row][col];
-                if f != 0.0 {
-                    for k in 0..2 * n {
-                        m[row][k] -= f * m[col][k];
-                    }
+        let pivot_row = m[col].clone();
+        for (row, values) in m.iter_mut().enumerate() {
+            let f = values[col];
+            if row != col && f != 0.0 {
+                for (v, p) in values.iter_mut().zip(&pivot_row) {
+                    *v -= f * p;
                 }
             }
         }
