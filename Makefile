@@ -45,6 +45,8 @@ demo: build
 	$(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551; rc=$$?; \
 	kill $$pid; wait $$pid; tail -n 1 $(REPORTS)/serve-state/audit.jsonl; exit $$rc
 
-test: bootstrap
+# The binaries first: the service's end-to-end tests start the real foresight-serve, which
+# `cargo test` alone does not build (it is another package's binary).
+test: build
 	cargo test --workspace
 	python3 tests/reference/backtest_reference.py --check

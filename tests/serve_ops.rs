@@ -437,6 +437,14 @@ fn the_service_binary_links_onnx_runtime_dynamically_and_never_libtorch() {
     assert!(!libraries.contains("onnxruntime"), "ONNX Runtime is opened at run time (load-dynamic), not linked: {libraries}");
 }
 
+#[test]
+fn foresight_serve_runs_the_service_binary() {
+    let out = crate::util::foresight_ok(&["serve", "--version"]);
+    assert!(out.starts_with("foresight-serve "), "{out}");
+    let err = crate::util::foresight_err(&["serve", "--registry", "/nonexistent/registry", "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("foresight-serve exited"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_calls_in_progress_finish() {
     let state = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 //! data file, report its calendar, gaps and intraday realized variance), `features`
 //! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
 //! forecast comparison), `train` (recipes → ONNX models with cards in the registry), `models`
-//! (list, verify, promote, roll back, diff registered models) and `doctor` (check the native
+//! (list, verify, promote, roll back, diff registered models), `correlation`, `calibrate` (a
+//! client of the service), `serve` (runs the service binary) and `doctor` (check the native
 //! runtimes).
 
 mod backtest;
@@ -15,6 +16,7 @@ mod evaluate;
 mod fit;
 mod inspect;
 mod models;
+mod serve;
 mod train;
 
 use std::process::ExitCode;
@@ -48,6 +50,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Ask a running foresight-serve for an account's forward-looking margin (portfolio JSON).
     Calibrate(calibrate::CalibrateArgs),
+    /// Run the calibration service (the foresight-serve binary beside this one) with these arguments.
+    Serve(serve::ServeArgs),
     /// Estimate the cross-asset correlation (common dates, shrinkage) into the registry.
     Correlation(correlation::CorrelationArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
@@ -67,6 +71,7 @@ fn run() -> anyhow::Result<()> {
         Command::Models(args) => models::run(args),
         Command::Correlation(args) => correlation::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

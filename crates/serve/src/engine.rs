@@ -351,6 +351,9 @@ impl Engine {
     }
 
     fn build(config: EngineConfig, previous: Option<&Engine>, generation: u64) -> anyhow::Result<(Self, ReloadReport)> {
+        if !config.registry.is_dir() {
+            anyhow::bail!("registry {}: no such folder (--registry / `registry` in the config)", config.registry.display());
+        }
         let registry = Registry::open(&config.registry)?;
         let reactive: Arm = config.reactive_arm.parse()?;
         if matches!(reactive.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
