@@ -9,7 +9,7 @@ use prost::Message;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit::{records, sha256_hex, snake_name};
+use crate::audit::{AuditRecord, records, sha256_hex, snake_name};
 use crate::engine::{ArmMargin, ArmWeight, Calibration, Engine, EngineError, MarketInput, Split};
 use crate::proto::calibration_service_server::CalibrationService;
 use crate::proto::market_data_service_server::MarketDataService;
@@ -102,8 +102,8 @@ impl CalibrationApi {
         Self { serving }
     }
 
-    /// Calibrates `requests` on one engine generation (blocking work), returning one result per
-    /// request, and writes the audit records of the successful ones before returning.
+    /// Calibrates `requests` (see [`calibrate_all`]), writes the audit records of the successful
+    /// ones, and only then returns.
     async fn calibrate_many(
         &self,
         method: &str,
@@ -112,49 +112,24 @@ impl CalibrationApi {
     ) -> Result<Vec<Result<proto::CalibrateResponse, Status>>, Status> {
         let started = std::time::Instant::now();
         let permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        let serving = self.serving.clone();
-        let (results, audit) = tokio::task::spawn_blocking(move || {
-            // The slot is held by the work, not the call: a caller that gives up (deadline)
-            // does not free it while its calibration still runs.
+        // One account on published market data is microseconds of work once the day's forecast
+        // is cached (the day's first call runs the model, a few milliseconds): cheaper here than
+        // a hand-off to the blocking pool. Inline history or many accounts go to the pool.
+        let light = requests.len() == 1 && shared.is_empty() && requests.iter().all(|r| r.markets.iter().all(|m| m.history.is_empty()));
+        let (results, audit) = if light {
             let _permit = permit;
-            let engine: Arc<Engine> = serving.engine();
-            let state = serving.market.as_ref();
-            let shared: HashMap<String, MarketInput> = Engine::prepare_markets(&shared, "markets", state)?;
-            let calibrate = |chunk: &[proto::CalibrateRequest]| {
-                let mut audit = Vec::new();
-                let results: Vec<_> = chunk
-                    .iter()
-                    .map(|request| {
-                        let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
-                        serving.metrics.record(&calibration);
-                        if serving.audit.is_some() {
-                            audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
-                        }
-                        Ok(response(&request.account_id, &calibration))
-                    })
-                    .collect();
-                (results, audit)
-            };
-            // A large batch is split over the cores; results and audit lines keep request order.
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(requests.len() / PARALLEL_FROM).max(1);
-            if threads == 1 {
-                return Ok::<_, EngineError>(calibrate(&requests));
-            }
-            let chunk = requests.len().div_ceil(threads);
-            let parts: Vec<_> = std::thread::scope(|scope| {
-                let handles: Vec<_> = requests.chunks(chunk).map(|c| scope.spawn(|| calibrate(c))).collect();
-                handles.into_iter().map(|h| h.join()).collect()
-            });
-            let (mut results, mut audit) = (Vec::with_capacity(requests.len()), Vec::new());
-            for part in parts {
-                let (r, a) = part.map_err(|_| EngineError::Internal("a batch worker panicked".into()))?;
-                results.extend(r);
-                audit.extend(a);
-            }
-            Ok((results, audit))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
+            calibrate_all(&self.serving, &requests, &shared)
+        } else {
+            let serving = self.serving.clone();
+            tokio::task::spawn_blocking(move || {
+                // The slot is held by the work, not the call: a caller that gives up (deadline)
+                // does not free it while its calibration still runs.
+                let _permit = permit;
+                calibrate_all(&serving, &requests, &shared)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+        }
         .map_err(status)?;
         if let Some(journal) = self.serving.audit.as_ref().filter(|_| !audit.is_empty()) {
             // Every margin is on record before it is returned.
@@ -163,6 +138,49 @@ impl CalibrationApi {
         self.serving.metrics.observe_latency(method, started.elapsed().as_secs_f64());
         Ok(results)
     }
+}
+
+/// Calibrates `requests` on one engine generation: one result per request, and the audit
+/// records of the successful ones, both in request order. A large batch is split over the cores.
+fn calibrate_all(
+    serving: &Serving,
+    requests: &[proto::CalibrateRequest],
+    shared: &[proto::AssetMarket],
+) -> Result<(Vec<Result<proto::CalibrateResponse, Status>>, Vec<AuditRecord>), EngineError> {
+    let engine: Arc<Engine> = serving.engine();
+    let state = serving.market.as_ref();
+    let shared: HashMap<String, MarketInput> = Engine::prepare_markets(shared, "markets", state)?;
+    let calibrate = |chunk: &[proto::CalibrateRequest]| {
+        let mut audit = Vec::new();
+        let results: Vec<_> = chunk
+            .iter()
+            .map(|request| {
+                let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
+                serving.metrics.record(&calibration);
+                if serving.audit.is_some() {
+                    audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
+                }
+                Ok(response(&request.account_id, &calibration))
+            })
+            .collect();
+        (results, audit)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(requests.len() / PARALLEL_FROM).max(1);
+    if threads == 1 {
+        return Ok(calibrate(requests));
+    }
+    let chunk = requests.len().div_ceil(threads);
+    let parts: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests.chunks(chunk).map(|c| scope.spawn(|| calibrate(c))).collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let (mut results, mut audit) = (Vec::with_capacity(requests.len()), Vec::new());
+    for part in parts {
+        let (r, a) = part.map_err(|_| EngineError::Internal("a batch worker panicked".into()))?;
+        results.extend(r);
+        audit.extend(a);
+    }
+    Ok((results, audit))
 }
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<proto::CalibrateResult, Status>> + Send>>;
