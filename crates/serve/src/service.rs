@@ -165,7 +165,11 @@ fn calibrate_all(
             .collect();
         (results, audit)
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(requests.len() / PARALLEL_FROM).max(1);
+    // (available_parallelism reads cgroup files: only asked when a split is possible.)
+    let threads = match requests.len() / PARALLEL_FROM {
+        0 | 1 => 1,
+        most => std::thread::available_parallelism().map_or(1, |n| n.get()).min(most),
+    };
     if threads == 1 {
         return Ok(calibrate(requests));
     }
