@@ -41,7 +41,7 @@ demo: build
 	# Serve the registry's champions (foresight.toml: A/B split in shadow mode, audit log in
 	# reports/serve-state) and ask for a portfolio's forward-looking margin; SIGTERM stops it gracefully.
 	rm -rf $(REPORTS)/serve-state
-	$(SERVE) --config foresight.toml --listen 127.0.0.1:50551 & pid=$$!; \
+	$(SERVE) --config foresight.toml --listen 127.0.0.1:50551 --metrics-listen 127.0.0.1:0 & pid=$$!; \
 	$(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551; rc=$$?; \
 	kill $$pid; wait $$pid; tail -n 1 $(REPORTS)/serve-state/audit.jsonl; exit $$rc
 
