@@ -475,3 +475,33 @@ async fn sigterm_lets_calls_in_progress_finish() {
     assert_eq!(audit.len(), 10_000, "audited before the response left");
     assert!(audit.iter().enumerate().all(|(i, r)| r.account_id == format!("a{i}")), "audit lines in request order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foresight_publish_backfills_the_service_and_is_harmless_to_repeat() {
+    let state = tempfile::tempdir().unwrap();
+    let (address, serving) = serve(config(&root().join("models"), Some(state.path()))).await;
+    let server = format!("http://{address}");
+    let publish = |days: &'static str| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            let data = |f: &str| crate::util::data(f).to_str().unwrap().to_string();
+            crate::util::foresight_ok(&[
+                "publish", "--asset", "BTC", "--data", &data("btc_usdt_1d.csv"), "--rv-data", &data("btc_usdt_2h.csv"),
+                "--implied-vol-data", &data("btc_dvol_1d.csv"), "--days", days, "--server", &server,
+            ])
+        })
+    };
+    let out = publish("400").await.unwrap();
+    assert!(out.contains("BTC: 400 day(s) sent") && out.contains("400 stored, 0 duplicate, 0 rejected"), "{out}");
+    let held = serving.market.as_ref().unwrap().state("BTC").unwrap();
+    assert_eq!((held.days, held.last_sequence), (400, 400));
+    // The same days again: nothing to send.
+    let out = publish("400").await.unwrap();
+    assert!(out.contains("already holds every day"), "{out}");
+    // The published days are the inline history the tests send: the same forward rate.
+    let mut client = CalibrationServiceClient::connect(server).await.unwrap();
+    let published = proto::AssetMarket { asset: "BTC".into(), data_age_seconds: Some(1.0), ..Default::default() };
+    let from_state = client.calibrate(CalibrateRequest { markets: vec![published], ..from_state("p") }).await.unwrap().into_inner();
+    let inline = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.unwrap().into_inner();
+    assert_eq!(from_state.components[0].forward_rate, inline.components[0].forward_rate);
+}

@@ -4,8 +4,8 @@
 //! data file, report its calendar, gaps and intraday realized variance), `features`
 //! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
 //! forecast comparison), `train` (recipes → ONNX models with cards in the registry), `models`
-//! (list, verify, promote, roll back, diff registered models), `correlation`, `calibrate` (a
-//! client of the service), `serve` (runs the service binary) and `doctor` (check the native
+//! (list, verify, promote, roll back, diff registered models), `correlation`, `calibrate` and `publish`
+//! (clients of the service), `serve` (runs the service binary) and `doctor` (check the native
 //! runtimes).
 
 mod backtest;
@@ -16,6 +16,7 @@ mod evaluate;
 mod fit;
 mod inspect;
 mod models;
+mod publish;
 mod serve;
 mod train;
 
@@ -50,6 +51,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Ask a running foresight-serve for an account's forward-looking margin (portfolio JSON).
     Calibrate(calibrate::CalibrateArgs),
+    /// Backfill a running foresight-serve's market state with daily history from files.
+    Publish(publish::PublishArgs),
     /// Run the calibration service (the foresight-serve binary beside this one) with these arguments.
     Serve(serve::ServeArgs),
     /// Estimate the cross-asset correlation (common dates, shrinkage) into the registry.
@@ -72,6 +75,7 @@ fn run() -> anyhow::Result<()> {
         Command::Correlation(args) => correlation::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Publish(args) => publish::run(args),
     }
 }
 
