@@ -141,7 +141,7 @@ impl CalibrationApi {
 }
 
 /// One account's response, or why it has none.
-type Outcomes = Result<proto::CalibrateResponse, Status>;
+type AccountOutcome = Result<proto::CalibrateResponse, Status>;
 
 /// Calibrates `requests` on one engine generation: one result per request, and the audit
 /// records of the successful ones, both in request order. A large batch is split over the cores.
@@ -149,7 +149,7 @@ fn calibrate_all(
     serving: &Serving,
     requests: &[proto::CalibrateRequest],
     shared: &[proto::AssetMarket],
-) -> Result<(Vec<Outcomes>, Vec<AuditRecord>), EngineError> {
+) -> Result<(Vec<AccountOutcome>, Vec<AuditRecord>), EngineError> {
     let engine: Arc<Engine> = serving.engine();
     let state = serving.market.as_ref();
     let shared: HashMap<String, MarketInput> = Engine::prepare_markets(shared, "markets", state)?;
