@@ -459,11 +459,6 @@ impl Engine {
         out
     }
 
-    /// A served model by `name@vN`.
-    pub fn model(&self, reference: &str) -> Option<&Served> {
-        self.models.get(reference).map(Arc::as_ref)
-    }
-
     /// `asset → name@vN` of the volatility champions.
     pub fn models(&self) -> BTreeMap<String, String> {
         self.champions

@@ -79,7 +79,6 @@ struct Pending {
 pub struct Journal {
     path: PathBuf,
     sender: mpsc::Sender<Pending>,
-    durability: Durability,
 }
 
 /// The complete lines of the journal at `path`, parsed as `T` (none when it does not exist). A
@@ -159,17 +158,12 @@ impl Journal {
             .name(format!("journal:{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?")))
             .spawn(move || write_groups(file, good_len, &receiver, durability, &thread_path))
             .map_err(io_error)?;
-        Ok(Self { path: path.to_path_buf(), sender, durability })
+        Ok(Self { path: path.to_path_buf(), sender })
     }
 
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// When lines count as stored.
-    pub fn durability(&self) -> Durability {
-        self.durability
     }
 
     /// Queues `records`, a line each, together; the receiver answers once they are stored.

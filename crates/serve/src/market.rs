@@ -8,7 +8,7 @@
 //! from the last price before the day), as the training data's intraday bars give it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use foresight_registry::atomic::write_json_atomic;
@@ -175,7 +175,6 @@ fn split_error(e: crate::engine::EngineError) -> Rejection {
 pub struct MarketState {
     assets: Mutex<BTreeMap<String, AssetState>>,
     journal: Journal,
-    snapshot: PathBuf,
 }
 
 /// Files of the market state in the state folder.
@@ -216,12 +215,7 @@ impl MarketState {
             foresight_registry::atomic::write_atomic(&journal_path, b"").map_err(|e| io_error(&journal_path, std::io::Error::other(e.to_string())))?;
         }
         let journal = Journal::open(&journal_path, durability)?;
-        Ok(Self { assets: Mutex::new(assets), journal, snapshot })
-    }
-
-    /// The snapshot file (for operators and tests).
-    pub fn snapshot_path(&self) -> &Path {
-        &self.snapshot
+        Ok(Self { assets: Mutex::new(assets), journal })
     }
 
     /// Applies `updates` in order and stores the accepted ones; one acknowledgement each, in
