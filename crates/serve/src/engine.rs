@@ -171,9 +171,9 @@ impl Served {
         self.model.lock().map_err(|_| "model lock poisoned".to_string())?.run(rows).map_err(|e| e.to_string())
     }
 
-    /// Values in one input row.
+    /// Values in one input row (the runtime's own reading of the card's input shape).
     pub fn row_width(&self) -> usize {
-        self.card.onnx.input_shape.iter().skip(1).map(|&d| d.max(1) as usize).product()
+        self.model.lock().map_or(0, |m| m.row_width())
     }
 }
 
@@ -636,10 +636,19 @@ impl Engine {
     /// inline history takes the asset's days (and, where left unset, its last price, implied
     /// vol and depth) from `state`.
     pub fn prepare_markets(markets: &[proto::AssetMarket], field: &str, state: Option<&MarketState>) -> Result<HashMap<String, MarketInput>, EngineError> {
+        Self::prepare_markets_named(markets, |i| format!("{field}[{i}]"), state)
+    }
+
+    /// [`Engine::prepare_markets`] with each market's field path given by `field_of(index)`
+    /// (`market` for Forecast's single market).
+    pub fn prepare_markets_named(
+        markets: &[proto::AssetMarket],
+        field_of: impl Fn(usize) -> String,
+        state: Option<&MarketState>,
+    ) -> Result<HashMap<String, MarketInput>, EngineError> {
         let mut out = HashMap::with_capacity(markets.len());
         for (i, m) in markets.iter().enumerate() {
-            // `markets[0]` in a list; `market` for a single market (Forecast).
-            let field = if field.ends_with('s') { format!("{field}[{i}]") } else { field.to_string() };
+            let field = field_of(i);
             if m.asset.is_empty() || out.contains_key(&m.asset) {
                 return Err(invalid(format!("{field}.asset"), format!("`{}` is empty or given twice", m.asset)));
             }

@@ -87,12 +87,7 @@ impl Metrics {
         self.calibrations.get_or_create(&labels).inc();
         self.multiplier.get_or_create(&labels).observe(arm.margin.posted.multiplier);
         for fallback in arm.margin.fallbacks.values() {
-            let reason = crate::audit::snake_name(fallback);
-            let reason = serde_json::from_str::<serde_json::Value>(&reason)
-                .ok()
-                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
-                .unwrap_or(reason);
-            self.fallbacks.get_or_create(&FallbackLabels { arm: arm.arm.clone(), reason }).inc();
+            self.fallbacks.get_or_create(&FallbackLabels { arm: arm.arm.clone(), reason: fallback.reason().to_string() }).inc();
         }
     }
 

@@ -267,7 +267,7 @@ impl CalibrationService for CalibrationApi {
         let f = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let engine = serving.engine();
-            let inputs = Engine::prepare_markets(std::slice::from_ref(&market), "market", serving.market.as_ref())?;
+            let inputs = Engine::prepare_markets_named(std::slice::from_ref(&market), |_| "market".into(), serving.market.as_ref())?;
             engine.forecast(&market.asset, &inputs[&market.asset], &engine.champion_arm(), &serving.cache)
         })
         .await

@@ -112,7 +112,7 @@ impl Serving {
         let (engine, report) = self.engine().reload()?;
         let generation = engine.generation();
         if !report.changed.is_empty() || !report.refused.is_empty() {
-            tracing::warn!(generation, changed = ?report.changed, refused = ?report.refused, "registry reloaded");
+            tracing::info!(generation, changed = ?report.changed, refused = ?report.refused, "registry reloaded");
         }
         self.install(engine);
         Ok((report, generation))

@@ -42,6 +42,20 @@ pub enum Fallback {
     },
 }
 
+impl Fallback {
+    /// The reason's name, as serialised in the `reason` tag (`stale`, `price_jump`...): a
+    /// label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoModel => "no_model",
+            Self::ForecastFailed { .. } => "forecast_failed",
+            Self::Stale { .. } => "stale",
+            Self::PriceJump { .. } => "price_jump",
+            Self::OutOfRange { .. } => "out_of_range",
+        }
+    }
+}
+
 /// Limits of [`check_inputs`].
 /// Read from a service config with every field optional (the defaults fill in).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -109,6 +123,19 @@ pub fn collateral_haircut(daily_sigma: f64, mpor_days: f64, z: f64, cap: f64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_names_are_the_serialised_tags() {
+        for f in [
+            Fallback::NoModel,
+            Fallback::ForecastFailed { detail: "x".into() },
+            Fallback::Stale { age_secs: 1.0, max_age_secs: 0.5 },
+            Fallback::PriceJump { sigmas: 11.0, max_sigmas: 10.0 },
+            Fallback::OutOfRange { column: "c".into(), value: 1.0, min: 0.0, max: 0.5 },
+        ] {
+            assert_eq!(serde_json::to_value(&f).unwrap()["reason"], f.reason());
+        }
+    }
 
     #[test]
     fn each_reason_to_fall_back() {
