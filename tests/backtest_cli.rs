@@ -305,7 +305,8 @@ fn model_arms_join_the_backtest_next_to_reactive_ones() {
     assert!(side("model:log-har+lookahead:22", "peak_to_trough") < 0.5 * side("model:log-har", "peak_to_trough"));
     let ready = |arm: &str| arms[arm]["readiness"].as_array().unwrap().iter().find(|e| e["date"] == "2020-03-12").unwrap()["long"].as_f64().unwrap();
     assert!(ready("model:log-har+lookahead:22") > ready("model:log-har") + 0.1, "{} vs {}", ready("model:log-har+lookahead:22"), ready("model:log-har"));
-    // A close-only file has no bars to learn realized variance from.
+    // A close-only file: the forecasters learn from squared daily returns instead; a registered
+    // model trained on intraday variance refuses that history and says what to give it.
     let closes = out.path().join("closes.csv");
     let text = std::fs::read_to_string(data("btc_usdt_1d.csv")).unwrap();
     let close_only: String = text.lines().map(|l| {
@@ -313,6 +314,11 @@ fn model_arms_join_the_backtest_next_to_reactive_ones() {
         format!("{},{}\n", f[0], f[4])
     }).collect();
     std::fs::write(&closes, close_only).unwrap();
-    let err = crate::util::foresight_err(&["backtest", "--data", closes.to_str().unwrap(), "--calibrator", "model:garch", "--out", o]);
-    assert!(err.contains("--rv-data"), "{err}");
+    foresight_ok(&["backtest", "--data", closes.to_str().unwrap(), "--calibrator", "model:log-har+path:22", "--refit-every", "250", "--out", o]);
+    let summary = read_json(&out.path().join("summary.json"));
+    let long = summary["arms"]["model:log-har+path:22"]["long"]["avg_margin"].as_f64().unwrap();
+    assert!(long > 0.02 && long < 0.3, "{long}");
+    let registry = crate::util::root().join("models");
+    let err = crate::util::foresight_err(&["backtest", "--data", closes.to_str().unwrap(), "--calibrator", "model:btc-log-har@v1", "--registry", registry.to_str().unwrap(), "--out", o]);
+    assert!(err.contains("squared_return") && err.contains("--rv-data"), "{err}");
 }

@@ -5,6 +5,7 @@ mod util;
 
 mod backtest_cli;
 mod doctor;
+mod frontier;
 mod margin;
 mod reference;
 mod serve;

@@ -15,7 +15,7 @@ use foresight_registry::runtime::LoadedModel;
 use foresight_registry::{ModelCard, ModelRef, Registry};
 use foresight_serve::audit::AuditRecord;
 use foresight_serve::journal::read_lines;
-use foresight_train::data::{Values, load_daily_closes, load_ohlcv};
+use foresight_train::data::{Values, load_daily_closes};
 use foresight_train::evaluate::{DailyHistory, model_margin_rates, registered_margin_rates};
 use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
@@ -51,6 +51,12 @@ pub struct BacktestArgs {
     /// [default: 22].
     #[arg(long)]
     refit_every: Option<usize>,
+    /// Score from this day on (`YYYY-MM-DD`); the arms still learn from everything before it.
+    #[arg(long, value_name = "DATE")]
+    from: Option<NaiveDate>,
+    /// Score up to this day (its h-day loss included); nothing later is read by any arm.
+    #[arg(long, value_name = "DATE")]
+    to: Option<NaiveDate>,
     /// Stress events to measure readiness at, `YYYY-MM-DD[=label]`, comma-separated
     /// [default: the known stress events of the bundled data that fall in the scored window].
     #[arg(long, value_name = "DATE[=LABEL]", value_delimiter = ',')]
@@ -85,6 +91,8 @@ struct BacktestConfigFile {
     #[serde(default)]
     events: Vec<String>,
     registry: Option<PathBuf>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
 }
 
 /// Settings after merging defaults, the config file and the flags (flags win).
@@ -101,6 +109,10 @@ pub struct Settings {
     pub registry: PathBuf,
     /// Replay an audit log (and which underlying) instead of computing `arms`.
     pub audit: Option<(PathBuf, Option<String>)>,
+    /// The scoring window's first and last day.
+    pub from: Option<NaiveDate>,
+    /// See `from`.
+    pub to: Option<NaiveDate>,
 }
 
 /// Parses `YYYY-MM-DD[=label]` events; none given means the known stress events.
@@ -159,6 +171,8 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
         burn_in: args.burn_in.or(file.burn_in).unwrap_or(if args.from_audit.is_some() { 0 } else { 250 }),
         out: args.out.or(file.out).context("no output folder: pass --out DIR or `out = ...` in --config")?,
         audit: args.from_audit.map(|path| (path, args.asset)),
+        from: args.from.or(file.from),
+        to: args.to.or(file.to),
     })
 }
 
@@ -169,15 +183,24 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
 /// Runs the backtest these settings describe: prints the table and readiness, writes the report.
 pub fn execute(args: Settings) -> anyhow::Result<()> {
     let mut prices = load_daily_closes(&args.data)?;
+    // A scoring window ending early: nothing after its last loss is loaded into any arm.
+    if let Some(to) = args.to {
+        let last = prices.timestamps.iter().rposition(|t| t.date() <= to).with_context(|| format!("--to {to}: no data up to it"))?;
+        let keep = (last + args.horizon + 1).min(prices.values.len());
+        prices.values.truncate(keep);
+        prices.timestamps.truncate(keep);
+    }
+    let burn_in = match args.from {
+        Some(from) => prices.timestamps.iter().position(|t| t.date() >= from).with_context(|| format!("--from {from}: no data from it on"))?.max(args.burn_in),
+        None => args.burn_in,
+    };
     let params = CalibrationParams::new(args.confidence, args.horizon, prices.frequency.periods_per_year())
         .context("--confidence/--horizon")?;
-    let config = BacktestConfig { params, burn_in: args.burn_in };
+    let config = BacktestConfig { params, burn_in };
     // Model arms share one daily history: realized variance from --rv-data (intraday bars) when
-    // given, else the daily bars' range.
+    // given, else the daily bars' range, else (a `date,close` file) squared daily returns.
     let history = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. })) {
-        let bars_file = args.rv_data.as_ref().unwrap_or(&args.data);
-        let bars = load_ohlcv(bars_file).context("model: arms need OHLC bars for realized variance (pass --rv-data FILE)")?;
-        Some(DailyHistory::from_bars(&bars)?)
+        Some(DailyHistory::load(&args.data, args.rv_data.as_deref())?)
     } else {
         None
     };
@@ -207,7 +230,7 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     for arm in &args.arms {
         let base = match (&arm.base, &history, &registry) {
             (BaseCalibrator::Model { forecaster }, Some(history), _) => {
-                model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every, arm.lookahead)
+                model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every, arm.policy)
                     .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?
             }
             (BaseCalibrator::Registered { model }, Some(history), Some(registry)) => {
@@ -221,7 +244,7 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
                     loaded_models.insert(reference.clone(), (card, loaded));
                 }
                 let (card, loaded) = loaded_models.get_mut(&reference).expect("inserted above");
-                registered_margin_rates(card, loaded, history, &prices, &params, arm.lookahead)
+                registered_margin_rates(card, loaded, history, &prices, &params, arm.policy)
                     .with_context(|| format!("forecasting with model:{model}"))?
             }
             _ => {

@@ -235,6 +235,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             events: backtest::parse_events(&[])?,
             registry: args.registry.clone(),
             audit: None,
+            from: None,
+            to: None,
         })?;
     }
     Ok(())

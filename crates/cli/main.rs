@@ -3,7 +3,7 @@
 //! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
 //! data file, report its calendar, gaps and intraday realized variance), `features`
 //! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
-//! forecast comparison), `train` (recipes → ONNX models with cards in the registry), `models`
+//! forecast comparison), `frontier` (the cost–procyclicality frontier of a grid of arms), `train` (recipes → ONNX models with cards in the registry), `models`
 //! (list, verify, promote, roll back, diff registered models), `correlation`, `calibrate` and `publish`
 //! (clients of the service), `serve` (runs the service binary) and `doctor` (check the native
 //! runtimes).
@@ -14,6 +14,8 @@ mod correlation;
 mod doctor;
 mod evaluate;
 mod fit;
+mod frontier;
+mod impulse;
 mod inspect;
 mod models;
 mod publish;
@@ -42,6 +44,12 @@ enum Command {
     Features(inspect::FeaturesArgs),
     /// Fit GARCH(1,1) or GJR-GARCH(1,1,1) (normal or Student-t) by maximum likelihood.
     Fit(fit::FitArgs),
+    /// A grid of reactive and forward arms on one series: the cost–procyclicality frontier on a
+    /// development and a report window, the selection rule's pick and the frozen arm.
+    Frontier(frontier::FrontierArgs),
+    /// Each arm's margin around a simulated volatility step (×2, ×3, ×5): reaction speed,
+    /// overshoot and the losses that break through while it catches up.
+    Impulse(impulse::ImpulseArgs),
     /// Walk-forward comparison of variance forecasters (EWMA, GARCH, HAR) on realized variance.
     Evaluate(evaluate::EvaluateArgs),
     /// Train the forecasters of a recipe (training/<name>.toml), check their ONNX export and
@@ -70,6 +78,8 @@ fn run() -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args),
         Command::Fit(args) => fit::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Frontier(args) => frontier::run(args),
+        Command::Impulse(args) => impulse::run(args),
         Command::Train(args) => train::run(args),
         Command::Models(args) => models::run(args),
         Command::Correlation(args) => correlation::run(args),

@@ -12,6 +12,8 @@
 //! - [`correlation`]: the cross-asset correlation for portfolio offsets (Schäfer-Strimmer shrinkage).
 //! - [`backtest`]: the walk-forward margin backtest, the yardstick every arm is judged by.
 //! - [`forecast`]: scoring variance forecasts (QLIKE, MSE, Mincer-Zarnowitz, Diebold-Mariano).
+//! - [`frontier`]: the cost–procyclicality frontier of margin designs and the rule that picks one.
+//! - [`impulse`]: impulse responses of margin models to a volatility step (simulated paths).
 //! - [`margin`]: portfolio initial margin by scenarios (Black-76, netting, correlation offsets,
 //!   liquidity add-on) and the guard rails between forward-looking and posted margin.
 //! - [`regime`]: volatility regimes from a fitted mixture's parameters, and the stressed-regime
@@ -30,6 +32,8 @@ pub mod correlation;
 pub mod error;
 pub mod features;
 pub mod forecast;
+pub mod frontier;
+pub mod impulse;
 pub mod margin;
 pub mod regime;
 pub mod stats;

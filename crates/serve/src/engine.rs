@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS, fhs_horizons, fhs_rates, forward_fill};
+use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS};
 use foresight_core::features::{Ewma, implied_log_variance};
 use foresight_core::margin::split::assign;
 use foresight_core::margin::{
@@ -479,7 +479,7 @@ impl Engine {
 
     /// The `model:champion` arm, whether or not the split has it (for `Forecast`).
     pub fn champion_arm(&self) -> ServeArm {
-        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), lookahead: None };
+        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), policy: Default::default() };
         ServeArm { name: arm.to_string(), arm, model: ArmModel::Champion, weight: 0.0 }
     }
 
@@ -611,17 +611,15 @@ impl Engine {
         if run.last_row.is_none() {
             return Err(Fallback::ForecastFailed { detail: "the last day's inputs are incomplete".into() });
         }
-        let horizons = fhs_horizons(params.horizon(), arm.lookahead);
-        let series_of = |h: &usize| {
-            run.outputs
-                .get(&format!("variance_h{h}"))
-                .ok_or_else(|| Fallback::ForecastFailed { detail: format!("{} has no variance_h{h} (arm {arm})", served.reference) })
-        };
-        let next_day = series_of(&horizons[0])?;
-        let horizon = series_of(&horizons[horizons.len() - 1])?;
+        // The backtest's own policy code, on the model's outputs by horizon: the same rate.
+        if let Some(h) = arm.policy.horizons(params.horizon()).into_iter().find(|h| !run.outputs.contains_key(&format!("variance_h{h}"))) {
+            return Err(Fallback::ForecastFailed { detail: format!("{} has no variance_h{h} (arm {arm})", served.reference) });
+        }
         let failed = |e: foresight_core::CoreError| Fallback::ForecastFailed { detail: e.to_string() };
-        let mut rates = fhs_rates(&series.returns, next_day, horizon, params, FHS_MIN_RESIDUALS).map_err(failed)?;
-        forward_fill(&mut rates);
+        let rates = arm
+            .policy
+            .rates(&series.returns, |h| run.outputs.get(&format!("variance_h{h}")).map(Vec::as_slice), params)
+            .map_err(failed)?;
         let rates = arm.with_apc(&rates, &series.closes, params).map_err(failed)?;
         rates
             .last()

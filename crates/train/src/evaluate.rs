@@ -6,11 +6,11 @@
 //! (filters such as GARCH's variance recursion still move every day). Forecasts are scored on
 //! the origins where every forecaster has one and the realized target is complete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::NaiveDate;
-use foresight_core::calibrate::{CalibrationParams, FHS_MIN_RESIDUALS, ModelName, SideRates, fhs_horizons, fhs_rates, forward_fill};
+use foresight_core::calibrate::{CalibrationParams, ForwardPolicy, ModelName, SideRates};
 use foresight_core::features::{Ewma, VolEstimator, har_components, regime_features};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::regime::{Mixture, stressed_within};
@@ -21,7 +21,7 @@ use foresight_registry::ModelCard;
 use foresight_registry::inputs::ModelInput;
 use foresight_registry::runtime::LoadedModel;
 
-use crate::data::{ExogenousSource, Frequency, Ohlcv, Transform, Values, load_daily_closes, load_ohlcv};
+use crate::data::{ExogenousSource, Frequency, Ohlcv, Series, Transform, Values, load_daily_closes, load_ohlcv};
 use crate::error::{DataError, Result};
 use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
 
@@ -72,6 +72,33 @@ pub fn market_days(closes: &Path, bars: &Path, implied_vol: Option<&Path>) -> Re
 }
 
 impl DailyHistory {
+    /// From daily closes alone (a `date,close` file, e.g. a century of an equity index): the
+    /// day's realized variance is its squared log return, the noisiest estimator but the only
+    /// one a close gives. `rv_source` is `squared_return`.
+    pub fn from_closes(closes: &Values) -> Self {
+        let returns: Vec<Option<f64>> =
+            std::iter::once(None).chain(closes.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
+        Self {
+            dates: closes.timestamps.iter().map(|t| t.date()).collect(),
+            rv: returns.iter().map(|r| r.map(|r| r * r)).collect(),
+            returns,
+            rv_source: "squared_return",
+        }
+    }
+
+    /// The history model arms learn from: realized variance from `rv_data`'s bars when given
+    /// (intraday bars, or daily OHLC for the range), else from `data`'s own bars, and from its
+    /// squared daily returns when it has closes only.
+    pub fn load(data: &Path, rv_data: Option<&Path>) -> Result<Self> {
+        match rv_data {
+            Some(bars) => Self::from_bars(&load_ohlcv(bars)?),
+            None => match crate::data::load(data)? {
+                Series::Ohlcv(bars) => Self::from_bars(&bars),
+                Series::Values(_) => Ok(Self::from_closes(&load_daily_closes(data)?)),
+            },
+        }
+    }
+
     /// From intraday bars: RV from the bars (see `Ohlcv::daily_realized_variance`), returns from
     /// the aggregated daily closes; from daily bars: each day's Garman-Klass range variance.
     pub fn from_bars(bars: &Ohlcv) -> Result<Self> {
@@ -303,10 +330,51 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                 let mut fitted: Option<FittedHar> = None;
                 for t in config.train_days..n {
                     if refit(t) {
-                        fitted = Some(params.fit(&history.rv, t)?);
+                        fitted = match (params.fit_components(&history.rv, &components, t), fitted) {
+                            (Ok(f), _) => Some(f),
+                            // A long horizon needs more days than the burn-in gives (a target
+                            // of 125 days is known 125 days late): no forecast until it can be
+                            // fitted. Once a model exists, a failed refit is an error.
+                            (Err(_), None) => None,
+                            (Err(e), Some(_)) => return Err(e),
+                        };
                     }
                     out[k][t] = fitted.and_then(|f| components[t].and_then(|c| f.predict(&c)));
                 }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Forecasts of `forecaster` with its parameters estimated once, on all of `fit_on`, and held
+/// fixed while it filters `history` (by horizon, aligned with `history`): a model's reaction
+/// function, as an impulse-response experiment needs it. Variance filters (GARCH's recursion,
+/// HAR's averages) start from `history`'s own first days.
+pub fn frozen_forecasts(forecaster: ModelName, fit_on: &DailyHistory, history: &DailyHistory, horizons: &[usize]) -> Result<ByHorizon> {
+    let n = history.dates.len();
+    let mut out = ByHorizon::new();
+    match forecaster.garch_spec() {
+        Some((asymmetric, innovation)) => {
+            let fit = GarchParams::new(asymmetric).innovation(innovation).fit(&contiguous_percent_returns(fit_on)?)?;
+            let pct = contiguous_percent_returns(history)?;
+            let sigma2 = fit.model().conditional_variance(fit.params(), &ArchData::new(&pct)?);
+            let (mu, vol, _) = fit.model().split(fit.params());
+            let max_h = horizons.iter().copied().max().unwrap_or(1);
+            // Day t knows returns 1..=t, i.e. pct[..t]; the path starts after pct[t − 1].
+            let paths: Vec<Option<Vec<f64>>> = (0..n)
+                .map(|t| (t >= 1).then(|| fit.model().volatility.forecast(vol, pct[t - 1] - mu, sigma2[t - 1], max_h)))
+                .collect();
+            for &h in horizons {
+                out.insert(h, paths.iter().map(|p| p.as_ref().map(|p| p[..h].iter().sum::<f64>() / h as f64 / 1e4)).collect());
+            }
+        }
+        None => {
+            let components = har_components(&history.rv);
+            for &h in horizons {
+                let params = if forecaster == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
+                let fitted = params.fit(&fit_on.rv, fit_on.rv.len() - 1)?;
+                out.insert(h, components.iter().map(|c| c.and_then(|c| fitted.predict(&c))).collect());
             }
         }
     }
@@ -326,12 +394,24 @@ pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f
         .collect()
 }
 
+/// One model's forecasts by horizon in days: `[day]` aligned with a [`DailyHistory`].
+pub type ByHorizon = BTreeMap<usize, Vec<Option<f64>>>;
+
+/// Walk-forward forecasts of `forecaster` at every one of `horizons` (see
+/// [`forecast_variances`]), by horizon.
+pub fn model_forecasts(forecaster: ModelName, history: &DailyHistory, burn_in: usize, refit_every: usize, horizons: &[usize]) -> Result<ByHorizon> {
+    let mut horizons = horizons.to_vec();
+    horizons.sort_unstable();
+    horizons.dedup();
+    let config = WalkForward { train_days: burn_in, refit_every, horizons: horizons.clone() };
+    let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
+    Ok(horizons.into_iter().zip(forecasts).collect())
+}
+
 /// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes) by
 /// date: the forecaster runs walk-forward on `history` from day `burn_in`, re-fitted every
-/// `refit_every` days, and filtered historical simulation turns its forecasts into rates:
-/// returns standardised by the forecast over the next day (or the `lookahead`), scaled by the
-/// forecast over the margin horizon (or the look-ahead, when longer). A day without a forecast
-/// keeps the previous day's rate.
+/// `refit_every` days, and the arm's [`ForwardPolicy`] turns its forecasts into rates by
+/// filtered historical simulation. A day without a forecast keeps the previous day's rate.
 pub fn model_margin_rates(
     forecaster: ModelName,
     history: &DailyHistory,
@@ -339,11 +419,10 @@ pub fn model_margin_rates(
     params: &CalibrationParams,
     burn_in: usize,
     refit_every: usize,
-    lookahead: Option<usize>,
+    policy: ForwardPolicy,
 ) -> Result<Vec<Option<SideRates>>> {
-    let config = WalkForward { train_days: burn_in, refit_every, horizons: fhs_horizons(params.horizon(), lookahead) };
-    let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
-    forecast_rates(&forecasts, history, prices, params)
+    let forecasts = model_forecasts(forecaster, history, burn_in, refit_every, &policy.horizons(params.horizon()))?;
+    policy_rates(policy, &forecasts, history, prices, params)
 }
 
 /// Variance forecasts of a registered model, run through ONNX Runtime on every day of
@@ -402,11 +481,11 @@ pub fn registered_margin_rates(
     history: &DailyHistory,
     prices: &Values,
     params: &CalibrationParams,
-    lookahead: Option<usize>,
+    policy: ForwardPolicy,
 ) -> Result<Vec<Option<SideRates>>> {
-    let horizons = fhs_horizons(params.horizon(), lookahead);
-    let forecasts = registered_forecasts(card, model, history, &horizons)?;
-    let mut rates = forecast_rates(&forecasts, history, prices, params)?;
+    let horizons = policy.horizons(params.horizon());
+    let forecasts: ByHorizon = horizons.iter().copied().zip(registered_forecasts(card, model, history, &horizons)?).collect();
+    let mut rates = policy_rates(policy, &forecasts, history, prices, params)?;
     for (t, r) in rates.iter_mut().enumerate() {
         if prices.timestamps[t].date() <= card.training.end {
             *r = None;
@@ -415,20 +494,17 @@ pub fn registered_margin_rates(
     Ok(rates)
 }
 
-/// FHS rates from per-day forecasts (`[horizon index][day]`, 1 day first, the margin horizon
-/// last), aligned with `prices` by date; a day without a forecast keeps the previous rate.
-fn forecast_rates(forecasts: &[Vec<Option<f64>>], history: &DailyHistory, prices: &Values, params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
+/// A model arm's base rates under `policy` from its forecasts by horizon (aligned with
+/// `history`), aligned with `prices` by date; a day without a forecast keeps the previous rate.
+pub fn policy_rates(policy: ForwardPolicy, forecasts: &ByHorizon, history: &DailyHistory, prices: &Values, params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
     let by_date: HashMap<NaiveDate, usize> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
-    let aligned = |series: &[Option<f64>]| -> Vec<Option<f64>> {
-        prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()
-    };
+    let aligned: ByHorizon = forecasts
+        .iter()
+        .map(|(h, series)| (*h, prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()))
+        .collect();
     let returns: Vec<Option<f64>> =
         std::iter::once(None).chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
-    let next_day = aligned(&forecasts[0]);
-    let horizon = aligned(&forecasts[forecasts.len() - 1]);
-    let mut rates = fhs_rates(&returns, &next_day, &horizon, params, FHS_MIN_RESIDUALS)?;
-    forward_fill(&mut rates);
-    Ok(rates)
+    Ok(policy.rates(&returns, |h| aligned.get(&h).map(Vec::as_slice), params)?)
 }
 
 /// The forecast gain of one exogenous input at one horizon.

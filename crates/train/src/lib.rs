@@ -10,6 +10,10 @@
 //!   HAR-RV in levels and logs (OLS through linfa);
 //! - [`evaluate`]: walk-forward forecast evaluation (QLIKE, MSE, Mincer-Zarnowitz,
 //!   Diebold-Mariano) and the margin rates of `model:` arms;
+//! - [`frontier`]: a grid of reactive and forward arms scored on a development and a report
+//!   window, the cost–procyclicality frontier of each and the frozen choice;
+//! - [`impulse`]: each arm's margin around simulated volatility steps, forecasters fitted once
+//!   on a real series;
 //! - [`onnx`]: export forecasters to standalone ONNX graphs (opset 17, double precision);
 //! - [`recipe`]: `training/<name>.toml` recipes: fit, walk-forward score, export, check ONNX
 //!   parity on every hold-out row and write the model card for the registry;
@@ -21,6 +25,8 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod frontier;
+pub mod impulse;
 pub mod onnx;
 pub mod recipe;
 pub mod report;

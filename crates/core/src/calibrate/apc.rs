@@ -19,13 +19,17 @@ pub enum Floor {
     },
 }
 
-/// The APC options of an arm. Applied as base → buffer → cap → floor.
+/// The APC options of an arm. Applied as base → buffer → release → cap → floor.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Apc {
     /// Hard minimum.
     pub floor: Option<Floor>,
     /// Buffer as a fraction of the base rate (EMIR 28(1)(a) asks for at least 0.25).
     pub buffer: Option<f64>,
+    /// Half-life in bars of the posted rate's fall: it sinks to the base no faster than
+    /// halving every this many bars, while rises pass in full. Margin released slowly after a
+    /// stress is still there when the next shock comes, so the next call is smaller.
+    pub release: Option<f64>,
     /// Largest relative rise per bar (0.25 = +25% a day).
     pub cap: Option<f64>,
 }
@@ -66,6 +70,15 @@ impl Apc {
                 name: "buffer",
                 value: b,
                 reason: "the buffer is a fraction of margin in (0, 1] (EMIR asks for ≥ 0.25)",
+            });
+        }
+        if let Some(days) = self.release
+            && !(days >= 1.0 && days.is_finite())
+        {
+            return Err(CoreError::InvalidParameter {
+                name: "release",
+                value: days,
+                reason: "the release half-life is a number of days ≥ 1",
             });
         }
         if let Some(c) = self.cap
@@ -111,9 +124,10 @@ impl Apc {
         })
     }
 
-    /// Applies buffer, cap and floor, bar by bar, to the base rates. The buffer and the cap
-    /// look at the rate posted the bar before.
+    /// Applies buffer, release, cap and floor, bar by bar, to the base rates. The buffer, the
+    /// release and the cap look at the rate posted the bar before.
     pub fn apply(&self, base: &[Option<SideRates>], floor: &[Option<SideRates>]) -> Vec<Option<SideRates>> {
+        let decay = self.release.map(|days| 0.5f64.powf(1.0 / days));
         let mut posted: Option<SideRates> = None;
         base.iter()
             .zip(floor)
@@ -127,6 +141,9 @@ impl Apc {
                         // buffer: a rising base eats the buffer first, a falling one rebuilds it.
                         let full = rate * (1.0 + buffer);
                         m = prev.map_or(full, |p| p.clamp(rate, full));
+                    }
+                    if let (Some(decay), Some(p)) = (decay, prev) {
+                        m = m.max(p * decay);
                     }
                     if let (Some(cap), Some(p)) = (self.cap, prev) {
                         m = m.min(p * (1.0 + cap));
@@ -201,6 +218,19 @@ mod tests {
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-15, "{got:?}");
         }
+    }
+
+    #[test]
+    fn release_halves_a_fall_per_half_life_and_passes_rises() {
+        let apc = Apc { release: Some(2.0), ..Apc::default() };
+        let got = longs(&apc.apply(&series(&[0.10, 0.40, 0.10, 0.10, 0.10, 0.30]), &[None; 6]));
+        let d = 0.5f64.sqrt();
+        // 0.40 sinks by √½ a day toward the base 0.10; the rise to 0.30 passes in full.
+        let want = [0.10, 0.40, 0.40 * d, 0.20, 0.20 * d, 0.30];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-15, "{got:?}");
+        }
+        assert!(Apc { release: Some(0.5), ..Apc::default() }.validate(&BaseCalibrator::Ewma { lambda: 0.94 }).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::apc::{Apc, Floor};
+use super::forecast::ForwardPolicy;
 use super::reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates};
 use crate::error::{CoreError, Result};
 use crate::features::Ewma;
@@ -23,21 +24,19 @@ pub struct Arm {
     pub base: BaseCalibrator,
     /// Anti-procyclicality options.
     pub apc: Apc,
-    /// Model arms only: scale the margin by the forecast mean variance over the next this many
-    /// days (at least the margin horizon) instead of over the margin horizon alone. A longer
-    /// look ahead is smoother and moves earlier: the forecast already sees volatility coming
-    /// back to its mean (or rising toward it) over the month.
-    pub lookahead: Option<usize>,
+    /// Model arms only: which forecasts scale the margin (`+lookahead:N`, `+path:N`; the margin
+    /// horizon's by default).
+    pub policy: ForwardPolicy,
 }
 
 const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster> | model:<name>[@vN], then optional \
-                       +lookahead:<days> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +cap:<fraction>";
+                       +lookahead:<days> | +path:<days> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +release:<half-life days> | +cap:<fraction>";
 
 impl Arm {
     /// An arm with no APC option.
     pub fn new(base: BaseCalibrator) -> Result<Self> {
         base.validate()?;
-        Ok(Self { base, apc: Apc::default(), lookahead: None })
+        Ok(Self { base, apc: Apc::default(), policy: ForwardPolicy::Horizon })
     }
 
     /// A file-name-safe form of the canonical name (`:` becomes `-`).
@@ -78,8 +77,10 @@ impl fmt::Display for Arm {
             BaseCalibrator::Model { forecaster } => write!(f, "model:{}", forecaster.as_str())?,
             BaseCalibrator::Registered { model } => write!(f, "model:{model}")?,
         }
-        if let Some(days) = self.lookahead {
-            write!(f, "+lookahead:{days}")?;
+        match self.policy {
+            ForwardPolicy::Horizon => {}
+            ForwardPolicy::Lookahead(days) => write!(f, "+lookahead:{days}")?,
+            ForwardPolicy::Path(days) => write!(f, "+path:{days}")?,
         }
         match self.apc.floor {
             Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
@@ -88,6 +89,9 @@ impl fmt::Display for Arm {
         }
         if let Some(b) = self.apc.buffer {
             write!(f, "+buffer:{b}")?;
+        }
+        if let Some(days) = self.apc.release {
+            write!(f, "+release:{days}")?;
         }
         if let Some(c) = self.apc.cap {
             write!(f, "+cap:{c}")?;
@@ -138,7 +142,7 @@ impl FromStr for Arm {
         };
         base.validate().map_err(|e| invalid(e.to_string()))?;
         let mut apc = Apc::default();
-        let mut lookahead = None;
+        let mut policy = ForwardPolicy::Horizon;
         for option in parts {
             let option = option.trim();
             let (key, value) = option
@@ -164,19 +168,23 @@ impl FromStr for Arm {
                 "buffer" => apc.buffer = Some(number("buffer", value)?),
                 "cap" if apc.cap.is_some() => return Err(duplicate()),
                 "cap" => apc.cap = Some(number("cap", value)?),
-                "lookahead" if lookahead.is_some() => return Err(duplicate()),
-                "lookahead" => {
+                "release" if apc.release.is_some() => return Err(duplicate()),
+                "release" => apc.release = Some(number("release half-life", value)?),
+                "lookahead" | "path" if policy != ForwardPolicy::Horizon => {
+                    return Err(invalid("a model arm takes one of lookahead and path, once".into()));
+                }
+                key @ ("lookahead" | "path") => {
                     if !matches!(base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
-                        return Err(invalid("lookahead applies to model arms only".into()));
+                        return Err(invalid(format!("{key} applies to model arms only")));
                     }
-                    let days: usize = value.trim().parse().ok().filter(|d| *d >= 1).ok_or_else(|| invalid(format!("lookahead `{value}`: a whole number of days ≥ 1")))?;
-                    lookahead = Some(days);
+                    let days: usize = value.trim().parse().ok().filter(|d| *d >= 1).ok_or_else(|| invalid(format!("{key} `{value}`: a whole number of days ≥ 1")))?;
+                    policy = if key == "path" { ForwardPolicy::Path(days) } else { ForwardPolicy::Lookahead(days) };
                 }
                 other => return Err(invalid(format!("unknown option `{other}`; {GRAMMAR}"))),
             }
         }
         apc.validate(&base).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { base, apc, lookahead })
+        Ok(Self { base, apc, policy })
     }
 }
 
@@ -205,11 +213,16 @@ mod tests {
     #[test]
     fn lookahead_is_a_model_arm_option() {
         let arm: Arm = "model:log-har+cap:0.15+lookahead:22".parse().unwrap();
-        assert_eq!(arm.lookahead, Some(22));
+        assert_eq!(arm.policy, ForwardPolicy::Lookahead(22));
         assert_eq!(arm.to_string(), "model:log-har+lookahead:22+cap:0.15");
         assert!("ewma+lookahead:22".parse::<Arm>().unwrap_err().to_string().contains("model arms only"));
+        assert!("hs:250+path:22".parse::<Arm>().unwrap_err().to_string().contains("model arms only"));
         assert!("model:har+lookahead:0".parse::<Arm>().is_err());
-        assert!("model:har+lookahead:5+lookahead:5".parse::<Arm>().unwrap_err().to_string().contains("twice"));
+        assert!("model:har+lookahead:5+lookahead:5".parse::<Arm>().unwrap_err().to_string().contains("once"));
+        assert!("model:har+path:5+lookahead:5".parse::<Arm>().unwrap_err().to_string().contains("one of lookahead and path"));
+        let path: Arm = "model:gjr-t+release:10+path:66+buffer:0.25".parse().unwrap();
+        assert_eq!(path.policy, ForwardPolicy::Path(66));
+        assert_eq!(path.to_string(), "model:gjr-t+path:66+buffer:0.25+release:10");
     }
 
     #[test]

@@ -12,14 +12,73 @@ use crate::error::{CoreError, Result};
 /// Standardised residuals a model arm needs before its first rate.
 pub const FHS_MIN_RESIDUALS: usize = 100;
 
-/// The forecast horizons a model arm's FHS rate needs, for a margin period of `margin_horizon`
-/// days and the arm's look-ahead: the one that standardises returns (1 day, or the look-ahead)
-/// and the one that scales the margin (the larger of the margin horizon and the look-ahead), in
-/// that order; one when they coincide.
-pub fn fhs_horizons(margin_horizon: usize, lookahead: Option<usize>) -> Vec<usize> {
-    let standardise = lookahead.unwrap_or(1);
-    let scale = margin_horizon.max(standardise);
-    if standardise == scale { vec![scale] } else { vec![standardise, scale] }
+/// How a model arm turns a variance forecast into the scale of its margin: which forecast
+/// standardises past returns (the FHS residuals) and which scales the quantile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ForwardPolicy {
+    /// Standardise by the 1-day forecast, scale by the forecast over the margin horizon.
+    #[default]
+    Horizon,
+    /// `+lookahead:N`: standardise and scale by the forecast mean variance over the next N
+    /// days (at least the margin horizon). Smoother, and it moves before the storm when the
+    /// forecast path rises.
+    Lookahead(usize),
+    /// `+path:N`: standardise by the 1-day forecast and scale by the larger of the forecast
+    /// mean variance over the margin horizon and over the next N days: the worst stretch of
+    /// the forecast path. While the path rises (volatility below its forecast mean) margin is
+    /// raised early to where the path is going; while it falls, margin follows the near end.
+    Path(usize),
+}
+
+impl ForwardPolicy {
+    /// The forecast horizons this policy needs for a margin period of `margin_horizon` days:
+    /// the one that standardises returns first, then the one(s) that scale; no repeats.
+    pub fn horizons(&self, margin_horizon: usize) -> Vec<usize> {
+        let mut out = match *self {
+            ForwardPolicy::Horizon => vec![1, margin_horizon],
+            ForwardPolicy::Lookahead(days) => vec![days, margin_horizon.max(days)],
+            ForwardPolicy::Path(days) => vec![1, margin_horizon, days.max(margin_horizon)],
+        };
+        let mut seen = Vec::with_capacity(out.len());
+        out.retain(|h| {
+            let new = !seen.contains(h);
+            seen.push(*h);
+            new
+        });
+        out
+    }
+
+    /// FHS base rates of a model arm. `returns[t]` is the log return into day `t`;
+    /// `forecast(h)` the forecasts of the mean daily variance over the next `h` days made at the
+    /// close of each day (aligned with `returns`), for each of [`horizons`](Self::horizons).
+    /// A day without a forecast keeps the previous day's rate.
+    pub fn rates<'a>(
+        &self,
+        returns: &[Option<f64>],
+        forecast: impl Fn(usize) -> Option<&'a [Option<f64>]>,
+        params: &CalibrationParams,
+    ) -> Result<Vec<Option<SideRates>>> {
+        let horizons = self.horizons(params.horizon());
+        let series: Vec<&[Option<f64>]> = horizons
+            .iter()
+            .map(|&h| {
+                forecast(h).ok_or_else(|| CoreError::InsufficientHistory {
+                    what: format!("a variance forecast over {h} day(s)"),
+                    needed: returns.len(),
+                    available: 0,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let scale: Vec<Option<f64>> = match self {
+            ForwardPolicy::Path(_) => (0..returns.len())
+                .map(|t| series[1..].iter().map(|s| s.get(t).copied().flatten()).try_fold(0.0f64, |m, v| v.map(|v| m.max(v))))
+                .collect(),
+            _ => series[series.len() - 1].to_vec(),
+        };
+        let mut rates = fhs_rates(returns, series[0], &scale, params, FHS_MIN_RESIDUALS)?;
+        forward_fill(&mut rates);
+        Ok(rates)
+    }
 }
 
 /// Carries the last rate over days without one (a day without a forecast keeps the previous
@@ -120,10 +179,13 @@ mod tests {
 
     #[test]
     fn horizons_and_forward_fill() {
-        assert_eq!(fhs_horizons(1, None), vec![1]);
-        assert_eq!(fhs_horizons(1, Some(22)), vec![22]);
-        assert_eq!(fhs_horizons(5, Some(2)), vec![2, 5]);
-        assert_eq!(fhs_horizons(5, None), vec![1, 5]);
+        assert_eq!(ForwardPolicy::Horizon.horizons(5), vec![1, 5]);
+        assert_eq!(ForwardPolicy::Lookahead(22).horizons(1), vec![22]);
+        assert_eq!(ForwardPolicy::Lookahead(2).horizons(5), vec![2, 5]);
+        assert_eq!(ForwardPolicy::Horizon.horizons(1), vec![1]);
+        assert_eq!(ForwardPolicy::Path(22).horizons(1), vec![1, 22]);
+        assert_eq!(ForwardPolicy::Path(22).horizons(2), vec![1, 2, 22]);
+        assert_eq!(ForwardPolicy::Path(1).horizons(2), vec![1, 2]);
         let mut rates = vec![None, Some(SideRates::both(0.1)), None, Some(SideRates::both(0.2)), None];
         forward_fill(&mut rates);
         assert_eq!(rates, vec![None, Some(SideRates::both(0.1)), Some(SideRates::both(0.1)), Some(SideRates::both(0.2)), Some(SideRates::both(0.2))]);
@@ -146,5 +208,34 @@ mod tests {
         bad[7] = Some(f64::NAN);
         let e = fhs_rates(&returns, &bad, &var, &p, 100).unwrap_err().to_string();
         assert!(e.contains("next_day_var at index 7"), "{e}");
+    }
+
+    #[test]
+    fn the_path_policy_scales_by_the_worse_end_of_the_forecast_path() {
+        // Returns of ±1% (σ = 1% by the 1-day forecast); the 2-day forecast says 1e-4, the
+        // 22-day one 4e-4 on even days (a rising path) and 0.25e-4 on odd days (a falling one).
+        let n = 300;
+        let returns: Vec<Option<f64>> = (0..n).map(|i| (i > 0).then(|| if i % 2 == 0 { 0.01 } else { -0.01 })).collect();
+        let one = vec![Some(1e-4); n];
+        let two = vec![Some(1e-4); n];
+        let month: Vec<Option<f64>> = (0..n).map(|i| Some(if i % 2 == 0 { 4e-4 } else { 0.25e-4 })).collect();
+        let p = CalibrationParams::new(0.99, 2, 365.0).unwrap();
+        let by_h = |h: usize| match h {
+            1 => Some(&one[..]),
+            2 => Some(&two[..]),
+            22 => Some(&month[..]),
+            _ => None,
+        };
+        let rates = ForwardPolicy::Path(22).rates(&returns, by_h, &p).unwrap();
+        // Every residual is ±1, so the 1% and 99% quantiles are ∓1: rate = √(2·var).
+        let rising = rates[298].unwrap();
+        assert!((rising.long - (2.0f64 * 4e-4).sqrt()).abs() < 1e-12, "{rising:?}");
+        let falling = rates[299].unwrap();
+        assert!((falling.short - (2.0f64 * 1e-4).sqrt()).abs() < 1e-12, "{falling:?}");
+        // The margin-horizon policy ignores the month; a missing horizon is an error.
+        let plain = ForwardPolicy::Horizon.rates(&returns, by_h, &p).unwrap();
+        assert!((plain[298].unwrap().long - (2.0f64 * 1e-4).sqrt()).abs() < 1e-12);
+        let e = ForwardPolicy::Path(66).rates(&returns, by_h, &p).unwrap_err().to_string();
+        assert!(e.contains("66 day(s)"), "{e}");
     }
 }

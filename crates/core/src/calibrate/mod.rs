@@ -17,11 +17,16 @@
 //!                                   on an equally weighted N-year lookback (stress included)
 //!         | "buffer:" FRACTION      EMIR 28(1)(a): a buffer of FRACTION × margin, released
 //!                                   while margins rise, rebuilt as they fall
+//!         | "release:" DAYS         a fall is spread out: the posted rate sinks at most to
+//!                                   half in DAYS days (a half-life), rises in full
 //!         | "cap:" FRACTION         the rate rises at most FRACTION (relative) per day
+//!         | "lookahead:" DAYS       model arms: scale by the forecast over the next DAYS days
+//!         | "path:" DAYS            model arms: scale by the worse end of the forecast path
+//!                                   (margin horizon or DAYS), see [`ForwardPolicy`]
 //! ```
 //!
-//! Options apply in a fixed order whatever order they are written in: base → buffer → cap →
-//! floor. The floor is a hard minimum, so it wins over the cap. An arm prints in canonical form
+//! Options apply in a fixed order whatever order they are written in: base → buffer → release →
+//! cap → floor. The floor is a hard minimum, so it wins over the cap. An arm prints in canonical form
 //! (`ewma:0.94+floor:stress10y+cap:0.25`), options in that order.
 //!
 //! Every rate is a fraction of notional, for a confidence `c` (default 99%) and a margin period
@@ -37,5 +42,5 @@ mod reactive;
 
 pub use apc::{Apc, Floor};
 pub use arm::Arm;
-pub use forecast::{FHS_MIN_RESIDUALS, fhs_horizons, fhs_rates, forward_fill};
+pub use forecast::{FHS_MIN_RESIDUALS, ForwardPolicy, fhs_rates, forward_fill};
 pub use reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates, empirical_quantile};

@@ -126,7 +126,7 @@ pub enum BaseCalibrator {
 }
 
 /// Forecasters a `model:<name>` arm can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ModelName {
     /// GARCH(1,1), normal innovations.
     Garch,

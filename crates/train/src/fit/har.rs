@@ -40,16 +40,31 @@ impl HarParams {
     /// window ends at or before day `upto`: nothing after `upto` is looked at.
     pub fn fit(&self, rv: &[Option<f64>], upto: usize) -> Result<FittedHar> {
         let upto = upto.min(rv.len().saturating_sub(1));
-        let components = har_components(&rv[..=upto]);
+        self.fit_components(rv, &har_components(&rv[..=upto]), upto)
+    }
+
+    /// [`fit`](Self::fit) with the HAR components of `rv` computed once by the caller (a
+    /// component at `t` looks back only, so the walk-forward refits can share them).
+    pub fn fit_components(&self, rv: &[Option<f64>], components: &[Option<HarComponents>], upto: usize) -> Result<FittedHar> {
+        let upto = upto.min(rv.len().saturating_sub(1)).min(components.len().saturating_sub(1));
+        // Prefix sums of RV and of missing days: each target window in O(1).
+        let mut sum = Vec::with_capacity(upto + 2);
+        let mut missing = Vec::with_capacity(upto + 2);
+        sum.push(0.0);
+        missing.push(0usize);
+        for v in &rv[..=upto] {
+            sum.push(sum[sum.len() - 1] + v.unwrap_or(0.0));
+            missing.push(missing[missing.len() - 1] + usize::from(v.is_none()));
+        }
         let mut rows: Vec<[f64; 3]> = Vec::new();
         let mut targets: Vec<f64> = Vec::new();
         for t in 0..(upto + 1).saturating_sub(self.horizon) {
             let Some(c) = components[t] else { continue };
-            let window = &rv[t + 1..=t + self.horizon];
-            if window.iter().any(Option::is_none) {
+            let (from, to) = (t + 1, t + self.horizon + 1);
+            if missing[to] > missing[from] {
                 continue; // a target with a missing day is left out, never filled in
             }
-            let target = window.iter().flatten().sum::<f64>() / self.horizon as f64;
+            let target = (sum[to] - sum[from]) / self.horizon as f64;
             if self.log && (target <= 0.0 || c.daily <= 0.0 || c.weekly <= 0.0 || c.monthly <= 0.0) {
                 continue;
             }

@@ -204,3 +204,141 @@ fn draw_forecasts(path: &Path, dates: &[chrono::NaiveDate], realized: &[Option<f
     root.present()?;
     Ok(())
 }
+
+/// Draws the cost–procyclicality plane of each window side by side: average margin against the
+/// largest 30-day rise, reactive arms as circles and forward arms as triangles, filled where
+/// coverage passes and hollow where it fails, each kind's frontier as a line, and the frozen
+/// arm (and the reference reactive arms) labelled.
+pub fn draw_frontier_chart(path: &Path, title: &str, windows: &[FrontierPanel<'_>]) -> Result<()> {
+    let fail = |message: String| DataError::Chart { file: path.to_path_buf(), message };
+    ensure_font().map_err(fail)?;
+    draw_frontier(path, title, windows).map_err(|e| fail(e.to_string()))
+}
+
+/// One panel of [`draw_frontier_chart`].
+pub struct FrontierPanel<'a> {
+    /// Caption, e.g. `development 2019-01-03 .. 2021-12-31`.
+    pub caption: String,
+    /// The window's points.
+    pub points: &'a [foresight_core::frontier::Point],
+    /// Points to label, with the label.
+    pub labelled: Vec<(usize, String)>,
+}
+
+fn draw_frontier(path: &Path, title: &str, panels: &[FrontierPanel<'_>]) -> DrawResult {
+    use foresight_core::frontier::{Kind, frontier};
+    let root = BitMapBackend::new(path, (1600, 760)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(40);
+    head.titled(title, ("sans-serif", 24))?;
+    let areas = body.split_evenly((1, panels.len().max(1)));
+    let reactive_color = RGBColor(31, 119, 180);
+    let forward_color = RGBColor(230, 120, 20);
+    for (area, panel) in areas.iter().zip(panels) {
+        let pts = panel.points;
+        let x_max = pts.iter().map(|p| p.cost).fold(0.0f64, f64::max) * 1.08;
+        let x_min = pts.iter().map(|p| p.cost).fold(f64::INFINITY, f64::min) * 0.92;
+        let y_max = pts.iter().map(|p| p.rise_30d).fold(0.0f64, f64::max) * 1.08 + 0.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.caption, ("sans-serif", 19))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x_min..x_max, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("cost: average margin (mean of long and short)")
+            .y_desc("largest 30-day margin rise")
+            .x_label_formatter(&|x| format!("{:.1}%", 100.0 * x))
+            .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
+            .light_line_style(WHITE)
+            .draw()?;
+        for (kind, color, name) in [(Kind::Reactive, reactive_color, "reactive"), (Kind::Forward, forward_color, "forward")] {
+            let line: Vec<(f64, f64)> = frontier(pts, kind).into_iter().map(|i| (pts[i].cost, pts[i].rise_30d)).collect();
+            let covered = pts.iter().filter(|p| p.kind == kind && p.covered).count();
+            let total = pts.iter().filter(|p| p.kind == kind).count();
+            chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))?
+                .label(format!("{name} frontier ({covered} of {total} arms cover)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+            for p in pts.iter().filter(|p| p.kind == kind) {
+                let style = if p.covered { color.filled() } else { color.stroke_width(1) };
+                let at = (p.cost, p.rise_30d);
+                match kind {
+                    Kind::Reactive => chart.draw_series(std::iter::once(Circle::new(at, 5, style)))?,
+                    Kind::Forward => chart.draw_series(std::iter::once(TriangleMarker::new(at, 6, style)))?,
+                };
+            }
+        }
+        for (i, label) in &panel.labelled {
+            let p = &pts[*i];
+            chart.draw_series(std::iter::once(Cross::new((p.cost, p.rise_30d), 8, BLACK.stroke_width(2))))?;
+            chart.draw_series(std::iter::once(Text::new(label.clone(), (p.cost, p.rise_30d), ("sans-serif", 14).into_font())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws impulse responses: one panel per step, each arm's median margin ÷ its pre-step level
+/// against days from the step, with the 5–95% band of the paths shaded.
+pub fn draw_impulse_chart(path: &Path, title: &str, run: &crate::impulse::ImpulseRun) -> Result<()> {
+    let fail = |message: String| DataError::Chart { file: path.to_path_buf(), message };
+    ensure_font().map_err(fail)?;
+    draw_impulse(path, title, run).map_err(|e| fail(e.to_string()))
+}
+
+fn draw_impulse(path: &Path, title: &str, run: &crate::impulse::ImpulseRun) -> DrawResult {
+    let steps = &run.settings.steps;
+    let root = BitMapBackend::new(path, (560 * steps.len().max(1) as u32, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(40);
+    head.titled(title, ("sans-serif", 22))?;
+    let areas = body.split_evenly((1, steps.len().max(1)));
+    for (area, step) in areas.iter().zip(steps) {
+        let responses: Vec<&crate::impulse::ArmResponse> = run.responses.iter().filter(|r| r.step == *step).collect();
+        let Some(first) = responses.first() else { continue };
+        let x0 = first.response.first_day as f64;
+        let x1 = x0 + first.response.median.len() as f64;
+        let y_max = responses.iter().flat_map(|r| r.response.p95.iter()).copied().fold(step * 1.2, f64::max).min(3.0 * step);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("volatility × {step} at day 0"), ("sans-serif", 19))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("days from the step")
+            .y_desc("margin ÷ margin before the step")
+            .light_line_style(WHITE)
+            .draw()?;
+        for (k, r) in responses.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let day = |i: usize| x0 + i as f64;
+            let mut band: Vec<(f64, f64)> = r.response.p95.iter().enumerate().map(|(i, y)| (day(i), y.min(y_max))).collect();
+            band.extend(r.response.p05.iter().enumerate().rev().map(|(i, y)| (day(i), *y)));
+            chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.12).filled())))?;
+            chart
+                .draw_series(LineSeries::new(r.response.median.iter().enumerate().map(|(i, y)| (day(i), y.min(y_max))), color.stroke_width(2)))?
+                .label(r.arm.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::data::Values;
 use crate::error::{DataError, Result};
 
-pub use chart::{draw_backtest_chart, draw_forecast_chart};
+pub use chart::{FrontierPanel, draw_backtest_chart, draw_forecast_chart, draw_frontier_chart, draw_impulse_chart};
 
 /// How the statistics treat overlapping windows, written into every summary.
 pub const OVERLAP_NOTE: &str = "With a horizon h > 1 consecutive loss windows overlap. Exception counts, \

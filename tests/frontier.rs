@@ -1,0 +1,99 @@
+//! `foresight frontier`: the written selection rule, re-run on the development window alone,
+//! still picks the frozen arm; frontiers hold only covering arms; the frozen arm's report
+//! numbers come back from a plain `foresight backtest`.
+
+use std::path::Path;
+
+use crate::util::{assert_close, foresight_ok, read_json, root};
+
+/// The `frozen` arm of a frontier config.
+fn frozen_of(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["frozen"].as_str().unwrap_or_else(|| panic!("{} has no frozen arm", config.display())).to_string()
+}
+
+/// Runs the frontier of `config` and returns its frontier.json.
+fn frontier(config: &str, develop_only: bool) -> serde_json::Value {
+    let out = tempfile::tempdir().unwrap();
+    let config = root().join("training").join(config);
+    let mut args = vec!["frontier", "--config", config.to_str().unwrap(), "--out", out.path().to_str().unwrap()];
+    if develop_only {
+        args.push("--develop-only");
+    }
+    // The configs name their files relative to the repository root, where cargo runs tests.
+    let stdout = foresight_ok(&args);
+    assert!(stdout.contains("The rule re-run on the development window picks the frozen arm"), "{stdout}");
+    assert!(out.path().join("frontier.png").is_file() || !develop_only);
+    read_json(&out.path().join("frontier.json"))
+}
+
+/// Every frontier of every window holds covering arms of its own kind only.
+fn check_frontiers(json: &serde_json::Value) {
+    for w in json["windows"].as_array().unwrap() {
+        let points = w["points"].as_array().unwrap();
+        for (kind, list) in w["frontier"].as_object().unwrap() {
+            for arm in list.as_array().unwrap() {
+                let p = points.iter().find(|p| p["arm"] == *arm).unwrap();
+                assert_eq!(p["covered"], true, "{} frontier holds {arm}, which fails coverage", w["name"]);
+                assert_eq!(p["kind"], *kind);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_rule_rerun_on_crypto_development_data_picks_the_frozen_arm() {
+    let frozen = frozen_of(&root().join("training/frontier_crypto.toml"));
+    let json = frontier("frontier_crypto.toml", true);
+    let windows = json["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 1, "no report window when the series stops at the end of development");
+    assert_eq!(windows[0]["rule_pick"], frozen.as_str());
+    assert!(windows[0]["scored_to"].as_str().unwrap() <= "2021-12-31");
+    assert!(json["arms"].as_u64().unwrap() >= 100, "the grid has at least 100 arms");
+    check_frontiers(&json);
+}
+
+#[test]
+fn the_rule_rerun_on_equity_development_data_picks_the_frozen_arm() {
+    let frozen = frozen_of(&root().join("training/frontier_equity.toml"));
+    let json = frontier("frontier_equity.toml", true);
+    assert_eq!(json["windows"][0]["rule_pick"], frozen.as_str());
+    assert!(json["windows"][0]["scored_to"].as_str().unwrap() <= "2006-12-31");
+    check_frontiers(&json);
+}
+
+#[test]
+fn the_frozen_crypto_arm_is_reproduced_by_a_plain_backtest_on_the_report_window() {
+    let frozen = frozen_of(&root().join("training/frontier_crypto.toml"));
+    let json = frontier("frontier_crypto.toml", false);
+    check_frontiers(&json);
+    let report = &json["windows"][1];
+    assert_eq!(report["name"], "report");
+    let point = report["points"].as_array().unwrap().iter().find(|p| p["arm"] == frozen.as_str()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    foresight_ok(&[
+        "backtest",
+        "--data",
+        root().join("data/btc_usdt_1d.csv").to_str().unwrap(),
+        "--rv-data",
+        root().join("data/btc_usdt_2h.csv").to_str().unwrap(),
+        "--calibrator",
+        &format!("{frozen},ewma,hs:250"),
+        "--from",
+        report["scored_from"].as_str().unwrap(),
+        "--to",
+        report["scored_to"].as_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let summary = read_json(&out.path().join("summary.json"));
+    assert_eq!(summary["settings"]["scored_from"], report["scored_from"]);
+    assert_eq!(summary["settings"]["scored_to"], report["scored_to"]);
+    for side in ["long", "short"] {
+        let s = &summary["arms"][frozen.as_str()][side];
+        assert_eq!(s["exceptions"], point[side]["exceptions"], "{side}");
+        assert_close(side, s["avg_margin"].as_f64().unwrap(), point[side]["avg_margin"].as_f64().unwrap(), 1e-12);
+        assert_close(side, s["kupiec_p"].as_f64().unwrap(), point[side]["kupiec_p"].as_f64().unwrap(), 1e-12);
+    }
+}
