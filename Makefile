@@ -38,6 +38,14 @@ demo: build
 	$(FORESIGHT) backtest --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
 	    --calibrator ewma,hs:250,model:btc-dvol-har-x+lookahead:22,model:btc-neural+lookahead:22 --out $(REPORTS)/btc_registered
 	$(FORESIGHT) correlation --asset BTC=data/btc_usdt_1d.csv --asset SPX=data/spx_1d.csv --dry-run
+	# The evidence: each asset class's frozen forward arm against the reactive frontier on its
+	# report window, and the impulse responses to volatility steps.
+	$(FORESIGHT) frontier --config training/frontier_crypto.toml
+	$(FORESIGHT) frontier --config training/frontier_equity.toml
+	$(FORESIGHT) impulse --data data/btc_usdt_1d.csv --out $(REPORTS)/impulse_crypto \
+	    --calibrator model:log-har+lookahead:66+release:30,model:log-har,ewma,hs:250,ewma:0.99+buffer:0.25
+	$(FORESIGHT) impulse --data data/spx_close_1928_2024.csv --horizon 2 --calm-days 1100 --out $(REPORTS)/impulse_equity \
+	    --calibrator model:log-har+lookahead:250,model:log-har,ewma,hs:500,hs:1000+floor:stress10y
 	# Serve the registry's champions (foresight.toml: A/B split in shadow mode, audit log in
 	# reports/serve-state) and ask for a portfolio's forward-looking margin; SIGTERM stops it gracefully.
 	rm -rf $(REPORTS)/serve-state

@@ -5,7 +5,7 @@ mod util;
 
 mod backtest_cli;
 mod doctor;
-mod frontier;
+mod evidence;
 mod margin;
 mod reference;
 mod serve;

@@ -74,7 +74,7 @@ pub fn run(args: ImpulseArgs) -> anyhow::Result<()> {
     );
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["arm", "step", "settled level", "days to 90%", "overshoot", "exceptions, first 10 days"]);
+    t.set_header(vec!["arm", "step", "settled level", "days to 90% of step", "overshoot", "exceptions, first 10 days"]);
     let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
     for r in &run.responses {
         let x = &r.response;
@@ -88,7 +88,10 @@ pub fn run(args: ImpulseArgs) -> anyhow::Result<()> {
         ]);
     }
     println!("{t}");
-    println!("Settled level: median margin ÷ pre-step margin over the last 20 stepped days; overshoot: its peak ÷ that level; exceptions: per path, long and short (expected at 99%: 0.2).");
+    println!(
+        "Settled level: median margin ÷ pre-step margin over the last 20 stepped days (a margin proportional to volatility settles at the step); \
+         days to 90%: until the median reaches 90% of the step; overshoot: its peak ÷ the step; exceptions: per path, long and short (expected at 99%: 0.2)."
+    );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let json = args.out.join("impulse.json");
     std::fs::write(&json, serde_json::to_string_pretty(&run)? + "\n").with_context(|| format!("writing {}", json.display()))?;

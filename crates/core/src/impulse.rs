@@ -101,11 +101,13 @@ pub struct Response {
     pub p05: Vec<f64>,
     /// 95% quantile across paths.
     pub p95: Vec<f64>,
-    /// The level the median settles at: its mean over the last 20 days of the step.
+    /// The level the median settles at: its mean over the last 20 days of the step (the step
+    /// itself for a margin proportional to volatility that has caught up).
     pub settled: f64,
-    /// First day (from the step) the median reaches 90% of `settled`; `None` if it never does.
+    /// First day (from the step) the median reaches 90% of the new level, `step` × the
+    /// pre-step margin; `None` if it never does while the step lasts.
     pub days_to_90: Option<usize>,
-    /// Largest median during the step ÷ `settled`.
+    /// Largest median during the step ÷ the new level (above 1: it overshoots).
     pub overshoot: f64,
     /// Mean exceptions per path (long and short counted apart) in the first 10 days.
     pub exceptions_10d: f64,
@@ -149,8 +151,8 @@ pub fn summarize(scenario: &StepScenario, margins: &[Vec<f64>], exceptions: &[us
     let at = |t: usize| median[show_before + t]; // day t from the step
     let tail = 20.min(scenario.high_days);
     let settled = (scenario.high_days - tail..scenario.high_days).map(at).sum::<f64>() / tail as f64;
-    let days_to_90 = (0..scenario.high_days).find(|&t| at(t) >= 0.9 * settled);
-    let overshoot = (0..scenario.high_days).map(at).fold(f64::NEG_INFINITY, f64::max) / settled;
+    let days_to_90 = (0..scenario.high_days).find(|&t| at(t) >= 0.9 * scenario.step);
+    let overshoot = (0..scenario.high_days).map(at).fold(f64::NEG_INFINITY, f64::max) / scenario.step;
     Ok(Response {
         first_day: -(show_before as i64),
         median,
@@ -213,9 +215,41 @@ mod tests {
         assert_eq!(r.first_day, -3);
         assert_eq!(r.median.len(), 3 + 25);
         assert!((r.settled - 2.0).abs() < 1e-12);
-        assert_eq!(r.days_to_90, Some(1), "1.9 ≥ 0.9 × 2.0 on day 1");
+        assert_eq!(r.days_to_90, Some(1), "1.9 ≥ 0.9 × the step 2.0 on day 1");
         assert!((r.overshoot - 1.1).abs() < 1e-12);
         assert!((r.exceptions_10d - 1.5).abs() < 1e-12);
         assert!(summarize(&s, &[vec![0.0; 30]], &[0], 3).is_err(), "a zero pre-step margin is an error, not a NaN");
+    }
+
+    #[test]
+    fn ewma_follows_its_analytic_curve_and_a_flat_volatility_gives_a_flat_response() {
+        // |z| = 1: every squared return is exactly σ², so EWMA's variance after t + 1 stepped
+        // returns is λ^(t+1)·σ² + (1 − λ^(t+1))·k²σ² and its margin ratio the square root.
+        let z = [1.0, -1.0];
+        let params = crate::calibrate::CalibrationParams::new(0.99, 1, 365.0).unwrap();
+        let arm: crate::calibrate::Arm = "ewma:0.94".parse().unwrap();
+        for (k, flat) in [(3.0, false), (1.0, true)] {
+            let s = scenario(k);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+            let margins: Vec<Vec<f64>> = (0..5)
+                .map(|_| {
+                    let prices = s.simulate(&z, &mut rng);
+                    arm.margin_rates(&prices, &params).unwrap().iter().map(|r| r.map_or(0.0, |r| r.long)).collect()
+                })
+                .collect();
+            let r = summarize(&s, &margins, &[0; 5], 10).unwrap();
+            for t in 0..s.high_days {
+                let decay = 0.94f64.powi(t as i32 + 1);
+                let want = if flat { 1.0 } else { (decay + (1.0 - decay) * k * k).sqrt() };
+                assert!((r.median[10 + t] - want).abs() < 1e-9, "day {t}: {} vs {want}", r.median[10 + t]);
+                assert!((r.p05[10 + t] - r.p95[10 + t]).abs() < 1e-9, "identical paths have no band");
+            }
+            assert!(r.median[..10].iter().all(|x| (x - 1.0).abs() < 1e-9), "flat before the step");
+        }
+        // 0.94^(t+1) ≤ (9 − 0.81·9)/8: the 90% mark of a ×3 step is reached on day 24.
+        let s = scenario(3.0);
+        let prices = s.simulate(&z, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let m: Vec<f64> = arm.margin_rates(&prices, &params).unwrap().iter().map(|r| r.map_or(0.0, |r| r.long)).collect();
+        assert_eq!(summarize(&s, &[m], &[0], 10).unwrap().days_to_90, Some(24));
     }
 }

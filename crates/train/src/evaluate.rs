@@ -347,38 +347,60 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
     Ok(out)
 }
 
-/// Forecasts of `forecaster` with its parameters estimated once, on all of `fit_on`, and held
-/// fixed while it filters `history` (by horizon, aligned with `history`): a model's reaction
-/// function, as an impulse-response experiment needs it. Variance filters (GARCH's recursion,
-/// HAR's averages) start from `history`'s own first days.
-pub fn frozen_forecasts(forecaster: ModelName, fit_on: &DailyHistory, history: &DailyHistory, horizons: &[usize]) -> Result<ByHorizon> {
-    let n = history.dates.len();
-    let mut out = ByHorizon::new();
-    match forecaster.garch_spec() {
-        Some((asymmetric, innovation)) => {
-            let fit = GarchParams::new(asymmetric).innovation(innovation).fit(&contiguous_percent_returns(fit_on)?)?;
-            let pct = contiguous_percent_returns(history)?;
-            let sigma2 = fit.model().conditional_variance(fit.params(), &ArchData::new(&pct)?);
-            let (mu, vol, _) = fit.model().split(fit.params());
-            let max_h = horizons.iter().copied().max().unwrap_or(1);
-            // Day t knows returns 1..=t, i.e. pct[..t]; the path starts after pct[t − 1].
-            let paths: Vec<Option<Vec<f64>>> = (0..n)
-                .map(|t| (t >= 1).then(|| fit.model().volatility.forecast(vol, pct[t - 1] - mu, sigma2[t - 1], max_h)))
-                .collect();
-            for &h in horizons {
-                out.insert(h, paths.iter().map(|p| p.as_ref().map(|p| p[..h].iter().sum::<f64>() / h as f64 / 1e4)).collect());
+/// A forecaster whose parameters were estimated once, on all of one history, and are then held
+/// fixed while it filters other histories: a model's reaction function, as an impulse-response
+/// experiment needs it.
+#[derive(Debug, Clone)]
+pub enum FrozenForecaster {
+    /// GARCH family: the fit.
+    Garch(crate::fit::FittedGarch),
+    /// HAR family: one regression per horizon.
+    Har(Vec<(usize, FittedHar)>),
+}
+
+impl FrozenForecaster {
+    /// Estimates `forecaster` on all of `fit_on` for `horizons`.
+    pub fn fit(forecaster: ModelName, fit_on: &DailyHistory, horizons: &[usize]) -> Result<Self> {
+        Ok(match forecaster.garch_spec() {
+            Some((asymmetric, innovation)) => {
+                Self::Garch(GarchParams::new(asymmetric).innovation(innovation).fit(&contiguous_percent_returns(fit_on)?)?)
             }
-        }
-        None => {
-            let components = har_components(&history.rv);
-            for &h in horizons {
-                let params = if forecaster == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
-                let fitted = params.fit(&fit_on.rv, fit_on.rv.len() - 1)?;
-                out.insert(h, components.iter().map(|c| c.and_then(|c| fitted.predict(&c))).collect());
+            None => {
+                let params = |h: usize| if forecaster == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
+                Self::Har(horizons.iter().map(|&h| Ok((h, params(h).fit(&fit_on.rv, fit_on.rv.len() - 1)?))).collect::<Result<_>>()?)
             }
-        }
+        })
     }
-    Ok(out)
+
+    /// Forecasts at every day of `history` (by horizon, aligned with it), for the horizons
+    /// `horizons` (a HAR forecaster only has those it was fitted for). Variance filters
+    /// (GARCH's recursion, HAR's averages) start from `history`'s own first days.
+    pub fn forecasts(&self, history: &DailyHistory, horizons: &[usize]) -> Result<ByHorizon> {
+        let n = history.dates.len();
+        let mut out = ByHorizon::new();
+        match self {
+            Self::Garch(fit) => {
+                let pct = contiguous_percent_returns(history)?;
+                let sigma2 = fit.model().conditional_variance(fit.params(), &ArchData::new(&pct)?);
+                let (mu, vol, _) = fit.model().split(fit.params());
+                let max_h = horizons.iter().copied().max().unwrap_or(1);
+                // Day t knows returns 1..=t, i.e. pct[..t]; the path starts after pct[t − 1].
+                let paths: Vec<Option<Vec<f64>>> = (0..n)
+                    .map(|t| (t >= 1).then(|| fit.model().volatility.forecast(vol, pct[t - 1] - mu, sigma2[t - 1], max_h)))
+                    .collect();
+                for &h in horizons {
+                    out.insert(h, paths.iter().map(|p| p.as_ref().map(|p| p[..h].iter().sum::<f64>() / h as f64 / 1e4)).collect());
+                }
+            }
+            Self::Har(fits) => {
+                let components = har_components(&history.rv);
+                for (h, fitted) in fits.iter().filter(|(h, _)| horizons.contains(h)) {
+                    out.insert(*h, components.iter().map(|c| c.and_then(|c| fitted.predict(&c))).collect());
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {

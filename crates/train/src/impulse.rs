@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::{GapReport, Values, load_daily_closes};
 use crate::error::{DataError, Result};
-use crate::evaluate::{ByHorizon, DailyHistory, frozen_forecasts, policy_rates};
+use crate::evaluate::{ByHorizon, DailyHistory, FrozenForecaster, policy_rates};
 
 /// Settings of an impulse experiment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -101,6 +101,10 @@ pub fn run_impulse(data: &Path, arms: &[Arm], settings: &ImpulseSettings, residu
     if let Some(a) = arms.iter().find(|a| matches!(a.base, BaseCalibrator::Registered { .. })) {
         return Err(DataError::Fit { model: a.to_string(), message: "impulse responses take forecaster families (model:<family>), not registered models".into() });
     }
+    let fitted: Vec<(ModelName, Vec<usize>, FrozenForecaster)> = families
+        .iter()
+        .map(|&f| Ok((f, horizons_of(f), FrozenForecaster::fit(f, &history, &horizons_of(f))?)))
+        .collect::<Result<_>>()?;
 
     let mut responses = Vec::new();
     for (k, &step) in settings.steps.iter().enumerate() {
@@ -113,8 +117,8 @@ pub fn run_impulse(data: &Path, arms: &[Arm], settings: &ImpulseSettings, residu
             let prices = path_values(&scenario.simulate(&residuals, &mut rng), &real);
             let path = DailyHistory::from_closes(&prices);
             let mut forecasts: HashMap<ModelName, ByHorizon> = HashMap::new();
-            for &family in &families {
-                forecasts.insert(family, frozen_forecasts(family, &history, &path, &horizons_of(family))?);
+            for (family, horizons, model) in &fitted {
+                forecasts.insert(*family, model.forecasts(&path, horizons)?);
             }
             for (j, arm) in arms.iter().enumerate() {
                 let rates = match arm.base {

@@ -1,6 +1,7 @@
-//! `foresight frontier`: the written selection rule, re-run on the development window alone,
-//! still picks the frozen arm; frontiers hold only covering arms; the frozen arm's report
-//! numbers come back from a plain `foresight backtest`.
+//! The evidence commands. `foresight frontier`: the written selection rule, re-run on the
+//! development window alone, still picks the frozen arm; frontiers hold only covering arms; the
+//! frozen arm's report numbers come back from a plain `foresight backtest`. `foresight
+//! impulse`: a flat volatility gives a flat margin for every kind of arm, a step moves it.
 
 use std::path::Path;
 
@@ -96,4 +97,48 @@ fn the_frozen_crypto_arm_is_reproduced_by_a_plain_backtest_on_the_report_window(
         assert_close(side, s["avg_margin"].as_f64().unwrap(), point[side]["avg_margin"].as_f64().unwrap(), 1e-12);
         assert_close(side, s["kupiec_p"].as_f64().unwrap(), point[side]["kupiec_p"].as_f64().unwrap(), 1e-12);
     }
+}
+
+#[test]
+fn impulse_responses_are_flat_without_a_step_and_rise_with_one() {
+    let frozen = frozen_of(&root().join("training/frontier_crypto.toml"));
+    let out = tempfile::tempdir().unwrap();
+    let arms = format!("{frozen},ewma,hs:250,model:gjr-t");
+    let stdout = foresight_ok(&[
+        "impulse",
+        "--data",
+        root().join("data/btc_usdt_1d.csv").to_str().unwrap(),
+        "--calibrator",
+        &arms,
+        "--steps",
+        "1,3",
+        "--paths",
+        "40",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("days to 90% of step"), "{stdout}");
+    let json = read_json(&out.path().join("impulse.json"));
+    assert!(out.path().join("impulse.png").is_file());
+    let responses = json["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 8);
+    for r in responses {
+        let median: Vec<f64> = r["response"]["median"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let arm = r["arm"].as_str().unwrap();
+        if r["step"] == 1.0 {
+            // Real residuals, constant volatility: the median margin stays at its level.
+            assert!(median.iter().all(|m| (0.85..1.15).contains(m)), "{arm} moves without a step: {median:?}");
+        } else {
+            let settled = r["response"]["settled"].as_f64().unwrap();
+            assert!(settled > 1.3, "{arm} hardly answers a ×3 step: settles at {settled}");
+            assert!(r["response"]["exceptions_10d"].as_f64().unwrap() > 0.2, "{arm}: a step is a surprise to every arm");
+        }
+    }
+    // Seeded: the same run gives the same curves.
+    let again = tempfile::tempdir().unwrap();
+    foresight_ok(&[
+        "impulse", "--data", root().join("data/btc_usdt_1d.csv").to_str().unwrap(), "--calibrator", &arms, "--steps", "1,3", "--paths", "40",
+        "--out", again.path().to_str().unwrap(),
+    ]);
+    assert_eq!(read_json(&again.path().join("impulse.json"))["responses"], json["responses"]);
 }
