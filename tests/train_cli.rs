@@ -93,7 +93,10 @@ fn the_bundled_recipes_parse() {
     for entry in std::fs::read_dir(root().join("training")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.ends_with(".toml") && !name.starts_with("reactive_") {
+        if name.starts_with("frontier_") {
+            let config = foresight_train::frontier::FrontierConfig::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            config.arms().unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else if name.ends_with(".toml") && !name.starts_with("reactive_") {
             foresight_train::recipe::Recipe::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

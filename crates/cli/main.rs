@@ -1,12 +1,13 @@
 //! `foresight`: the command line for people.
 //!
 //! Subcommands today: `backtest` (the margin yardstick on real history), `inspect` (validate a
-//! data file, report its calendar, gaps and intraday realized variance), `features`
-//! (compute the versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
-//! forecast comparison), `frontier` (the cost–procyclicality frontier of a grid of arms), `train` (recipes → ONNX models with cards in the registry), `models`
-//! (list, verify, promote, roll back, diff registered models), `correlation`, `calibrate` and `publish`
-//! (clients of the service), `serve` (runs the service binary) and `doctor` (check the native
-//! runtimes).
+//! data file, report its calendar, gaps and intraday realized variance), `features` (compute the
+//! versioned feature set), `fit` (GARCH-family maximum likelihood), `evaluate` (walk-forward
+//! forecast comparison), `frontier` (the cost–procyclicality frontier of a grid of arms, the
+//! frozen choice), `impulse` (responses to volatility steps), `train` (recipes → ONNX models
+//! with cards in the registry), `models` (list, verify, promote, roll back, diff registered
+//! models), `correlation`, `calibrate` and `publish` (clients of the service), `serve` (runs the
+//! service binary) and `doctor` (check the native runtimes).
 
 mod backtest;
 mod calibrate;

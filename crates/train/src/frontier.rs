@@ -452,3 +452,79 @@ pub fn frontier_json(config: &FrontierConfig, run: &FrontierRun) -> Value {
         "windows": windows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> std::result::Result<FrontierConfig, String> {
+        let base = r#"
+            asset_class = "crypto"
+            data = "data/btc_usdt_1d.csv"
+            horizon = 1
+            out = "reports/x"
+            develop = { from = "2018-01-01", to = "2021-12-31" }
+            report = { from = "2022-01-01", to = "2025-08-26" }
+        "#;
+        let c: FrontierConfig = toml::from_str(&format!("{base}{text}")).map_err(|e| e.to_string())?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn grids_cross_bases_policies_and_options_in_canonical_form() {
+        let c = config(
+            r#"
+            frozen = "model:har+lookahead:22"
+            [reactive]
+            arms = ["ewma"]
+            bases = ["ewma:0.94", "hs:250"]
+            options = ["", "+cap:0.25"]
+            [forward]
+            bases = ["model:log-har"]
+            policies = ["", "+path:66"]
+            options = ["", "+release:10"]
+        "#,
+        )
+        .unwrap();
+        let arms: Vec<String> = c.arms().unwrap().iter().map(|(a, _)| a.to_string()).collect();
+        // `ewma` and `ewma:0.94` are one arm; the frozen arm joins the forward grid.
+        assert_eq!(
+            arms,
+            [
+                "ewma:0.94", "ewma:0.94+cap:0.25", "hs:250", "hs:250+cap:0.25", "model:log-har", "model:log-har+release:10",
+                "model:log-har+path:66", "model:log-har+path:66+release:10", "model:har+lookahead:22",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_grid_or_window_is_refused_with_the_reason() {
+        let grid = |reactive: &str, forward: &str| config(&format!("[reactive]\n{reactive}\n[forward]\n{forward}\n")).and_then(|c| c.arms().map(|_| ()));
+        let e = grid(r#"arms = ["model:har"]"#, r#"arms = ["model:har"]"#).unwrap_err();
+        assert!(e.contains("[reactive]") && e.contains("not a reactive arm"), "{e}");
+        let e = grid(r#"arms = ["ewma"]"#, r#"arms = ["model:btc-log-har@v1"]"#).unwrap_err();
+        assert!(e.contains("[forward]") && e.contains("forecaster family"), "{e}");
+        let e = grid(r#"arms = ["ewma"]
+policies = ["+path:22"]"#, r#"arms = ["model:har"]"#).unwrap_err();
+        assert!(e.contains("no policies"), "{e}");
+        let e = grid(r#"arms = ["ewma"]"#, r#"bases = ["model:har"]
+options = ["+bogus:1"]"#).unwrap_err();
+        assert!(e.contains("unknown option"), "{e}");
+        assert!(grid(r#"arms = ["ewma"]"#, "").unwrap_err().contains("at least one arm"));
+        let overlapping = toml::from_str::<FrontierConfig>(
+            r#"asset_class = "x"
+            data = "d.csv"
+            horizon = 1
+            out = "o"
+            develop = { from = "2018-01-01", to = "2021-12-31" }
+            report = { from = "2021-06-01", to = "2025-08-26" }
+            [reactive]
+            [forward]"#,
+        )
+        .unwrap();
+        assert!(overlapping.check().unwrap_err().contains("out of sample"));
+        let unknown = toml::from_str::<FrontierConfig>("asset_class = \"x\"\nwindow = 3\n").unwrap_err().to_string();
+        assert!(unknown.contains("window"), "{unknown}");
+    }
+}
