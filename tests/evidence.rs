@@ -142,3 +142,56 @@ fn impulse_responses_are_flat_without_a_step_and_rise_with_one() {
     ]);
     assert_eq!(read_json(&again.path().join("impulse.json"))["responses"], json["responses"]);
 }
+
+/// The frozen crypto arm names the log-HAR family; the service serves it through BTC's
+/// registered log-HAR with the 66-day horizon (training/btc_frozen.toml), in the split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frozen_crypto_policy_is_served_at_the_backtest_rate() {
+    use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, ModelName};
+    use foresight_serve::proto::{self, model_service_client::ModelServiceClient};
+    use foresight_train::data::{Frequency, GapReport, Values};
+    use foresight_train::evaluate::{DailyHistory, market_days, registered_margin_rates};
+
+    let frozen: Arm = frozen_of(&root().join("training/frontier_crypto.toml")).parse().unwrap();
+    assert_eq!(frozen.base, BaseCalibrator::Model { forecaster: ModelName::LogHar });
+    let served = frozen.to_string().replacen("model:log-har", "model:btc-lookahead-log-har@v1", 1);
+    let served_arm: Arm = served.parse().unwrap();
+    assert_eq!((served_arm.policy, served_arm.apc), (frozen.policy, frozen.apc), "the same policy and options");
+
+    let (address, _) = crate::serve::serve(crate::serve::config(&root().join("models"), None)).await;
+    let address = format!("http://{address}");
+    let split = proto::TrafficSplit { arms: vec![proto::ArmWeight { arm: served.clone(), weight: 1.0 }], shadow: false };
+    ModelServiceClient::connect(address.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    let market = crate::serve::btc_market(600);
+    let mut client = foresight_serve::proto::calibration_service_client::CalibrationServiceClient::connect(address).await.unwrap();
+    let response = client.calibrate(crate::serve::request(vec![crate::serve::linear(1.0)], market.clone())).await.unwrap().into_inner();
+    assert_eq!(response.arm, served);
+    let component = &response.components[0];
+    assert!(component.fallback.is_none(), "{:?}", component.fallback);
+
+    // The backtest's computation on the same 600 days.
+    let days = market_days(&crate::util::data("btc_usdt_1d.csv"), &crate::util::data("btc_usdt_2h.csv"), None).unwrap();
+    let days = &days[days.len() - 600..];
+    let closes: Vec<f64> = days.iter().map(|d| d.close).collect();
+    let history = DailyHistory {
+        dates: days.iter().map(|d| d.date).collect(),
+        returns: std::iter::once(None).chain(closes.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect(),
+        rv: days.iter().map(|d| d.realized_variance).collect(),
+        rv_source: "intraday",
+    };
+    let prices = Values {
+        source: "btc".into(),
+        name: "close".into(),
+        timestamps: days.iter().map(|d| d.date.and_time(chrono::NaiveTime::MIN)).collect(),
+        values: closes,
+        frequency: Frequency::Daily { business_days: false },
+        gaps: GapReport::default(),
+    };
+    let registry = foresight_registry::Registry::open(&root().join("models")).unwrap();
+    let (card, mut model, _) = registry.load(&"btc-lookahead-log-har@v1".parse().unwrap()).unwrap();
+    let params = CalibrationParams::new(0.99, 1, 365.0).unwrap();
+    let base = registered_margin_rates(&card, &mut model, &history, &prices, &params, served_arm.policy).unwrap();
+    let rates = served_arm.with_apc(&base, &prices.values, &params).unwrap();
+    let last = rates.last().unwrap().unwrap();
+    crate::util::assert_close("forward rate", component.forward_rate, last.long.max(last.short), 1e-12);
+}
