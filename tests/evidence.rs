@@ -190,8 +190,56 @@ async fn the_frozen_crypto_policy_is_served_at_the_backtest_rate() {
     let registry = foresight_registry::Registry::open(&root().join("models")).unwrap();
     let (card, mut model, _) = registry.load(&"btc-lookahead-log-har@v1".parse().unwrap()).unwrap();
     let params = CalibrationParams::new(0.99, 1, 365.0).unwrap();
-    let base = registered_margin_rates(&card, &mut model, &history, &prices, &params, served_arm.policy).unwrap();
+    let base = registered_margin_rates(&card, &mut model, &history, &prices, &params, &served_arm, None).unwrap();
     let rates = served_arm.with_apc(&base, &prices.values, &params).unwrap();
     let last = rates.last().unwrap().unwrap();
     crate::util::assert_close("forward rate", component.forward_rate, last.long.max(last.short), 1e-12);
+}
+
+/// `+iv`: implied volatility as the scale. With weight 1 the margin follows VIX day by day;
+/// without an implied-volatility file the arm is its forecast alone, and says so.
+#[test]
+fn an_implied_volatility_arm_follows_vix_and_falls_back_without_it() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |arms: &str, iv: bool, dir: &str| {
+        let dir = out.path().join(dir);
+        let mut args = vec![
+            "backtest".to_string(), "--data".into(), root().join("data/spx_close_1928_2024.csv").display().to_string(),
+            "--calibrator".into(), arms.into(), "--horizon".into(), "2".into(), "--refit-every".into(), "250".into(),
+            "--from".into(), "2008-06-02".into(), "--to".into(), "2009-06-30".into(), "--out".into(), dir.display().to_string(),
+        ];
+        if iv {
+            args.extend(["--iv-data".into(), root().join("data/vix_close_1990_2026.csv").display().to_string()]);
+        }
+        let out = crate::util::foresight(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (read_json(&dir.join("summary.json")), String::from_utf8_lossy(&out.stderr).into_owned(), dir)
+    };
+    let (with, _, dir) = run("model:log-har+iv:1,model:log-har", true, "with");
+    let (without, note, _) = run("model:log-har+iv:1,model:log-har", false, "without");
+    assert!(note.contains("no --iv-data"), "{note}");
+    let arms = |s: &serde_json::Value, arm: &str| s["arms"][arm]["long"]["avg_margin"].as_f64().unwrap();
+    assert_eq!(arms(&without, "model:log-har+iv:1"), arms(&without, "model:log-har"), "without VIX: the forecast alone");
+    assert_ne!(arms(&with, "model:log-har+iv:1"), arms(&with, "model:log-har"));
+    // Weight 1: margin = FHS quantile × √(2 · VIX²/252); the quantile barely moves in a year, so
+    // margin and VIX move together through the 2008 crash.
+    let vix: std::collections::HashMap<String, f64> = std::fs::read_to_string(root().join("data/vix_close_1990_2026.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (d, v) = l.split_once(',').unwrap();
+            (d.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    let series = std::fs::read_to_string(dir.join("series_model-log-har+iv-1.csv")).unwrap();
+    let pairs: Vec<(f64, f64)> = series.lines().skip(1).filter_map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        Some((f[2].parse::<f64>().ok()?, *vix.get(f[0])?))
+    }).collect();
+    assert!(pairs.len() > 250, "{}", pairs.len());
+    let ratios: Vec<f64> = pairs.iter().map(|(m, v)| m / v).collect();
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    let spread = ratios.iter().map(|r| (r / mean - 1.0).abs()).fold(0.0, f64::max);
+    assert!(spread < 0.05, "margin ÷ VIX moves by {spread} through 2008-09 while VIX went from 20 to 80");
 }

@@ -15,7 +15,7 @@ use foresight_registry::runtime::LoadedModel;
 use foresight_registry::{ModelCard, ModelRef, Registry};
 use foresight_serve::audit::AuditRecord;
 use foresight_serve::journal::read_lines;
-use foresight_train::data::{Values, load_daily_closes};
+use foresight_train::data::{ExogenousSource, Transform, Values, load_daily_closes};
 use foresight_train::evaluate::{DailyHistory, model_margin_rates, registered_margin_rates};
 use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
@@ -47,6 +47,10 @@ pub struct BacktestArgs {
     /// from (default: the daily bars' Garman-Klass range variance).
     #[arg(long, value_name = "FILE")]
     rv_data: Option<PathBuf>,
+    /// For `+iv` model arms: implied volatility, `date,<value>` in annualised percent (VIX,
+    /// DVOL); days without it use the forecast alone.
+    #[arg(long, value_name = "FILE")]
+    iv_data: Option<PathBuf>,
     /// For `model:` arms: re-estimate every this many days (walk-forward, expanding window)
     /// [default: 22].
     #[arg(long)]
@@ -87,6 +91,7 @@ struct BacktestConfigFile {
     burn_in: Option<usize>,
     out: Option<PathBuf>,
     rv_data: Option<PathBuf>,
+    iv_data: Option<PathBuf>,
     refit_every: Option<usize>,
     #[serde(default)]
     events: Vec<String>,
@@ -98,6 +103,7 @@ struct BacktestConfigFile {
 /// Settings after merging defaults, the config file and the flags (flags win).
 pub struct Settings {
     pub rv_data: Option<PathBuf>,
+    pub iv_data: Option<PathBuf>,
     pub refit_every: usize,
     pub data: PathBuf,
     pub arms: Vec<Arm>,
@@ -162,6 +168,7 @@ fn settings(args: BacktestArgs) -> anyhow::Result<Settings> {
         events,
         registry: args.registry.or(file.registry).unwrap_or_else(|| PathBuf::from("models")),
         rv_data: args.rv_data.or(file.rv_data),
+        iv_data: args.iv_data.or(file.iv_data),
         refit_every: args.refit_every.or(file.refit_every).unwrap_or(22),
         data: args.data.or(file.data).context("no data: pass --data FILE or `data = ...` in --config")?,
         arms,
@@ -204,6 +211,15 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
+    let implied_vol = match (&args.iv_data, &history) {
+        (Some(file), Some(history)) => Some(
+            ExogenousSource { file: file.clone(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
+        ),
+        _ => None,
+    };
+    if let Some(arm) = args.arms.iter().find(|a| a.implied.is_some()).filter(|_| implied_vol.is_none()) {
+        eprintln!("note: {arm} blends implied volatility, but no --iv-data is given: it uses its forecasts alone");
+    }
     // Registered models: the registry is opened once and each model loaded (and checked) once,
     // however many arms name it.
     let registry = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Registered { .. })) {
@@ -230,7 +246,7 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     for arm in &args.arms {
         let base = match (&arm.base, &history, &registry) {
             (BaseCalibrator::Model { forecaster }, Some(history), _) => {
-                model_margin_rates(*forecaster, history, &prices, &params, args.burn_in, args.refit_every, arm.policy)
+                model_margin_rates(*forecaster, arm, history, implied_vol.as_deref(), &prices, &params, args.burn_in, args.refit_every)
                     .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?
             }
             (BaseCalibrator::Registered { model }, Some(history), Some(registry)) => {
@@ -244,7 +260,7 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
                     loaded_models.insert(reference.clone(), (card, loaded));
                 }
                 let (card, loaded) = loaded_models.get_mut(&reference).expect("inserted above");
-                registered_margin_rates(card, loaded, history, &prices, &params, arm.policy)
+                registered_margin_rates(card, loaded, history, &prices, &params, arm, implied_vol.as_deref())
                     .with_context(|| format!("forecasting with model:{model}"))?
             }
             _ => {

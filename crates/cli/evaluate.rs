@@ -225,6 +225,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         println!();
         backtest::execute(backtest::Settings {
             rv_data: Some(args.data.clone()),
+            iv_data: None,
             refit_every: args.refit_every,
             data: prices.clone(),
             arms,

@@ -27,6 +27,9 @@ pub struct FrontierArgs {
     /// Intraday OHLCV for the forecasters' realized variance.
     #[arg(long, value_name = "FILE")]
     rv_data: Option<PathBuf>,
+    /// Implied volatility for `+iv` arms (annualised percent).
+    #[arg(long, value_name = "FILE")]
+    iv_data: Option<PathBuf>,
     /// Output folder for frontier.json and frontier.png.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -43,6 +46,7 @@ pub fn run(args: FrontierArgs) -> anyhow::Result<()> {
     let mut config = FrontierConfig::read(&args.config)?;
     config.data = args.data.unwrap_or(config.data);
     config.rv_data = args.rv_data.or(config.rv_data);
+    config.iv_data = args.iv_data.or(config.iv_data);
     config.out = args.out.unwrap_or(config.out);
     config.frozen = args.frozen.or(config.frozen);
     let events = parse_events(&config.events)?;

@@ -479,7 +479,7 @@ impl Engine {
 
     /// The `model:champion` arm, whether or not the split has it (for `Forecast`).
     pub fn champion_arm(&self) -> ServeArm {
-        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), policy: Default::default() };
+        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), policy: Default::default(), implied: None };
         ServeArm { name: arm.to_string(), arm, model: ArmModel::Champion, weight: 0.0 }
     }
 
@@ -617,8 +617,7 @@ impl Engine {
         }
         let failed = |e: foresight_core::CoreError| Fallback::ForecastFailed { detail: e.to_string() };
         let rates = arm
-            .policy
-            .rates(&series.returns, |h| run.outputs.get(&format!("variance_h{h}")).map(Vec::as_slice), params)
+            .forward_rates(&series.returns, |h| run.outputs.get(&format!("variance_h{h}")).map(Vec::as_slice), Some(&series.implied_vol), params)
             .map_err(failed)?;
         let rates = arm.with_apc(&rates, &series.closes, params).map_err(failed)?;
         rates

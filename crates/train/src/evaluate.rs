@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::NaiveDate;
-use foresight_core::calibrate::{CalibrationParams, ForwardPolicy, ModelName, SideRates};
+use foresight_core::calibrate::{Arm, CalibrationParams, ModelName, SideRates};
 use foresight_core::features::{Ewma, VolEstimator, har_components, regime_features};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::regime::{Mixture, stressed_within};
@@ -432,19 +432,22 @@ pub fn model_forecasts(forecaster: ModelName, history: &DailyHistory, burn_in: u
 
 /// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes) by
 /// date: the forecaster runs walk-forward on `history` from day `burn_in`, re-fitted every
-/// `refit_every` days, and the arm's [`ForwardPolicy`] turns its forecasts into rates by
-/// filtered historical simulation. A day without a forecast keeps the previous day's rate.
+/// `refit_every` days, and the arm's policy (with its implied-volatility blend, `implied_vol`
+/// aligned with `history`) turns its forecasts into rates by filtered historical simulation.
+/// A day without a forecast keeps the previous day's rate.
+#[allow(clippy::too_many_arguments)]
 pub fn model_margin_rates(
     forecaster: ModelName,
+    arm: &Arm,
     history: &DailyHistory,
+    implied_vol: Option<&[Option<f64>]>,
     prices: &Values,
     params: &CalibrationParams,
     burn_in: usize,
     refit_every: usize,
-    policy: ForwardPolicy,
 ) -> Result<Vec<Option<SideRates>>> {
-    let forecasts = model_forecasts(forecaster, history, burn_in, refit_every, &policy.horizons(params.horizon()))?;
-    policy_rates(policy, &forecasts, history, prices, params)
+    let forecasts = model_forecasts(forecaster, history, burn_in, refit_every, &arm.policy.horizons(params.horizon()))?;
+    policy_rates(arm, &forecasts, implied_vol, history, prices, params)
 }
 
 /// Variance forecasts of a registered model, run through ONNX Runtime on every day of
@@ -503,11 +506,12 @@ pub fn registered_margin_rates(
     history: &DailyHistory,
     prices: &Values,
     params: &CalibrationParams,
-    policy: ForwardPolicy,
+    arm: &Arm,
+    implied_vol: Option<&[Option<f64>]>,
 ) -> Result<Vec<Option<SideRates>>> {
-    let horizons = policy.horizons(params.horizon());
+    let horizons = arm.policy.horizons(params.horizon());
     let forecasts: ByHorizon = horizons.iter().copied().zip(registered_forecasts(card, model, history, &horizons)?).collect();
-    let mut rates = policy_rates(policy, &forecasts, history, prices, params)?;
+    let mut rates = policy_rates(arm, &forecasts, implied_vol, history, prices, params)?;
     for (t, r) in rates.iter_mut().enumerate() {
         if prices.timestamps[t].date() <= card.training.end {
             *r = None;
@@ -516,17 +520,25 @@ pub fn registered_margin_rates(
     Ok(rates)
 }
 
-/// A model arm's base rates under `policy` from its forecasts by horizon (aligned with
-/// `history`), aligned with `prices` by date; a day without a forecast keeps the previous rate.
-pub fn policy_rates(policy: ForwardPolicy, forecasts: &ByHorizon, history: &DailyHistory, prices: &Values, params: &CalibrationParams) -> Result<Vec<Option<SideRates>>> {
+/// A model arm's base rates from its forecasts by horizon and the implied volatility
+/// (annualised percent) its `+iv` blend uses, both aligned with `history`, turned into rates
+/// aligned with `prices` by date (see [`Arm::forward_rates`]); a day without a forecast keeps
+/// the previous rate.
+pub fn policy_rates(
+    arm: &Arm,
+    forecasts: &ByHorizon,
+    implied_vol: Option<&[Option<f64>]>,
+    history: &DailyHistory,
+    prices: &Values,
+    params: &CalibrationParams,
+) -> Result<Vec<Option<SideRates>>> {
     let by_date: HashMap<NaiveDate, usize> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
-    let aligned: ByHorizon = forecasts
-        .iter()
-        .map(|(h, series)| (*h, prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series[j])).collect()))
-        .collect();
+    let align = |series: &[Option<f64>]| -> Vec<Option<f64>> { prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series.get(j).copied().flatten())).collect() };
+    let aligned: ByHorizon = forecasts.iter().map(|(h, series)| (*h, align(series))).collect();
+    let implied = implied_vol.map(align);
     let returns: Vec<Option<f64>> =
         std::iter::once(None).chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
-    Ok(policy.rates(&returns, |h| aligned.get(&h).map(Vec::as_slice), params)?)
+    Ok(arm.forward_rates(&returns, |h| aligned.get(&h).map(Vec::as_slice), implied.as_deref(), params)?)
 }
 
 /// The forecast gain of one exogenous input at one horizon.

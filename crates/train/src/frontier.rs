@@ -20,7 +20,7 @@ use foresight_core::frontier::{Rule, Kind, Point, Standing, frontier, references
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::data::{Values, load_daily_closes};
+use crate::data::{ExogenousSource, Transform, Values, load_daily_closes};
 use crate::error::{DataError, Result};
 use crate::evaluate::{ByHorizon, DailyHistory, model_forecasts, policy_rates};
 use crate::report::{Event, date_of, events_in};
@@ -36,6 +36,9 @@ pub struct FrontierConfig {
     /// Intraday OHLCV for the forecasters' realized variance (default: `data`'s range variance,
     /// or its squared returns when it has closes only).
     pub rv_data: Option<PathBuf>,
+    /// Implied volatility for `+iv` arms (`date,<value>`, annualised percent); days without it
+    /// (all of them when absent) use the forecasts alone.
+    pub iv_data: Option<PathBuf>,
     /// Margin confidence [default 0.99].
     #[serde(default = "default_confidence")]
     pub confidence: f64,
@@ -87,7 +90,8 @@ pub struct Window {
     pub to: NaiveDate,
 }
 
-/// A grid of arms: every `base` + `policy` + `option` combination, plus `arms` as written.
+/// A grid of arms: every `base` + `policy` + `input` + `option` combination, plus `arms` as
+/// written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
@@ -100,6 +104,9 @@ pub struct Grid {
     /// Forward policies (`""`, `+lookahead:22`, `+path:66`); forward grids only.
     #[serde(default)]
     pub policies: Vec<String>,
+    /// Optional inputs of forward arms (`""`, `+iv:0.5`); forward grids only.
+    #[serde(default)]
+    pub inputs: Vec<String>,
     /// APC options (`""`, `+buffer:0.25`, `+release:10+floor:0.05`).
     #[serde(default)]
     pub options: Vec<String>,
@@ -108,15 +115,17 @@ pub struct Grid {
 impl Grid {
     /// The grid's arms in canonical form, without repeats, each checked to be of `kind`.
     pub fn expand(&self, kind: Kind) -> std::result::Result<Vec<Arm>, String> {
-        if kind == Kind::Reactive && !self.policies.is_empty() {
-            return Err("[reactive] takes no policies (they are forward options)".into());
+        if kind == Kind::Reactive && !(self.policies.is_empty() && self.inputs.is_empty()) {
+            return Err("[reactive] takes no policies or inputs (they are forward options)".into());
         }
         let or_plain = |v: &[String]| if v.is_empty() { vec![String::new()] } else { v.to_vec() };
         let mut texts = self.arms.clone();
         for base in &self.bases {
             for policy in or_plain(&self.policies) {
-                for option in or_plain(&self.options) {
-                    texts.push(format!("{base}{policy}{option}"));
+                for input in or_plain(&self.inputs) {
+                    for option in or_plain(&self.options) {
+                        texts.push(format!("{base}{policy}{input}{option}"));
+                    }
                 }
             }
         }
@@ -287,6 +296,12 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
         }
         _ => None,
     };
+    let implied_vol = match (&config.iv_data, &history) {
+        (Some(file), Some(history)) => Some(
+            ExogenousSource { file: file.clone(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
+        ),
+        _ => None,
+    };
     let mut forecasts: HashMap<ModelName, ByHorizon> = HashMap::new();
     if let Some(history) = &history {
         for (family, horizons) in &needed {
@@ -296,16 +311,16 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
         }
     }
 
-    // Base rates once per family and policy; APC per arm.
+    // Base rates once per family, policy and implied-volatility weight; APC per arm.
     let clock = Instant::now();
-    let mut bases: HashMap<(ModelName, ForwardPolicy), Vec<Option<SideRates>>> = HashMap::new();
+    let mut bases: HashMap<(ModelName, ForwardPolicy, Option<u64>), Vec<Option<SideRates>>> = HashMap::new();
     let mut rates: Vec<Vec<Option<SideRates>>> = Vec::with_capacity(arms.len());
     for (arm, _) in &arms {
         let r = match (&arm.base, &history) {
             (BaseCalibrator::Model { forecaster }, Some(history)) => {
-                let key = (*forecaster, arm.policy);
+                let key = (*forecaster, arm.policy, arm.implied.map(f64::to_bits));
                 if !bases.contains_key(&key) {
-                    let base = policy_rates(arm.policy, &forecasts[forecaster], history, &prices, &params)?;
+                    let base = policy_rates(arm, &forecasts[forecaster], implied_vol.as_deref(), history, &prices, &params)?;
                     bases.insert(key, base);
                 }
                 arm.with_apc(&bases[&key], &prices.values, &params)?
@@ -433,6 +448,7 @@ pub fn frontier_json(config: &FrontierConfig, run: &FrontierRun) -> Value {
         "asset_class": config.asset_class,
         "data": config.data.display().to_string(),
         "rv_data": config.rv_data.as_ref().map(|p| p.display().to_string()),
+        "iv_data": config.iv_data.as_ref().map(|p| p.display().to_string()),
         "first_day": date_of(&run.prices, 0),
         "confidence": config.confidence,
         "horizon_days": config.horizon,
@@ -507,7 +523,7 @@ mod tests {
         assert!(e.contains("[forward]") && e.contains("forecaster family"), "{e}");
         let e = grid(r#"arms = ["ewma"]
 policies = ["+path:22"]"#, r#"arms = ["model:har"]"#).unwrap_err();
-        assert!(e.contains("no policies"), "{e}");
+        assert!(e.contains("no policies or inputs"), "{e}");
         let e = grid(r#"arms = ["ewma"]"#, r#"bases = ["model:har"]
 options = ["+bogus:1"]"#).unwrap_err();
         assert!(e.contains("unknown option"), "{e}");

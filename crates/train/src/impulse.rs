@@ -123,7 +123,8 @@ pub fn run_impulse(data: &Path, arms: &[Arm], settings: &ImpulseSettings, residu
             for (j, arm) in arms.iter().enumerate() {
                 let rates = match arm.base {
                     BaseCalibrator::Model { forecaster } => {
-                        let base = policy_rates(arm.policy, &forecasts[&forecaster], &path, &prices, &params)?;
+                        // Simulated paths have no implied volatility: `+iv` arms use their forecasts alone.
+                        let base = policy_rates(arm, &forecasts[&forecaster], None, &path, &prices, &params)?;
                         arm.with_apc(&base, &prices.values, &params)?
                     }
                     _ => arm.margin_rates(&prices.values, &params)?,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::apc::{Apc, Floor};
-use super::forecast::ForwardPolicy;
+use super::forecast::{ForwardPolicy, blend_implied, implied_daily_variance};
 use super::reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates};
 use crate::error::{CoreError, Result};
 use crate::features::Ewma;
@@ -27,16 +27,19 @@ pub struct Arm {
     /// Model arms only: which forecasts scale the margin (`+lookahead:N`, `+path:N`; the margin
     /// horizon's by default).
     pub policy: ForwardPolicy,
+    /// Model arms only (`+iv:<weight>`): blend every forecast with the variance implied by the
+    /// asset's implied volatility on days that have one; without one, the forecast alone.
+    pub implied: Option<f64>,
 }
 
 const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster> | model:<name>[@vN], then optional \
-                       +lookahead:<days> | +path:<days> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +release:<half-life days> | +cap:<fraction>";
+                       +lookahead:<days> | +path:<days> | +iv:<weight> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +release:<half-life days> | +cap:<fraction>";
 
 impl Arm {
     /// An arm with no APC option.
     pub fn new(base: BaseCalibrator) -> Result<Self> {
         base.validate()?;
-        Ok(Self { base, apc: Apc::default(), policy: ForwardPolicy::Horizon })
+        Ok(Self { base, apc: Apc::default(), policy: ForwardPolicy::Horizon, implied: None })
     }
 
     /// A file-name-safe form of the canonical name (`:` becomes `-`).
@@ -57,6 +60,25 @@ impl Arm {
         self.apc.validate(&self.base)?;
         let floor = self.apc.floor_series(&self.base, prices, params)?;
         Ok(self.apc.apply(base, &floor))
+    }
+
+    /// A model arm's base rates from its forecasts: the implied-volatility blend (`+iv`) where
+    /// `implied_vol` (annualised percent, aligned with `returns`) has a value, then the policy
+    /// ([`ForwardPolicy::rates`]). Without implied volatility the forecasts are used alone.
+    pub fn forward_rates<'a>(
+        &self,
+        returns: &[Option<f64>],
+        forecast: impl Fn(usize) -> Option<&'a [Option<f64>]>,
+        implied_vol: Option<&[Option<f64>]>,
+        params: &CalibrationParams,
+    ) -> Result<Vec<Option<SideRates>>> {
+        let (Some(weight), Some(iv)) = (self.implied, implied_vol) else {
+            return self.policy.rates(returns, forecast, params);
+        };
+        let variance: Vec<Option<f64>> = iv.iter().map(|v| v.and_then(|v| implied_daily_variance(v, params.periods_per_year()))).collect();
+        let blended: Vec<(usize, Vec<Option<f64>>)> =
+            self.policy.horizons(params.horizon()).into_iter().filter_map(|h| forecast(h).map(|f| (h, blend_implied(f, &variance, weight)))).collect();
+        self.policy.rates(returns, |h| blended.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_slice()), params)
     }
 }
 
@@ -81,6 +103,9 @@ impl fmt::Display for Arm {
             ForwardPolicy::Horizon => {}
             ForwardPolicy::Lookahead(days) => write!(f, "+lookahead:{days}")?,
             ForwardPolicy::Path(days) => write!(f, "+path:{days}")?,
+        }
+        if let Some(w) = self.implied {
+            write!(f, "+iv:{w}")?;
         }
         match self.apc.floor {
             Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
@@ -143,6 +168,7 @@ impl FromStr for Arm {
         base.validate().map_err(|e| invalid(e.to_string()))?;
         let mut apc = Apc::default();
         let mut policy = ForwardPolicy::Horizon;
+        let mut implied = None;
         for option in parts {
             let option = option.trim();
             let (key, value) = option
@@ -170,6 +196,17 @@ impl FromStr for Arm {
                 "cap" => apc.cap = Some(number("cap", value)?),
                 "release" if apc.release.is_some() => return Err(duplicate()),
                 "release" => apc.release = Some(number("release half-life", value)?),
+                "iv" if implied.is_some() => return Err(duplicate()),
+                "iv" => {
+                    if !matches!(base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
+                        return Err(invalid("iv applies to model arms only".into()));
+                    }
+                    let w = number("iv weight", value)?;
+                    if !(w > 0.0 && w <= 1.0) {
+                        return Err(invalid(format!("iv weight `{value}`: the implied variance's share, in (0, 1]")));
+                    }
+                    implied = Some(w);
+                }
                 "lookahead" | "path" if policy != ForwardPolicy::Horizon => {
                     return Err(invalid("a model arm takes one of lookahead and path, once".into()));
                 }
@@ -184,7 +221,7 @@ impl FromStr for Arm {
             }
         }
         apc.validate(&base).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { base, apc, policy })
+        Ok(Self { base, apc, policy, implied })
     }
 }
 
@@ -220,6 +257,10 @@ mod tests {
         assert!("model:har+lookahead:0".parse::<Arm>().is_err());
         assert!("model:har+lookahead:5+lookahead:5".parse::<Arm>().unwrap_err().to_string().contains("once"));
         assert!("model:har+path:5+lookahead:5".parse::<Arm>().unwrap_err().to_string().contains("one of lookahead and path"));
+        let iv: Arm = "model:log-har+iv:0.5+lookahead:22".parse().unwrap();
+        assert_eq!((iv.implied, iv.to_string().as_str()), (Some(0.5), "model:log-har+lookahead:22+iv:0.5"));
+        assert!("ewma+iv:0.5".parse::<Arm>().unwrap_err().to_string().contains("model arms only"));
+        assert!("model:har+iv:1.5".parse::<Arm>().unwrap_err().to_string().contains("(0, 1]"));
         let path: Arm = "model:gjr-t+release:10+path:66+buffer:0.25".parse().unwrap();
         assert_eq!(path.policy, ForwardPolicy::Path(66));
         assert_eq!(path.to_string(), "model:gjr-t+path:66+buffer:0.25+release:10");

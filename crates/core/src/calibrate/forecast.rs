@@ -81,6 +81,28 @@ impl ForwardPolicy {
     }
 }
 
+/// The daily variance an annualised implied volatility in percent (VIX, DVOL) stands for,
+/// `(iv/100)² / periods_per_year`; `None` unless `iv > 0`.
+pub fn implied_daily_variance(iv_percent: f64, periods_per_year: f64) -> Option<f64> {
+    crate::features::implied_log_variance(iv_percent, periods_per_year).map(f64::exp)
+}
+
+/// A variance forecast blended with implied variance: `(1 − weight)·forecast + weight·implied`
+/// on days with both (implied alone when `weight` is 1), the forecast alone on days without an
+/// implied volatility. Implied variance carries the market's risk premium, so the level it adds
+/// is calibrated away by the FHS residuals; what it brings is the market's view of the month.
+pub fn blend_implied(forecast: &[Option<f64>], implied: &[Option<f64>], weight: f64) -> Vec<Option<f64>> {
+    forecast
+        .iter()
+        .enumerate()
+        .map(|(t, f)| match (implied.get(t).copied().flatten(), f) {
+            (Some(iv), _) if weight >= 1.0 => Some(iv),
+            (Some(iv), Some(f)) => Some((1.0 - weight) * f + weight * iv),
+            (_, f) => *f,
+        })
+        .collect()
+}
+
 /// Carries the last rate over days without one (a day without a forecast keeps the previous
 /// day's rate).
 pub fn forward_fill(rates: &mut [Option<SideRates>]) {
@@ -237,5 +259,21 @@ mod tests {
         assert!((plain[298].unwrap().long - (2.0f64 * 1e-4).sqrt()).abs() < 1e-12);
         let e = ForwardPolicy::Path(66).rates(&returns, by_h, &p).unwrap_err().to_string();
         assert!(e.contains("66 day(s)"), "{e}");
+    }
+
+    #[test]
+    fn implied_variance_blends_where_it_exists_and_falls_back_where_it_does_not() {
+        // VIX 20 on a 252-day year: 0.04 / 252 a day.
+        let iv = implied_daily_variance(20.0, 252.0).unwrap();
+        assert!((iv - 0.04 / 252.0).abs() < 1e-18);
+        assert_eq!(implied_daily_variance(0.0, 252.0), None);
+        let f = [Some(1e-4), Some(1e-4), None, Some(3e-4)];
+        let implied = [Some(3e-4), None, Some(2e-4)];
+        let half = blend_implied(&f, &implied, 0.5);
+        assert!((half[0].unwrap() - 2e-4).abs() < 1e-18, "the mean of 1e-4 and 3e-4");
+        assert_eq!(half[1], Some(1e-4), "no implied volatility that day: the forecast alone");
+        assert_eq!(half[2], None, "a blend needs the forecast");
+        assert_eq!(half[3], Some(3e-4), "past the implied series: the forecast alone");
+        assert_eq!(blend_implied(&f, &implied, 1.0)[2], Some(2e-4), "weight 1: implied alone");
     }
 }

@@ -23,6 +23,8 @@
 //!         | "lookahead:" DAYS       model arms: scale by the forecast over the next DAYS days
 //!         | "path:" DAYS            model arms: scale by the worse end of the forecast path
 //!                                   (margin horizon or DAYS), see [`ForwardPolicy`]
+//!         | "iv:" WEIGHT            model arms: blend the forecasts with the variance implied
+//!                                   by implied volatility (VIX, DVOL), see [`blend_implied`]
 //! ```
 //!
 //! Options apply in a fixed order whatever order they are written in: base → buffer → release →
@@ -42,5 +44,5 @@ mod reactive;
 
 pub use apc::{Apc, Floor};
 pub use arm::Arm;
-pub use forecast::{FHS_MIN_RESIDUALS, ForwardPolicy, fhs_rates, forward_fill};
+pub use forecast::{FHS_MIN_RESIDUALS, ForwardPolicy, blend_implied, fhs_rates, forward_fill, implied_daily_variance};
 pub use reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates, empirical_quantile};
