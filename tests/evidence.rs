@@ -143,57 +143,115 @@ fn impulse_responses_are_flat_without_a_step_and_rise_with_one() {
     assert_eq!(read_json(&again.path().join("impulse.json"))["responses"], json["responses"]);
 }
 
-/// The frozen crypto arm names the log-HAR family; the service serves it through BTC's
-/// registered log-HAR with the 66-day horizon (training/btc_frozen.toml), in the split.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_frozen_crypto_policy_is_served_at_the_backtest_rate() {
-    use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, ModelName};
+/// One asset's days as both the service and the backtest take them.
+struct Day {
+    date: chrono::NaiveDate,
+    close: f64,
+    realized_variance: Option<f64>,
+    implied_vol: Option<f64>,
+}
+
+/// Serves `served` (a registered model with the frozen policy) in the split of a real server,
+/// calibrates a unit future on `days` sent inline, and checks the forward rate against the
+/// backtest's computation on the same days: the same to 1e-12.
+async fn served_rate_matches_the_backtest(asset: &str, days: &[Day], served: &str, rv_source: &'static str) {
+    use foresight_core::calibrate::{Arm, CalibrationParams};
     use foresight_serve::proto::{self, model_service_client::ModelServiceClient};
     use foresight_train::data::{Frequency, GapReport, Values};
-    use foresight_train::evaluate::{DailyHistory, market_days, registered_margin_rates};
+    use foresight_train::evaluate::{DailyHistory, registered_margin_rates};
 
-    let frozen: Arm = frozen_of(&root().join("training/frontier_crypto.toml")).parse().unwrap();
-    assert_eq!(frozen.base, BaseCalibrator::Model { forecaster: ModelName::LogHar });
-    let served = frozen.to_string().replacen("model:log-har", "model:btc-lookahead-log-har@v1", 1);
     let served_arm: Arm = served.parse().unwrap();
-    assert_eq!((served_arm.policy, served_arm.apc), (frozen.policy, frozen.apc), "the same policy and options");
-
     let (address, _) = crate::serve::serve(crate::serve::config(&root().join("models"), None)).await;
     let address = format!("http://{address}");
-    let split = proto::TrafficSplit { arms: vec![proto::ArmWeight { arm: served.clone(), weight: 1.0 }], shadow: false };
+    let split = proto::TrafficSplit { arms: vec![proto::ArmWeight { arm: served.into(), weight: 1.0 }], shadow: false };
     ModelServiceClient::connect(address.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
-    let market = crate::serve::btc_market(600);
-    let mut client = foresight_serve::proto::calibration_service_client::CalibrationServiceClient::connect(address).await.unwrap();
-    let response = client.calibrate(crate::serve::request(vec![crate::serve::linear(1.0)], market.clone())).await.unwrap().into_inner();
+    let history: Vec<proto::DailyObservation> = days
+        .iter()
+        .map(|d| proto::DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
+        .collect();
+    let spot = days.last().unwrap().close;
+    let market = proto::AssetMarket { asset: asset.into(), spot, implied_vol: 0.3, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) };
+    let position = proto::Position { underlying: asset.into(), ..crate::serve::linear(1.0) };
+    let mut client = proto::calibration_service_client::CalibrationServiceClient::connect(address).await.unwrap();
+    let response = client.calibrate(crate::serve::request(vec![position], market)).await.unwrap().into_inner();
     assert_eq!(response.arm, served);
     let component = &response.components[0];
     assert!(component.fallback.is_none(), "{:?}", component.fallback);
 
-    // The backtest's computation on the same 600 days.
-    let days = market_days(&crate::util::data("btc_usdt_1d.csv"), &crate::util::data("btc_usdt_2h.csv"), None).unwrap();
-    let days = &days[days.len() - 600..];
     let closes: Vec<f64> = days.iter().map(|d| d.close).collect();
+    let weekend = days.iter().any(|d| chrono::Datelike::weekday(&d.date).number_from_monday() > 5);
     let history = DailyHistory {
         dates: days.iter().map(|d| d.date).collect(),
         returns: std::iter::once(None).chain(closes.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect(),
         rv: days.iter().map(|d| d.realized_variance).collect(),
-        rv_source: "intraday",
+        rv_source,
     };
     let prices = Values {
-        source: "btc".into(),
+        source: asset.into(),
         name: "close".into(),
         timestamps: days.iter().map(|d| d.date.and_time(chrono::NaiveTime::MIN)).collect(),
         values: closes,
-        frequency: Frequency::Daily { business_days: false },
+        frequency: Frequency::Daily { business_days: !weekend },
         gaps: GapReport::default(),
     };
+    let implied: Vec<Option<f64>> = days.iter().map(|d| d.implied_vol).collect();
     let registry = foresight_registry::Registry::open(&root().join("models")).unwrap();
-    let (card, mut model, _) = registry.load(&"btc-lookahead-log-har@v1".parse().unwrap()).unwrap();
-    let params = CalibrationParams::new(0.99, 1, 365.0).unwrap();
-    let base = registered_margin_rates(&card, &mut model, &history, &prices, &params, &served_arm, None).unwrap();
+    let model = served.split('+').next().unwrap().trim_start_matches("model:");
+    let (card, mut loaded, _) = registry.load(&model.parse().unwrap()).unwrap();
+    // The service posts 1-day rates (its scenario grid takes them from there).
+    let params = CalibrationParams::new(0.99, 1, prices.frequency.periods_per_year()).unwrap();
+    let base = registered_margin_rates(&card, &mut loaded, &history, &prices, &params, &served_arm, Some(&implied)).unwrap();
     let rates = served_arm.with_apc(&base, &prices.values, &params).unwrap();
     let last = rates.last().unwrap().unwrap();
-    crate::util::assert_close("forward rate", component.forward_rate, last.long.max(last.short), 1e-12);
+    crate::util::assert_close(served, component.forward_rate, last.long.max(last.short), 1e-12);
+}
+
+/// The frozen crypto arm names the log-HAR family; the service serves it through BTC's
+/// registered log-HAR with the 66-day horizon (training/btc_frozen.toml), in the split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frozen_crypto_policy_is_served_at_the_backtest_rate() {
+    use foresight_core::calibrate::{Arm, BaseCalibrator, ModelName};
+    let frozen: Arm = frozen_of(&root().join("training/frontier_crypto.toml")).parse().unwrap();
+    assert_eq!(frozen.base, BaseCalibrator::Model { forecaster: ModelName::LogHar });
+    let served = frozen.to_string().replacen("model:log-har", "model:btc-lookahead-log-har@v1", 1);
+    let days = foresight_train::evaluate::market_days(&crate::util::data("btc_usdt_1d.csv"), &crate::util::data("btc_usdt_2h.csv"), None).unwrap();
+    let days: Vec<Day> = days[days.len() - 600..]
+        .iter()
+        .map(|d| Day { date: d.date, close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
+        .collect();
+    served_rate_matches_the_backtest("BTC", &days, &served, "intraday").await;
+}
+
+/// The frozen equity arm (log-HAR family, half VIX) served through the S&P 500's registered
+/// log-HAR on squared returns (training/spx_frozen.toml), VIX from the days' implied_vol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frozen_equity_policy_is_served_at_the_backtest_rate() {
+    use foresight_core::calibrate::{Arm, BaseCalibrator, ModelName};
+    let frozen: Arm = frozen_of(&root().join("training/frontier_equity.toml")).parse().unwrap();
+    assert_eq!(frozen.base, BaseCalibrator::Model { forecaster: ModelName::LogHar });
+    assert!(frozen.implied.is_some(), "the frozen equity arm blends VIX");
+    let served = frozen.to_string().replacen("model:log-har", "model:spx-close-log-har@v1", 1);
+    let read = |file: &str| -> Vec<(chrono::NaiveDate, f64)> {
+        std::fs::read_to_string(root().join("data").join(file))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (d, v) = l.split_once(',').unwrap();
+                (d.parse().unwrap(), v.parse().unwrap())
+            })
+            .collect()
+    };
+    let vix: std::collections::HashMap<chrono::NaiveDate, f64> = read("vix_close_1990_2026.csv").into_iter().collect();
+    let closes = read("spx_close_1928_2024.csv");
+    // A daily close gives only its squared log return as realized variance (as in training).
+    let days: Vec<Day> = closes
+        .windows(2)
+        .skip(closes.len() - 801)
+        .map(|w| Day { date: w[1].0, close: w[1].1, realized_variance: Some((w[1].1 / w[0].1).ln().powi(2)), implied_vol: vix.get(&w[1].0).copied() })
+        .collect();
+    assert_eq!(days.len(), 800);
+    served_rate_matches_the_backtest("SPX", &days, &served, "squared_return").await;
 }
 
 /// `+iv`: implied volatility as the scale. With weight 1 the margin follows VIX day by day;

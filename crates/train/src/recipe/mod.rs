@@ -20,7 +20,7 @@ use foresight_registry::{GoldenRow, HorizonMetrics, ModelCard, Task};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::data::load_ohlcv;
+use crate::data::load_daily_closes;
 use crate::error::{DataError, Result};
 use crate::evaluate::DailyHistory;
 use crate::fit::Epoch;
@@ -46,7 +46,8 @@ pub struct Recipe {
     pub asset: String,
     /// Prefix of the registered model names: `<name>-<model>`, e.g. `btc-log-har`.
     pub name: String,
-    /// OHLCV file: intraday bars give realized variance, daily bars a range estimator.
+    /// OHLCV file (intraday bars give realized variance, daily bars a range estimator) or a
+    /// `date,close` file (squared daily returns).
     pub data: PathBuf,
     /// Models to train: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`, `har-x` (variance
     /// forecasters), `regime` (probability of the stressed regime) and `neural` (both).
@@ -204,9 +205,10 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
     progress.step(&format!("loading {}", recipe.data.display()));
     let bytes = std::fs::read(&recipe.data).map_err(|source| DataError::Io { file: recipe.data.clone(), source })?;
     let data_ref = DataRef { path: recipe.data.display().to_string(), sha256: sha256_hex(&bytes) };
-    let bars = load_ohlcv(&recipe.data)?;
-    let bars_frequency = bars.to_daily().frequency;
-    let history = DailyHistory::from_bars(&bars)?;
+    // OHLCV bars give realized variance (intraday) or the range (daily); a `date,close` file
+    // gives squared daily returns.
+    let bars_frequency = load_daily_closes(&recipe.data)?.frequency;
+    let history = DailyHistory::load(&recipe.data, None)?;
     let t_end = history.dates.iter().rposition(|d| *d <= recipe.train_end).ok_or_else(|| DataError::Recipe {
         file: recipe.data.clone(),
         message: format!("train_end {} is before the first day {}", recipe.train_end, history.dates[0]),
@@ -349,6 +351,7 @@ fn input_ranges(card: &ModelCard, history: &DailyHistory, t_end: usize, exogenou
 fn target_name(rv_source: &str) -> String {
     match rv_source {
         "intraday" => "mean daily realized variance from intraday bars".into(),
+        "squared_return" => "mean daily squared log return (daily closes only)".into(),
         other => format!("mean daily range variance ({other})"),
     }
 }
