@@ -200,7 +200,8 @@ async fn served_rate_matches_the_backtest(asset: &str, days: &[Day], served: &st
     let (card, mut loaded, _) = registry.load(&model.parse().unwrap()).unwrap();
     // The service posts 1-day rates (its scenario grid takes them from there).
     let params = CalibrationParams::new(0.99, 1, prices.frequency.periods_per_year()).unwrap();
-    let base = registered_margin_rates(&card, &mut loaded, &history, &prices, &params, &served_arm, Some(&implied)).unwrap();
+    let inputs = foresight_train::evaluate::ArmInputs { implied_vol: Some(implied), ..Default::default() };
+    let base = registered_margin_rates(&card, &mut loaded, &history, &prices, &params, &served_arm, &inputs).unwrap();
     let rates = served_arm.with_apc(&base, &prices.values, &params).unwrap();
     let last = rates.last().unwrap().unwrap();
     crate::util::assert_close(served, component.forward_rate, last.long.max(last.short), 1e-12);
@@ -300,4 +301,24 @@ fn an_implied_volatility_arm_follows_vix_and_falls_back_without_it() {
     let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
     let spread = ratios.iter().map(|r| (r / mean - 1.0).abs()).fold(0.0, f64::max);
     assert!(spread < 0.05, "margin ÷ VIX moves by {spread} through 2008-09 while VIX went from 20 to 80");
+}
+
+/// `+regime`: the walk-forward regime model's P(stressed within h) raises margin before the
+/// turn; on BTC's development years it makes log-HAR readier for the COVID crash.
+#[test]
+fn a_regime_arm_is_readier_before_the_covid_crash() {
+    let out = tempfile::tempdir().unwrap();
+    let (plain, raised) = ("model:log-har+lookahead:22", "model:log-har+lookahead:22+regime:22");
+    foresight_ok(&[
+        "backtest", "--data", root().join("data/btc_usdt_1d.csv").to_str().unwrap(), "--rv-data", root().join("data/btc_usdt_2h.csv").to_str().unwrap(),
+        "--calibrator", &format!("{plain},{raised}"), "--refit-every", "66", "--to", "2021-12-31", "--out", out.path().to_str().unwrap(),
+    ]);
+    let summary = read_json(&out.path().join("summary.json"));
+    let ready = |arm: &str| {
+        let events = summary["arms"][arm]["readiness"].as_array().unwrap();
+        events.iter().find(|e| e["date"] == "2020-03-12").unwrap()["long"].as_f64().unwrap()
+    };
+    assert!(ready(raised) > ready(plain) + 0.1, "regime {} vs plain {}", ready(raised), ready(plain));
+    let cost = |arm: &str| summary["arms"][arm]["long"]["avg_margin"].as_f64().unwrap();
+    assert!(cost(raised) > cost(plain), "raising before the turn costs margin in calm");
 }

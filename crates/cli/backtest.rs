@@ -15,8 +15,8 @@ use foresight_registry::runtime::LoadedModel;
 use foresight_registry::{ModelCard, ModelRef, Registry};
 use foresight_serve::audit::AuditRecord;
 use foresight_serve::journal::read_lines;
-use foresight_train::data::{ExogenousSource, Transform, Values, load_daily_closes};
-use foresight_train::evaluate::{DailyHistory, model_margin_rates, registered_margin_rates};
+use foresight_train::data::{Values, load_daily_closes};
+use foresight_train::evaluate::{ArmInputs, DailyHistory, arm_inputs, model_margin_rates, registered_margin_rates};
 use foresight_train::report::{Event, STRESS_EVENTS, date_of, events_in, write_backtest_report};
 
 #[derive(Debug, Args)]
@@ -211,15 +211,10 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
-    let implied_vol = match (&args.iv_data, &history) {
-        (Some(file), Some(history)) => Some(
-            ExogenousSource { file: file.clone(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
-        ),
-        _ => None,
+    let inputs = match &history {
+        Some(history) => arm_inputs(&args.arms, history, args.iv_data.as_deref(), &prices, args.burn_in, args.refit_every)?,
+        None => ArmInputs::default(),
     };
-    if let Some(arm) = args.arms.iter().find(|a| a.implied.is_some()).filter(|_| implied_vol.is_none()) {
-        eprintln!("note: {arm} blends implied volatility, but no --iv-data is given: it uses its forecasts alone");
-    }
     // Registered models: the registry is opened once and each model loaded (and checked) once,
     // however many arms name it.
     let registry = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Registered { .. })) {
@@ -246,7 +241,7 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     for arm in &args.arms {
         let base = match (&arm.base, &history, &registry) {
             (BaseCalibrator::Model { forecaster }, Some(history), _) => {
-                model_margin_rates(*forecaster, arm, history, implied_vol.as_deref(), &prices, &params, args.burn_in, args.refit_every)
+                model_margin_rates(*forecaster, arm, history, &inputs, &prices, &params, args.burn_in, args.refit_every)
                     .with_context(|| format!("forecasting with model:{}", forecaster.as_str()))?
             }
             (BaseCalibrator::Registered { model }, Some(history), Some(registry)) => {
@@ -260,7 +255,7 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
                     loaded_models.insert(reference.clone(), (card, loaded));
                 }
                 let (card, loaded) = loaded_models.get_mut(&reference).expect("inserted above");
-                registered_margin_rates(card, loaded, history, &prices, &params, arm, implied_vol.as_deref())
+                registered_margin_rates(card, loaded, history, &prices, &params, arm, &inputs)
                     .with_context(|| format!("forecasting with model:{model}"))?
             }
             _ => {

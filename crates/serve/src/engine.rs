@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS};
+use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS, ForwardInputs};
 use foresight_core::features::{Ewma, implied_log_variance};
 use foresight_core::margin::split::assign;
 use foresight_core::margin::{
@@ -479,7 +479,7 @@ impl Engine {
 
     /// The `model:champion` arm, whether or not the split has it (for `Forecast`).
     pub fn champion_arm(&self) -> ServeArm {
-        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), policy: Default::default(), implied: None };
+        let arm = Arm { base: BaseCalibrator::Registered { model: "champion".into() }, apc: Default::default(), policy: Default::default(), implied: None, regime: None };
         ServeArm { name: arm.to_string(), arm, model: ArmModel::Champion, weight: 0.0 }
     }
 
@@ -617,7 +617,12 @@ impl Engine {
         }
         let failed = |e: foresight_core::CoreError| Fallback::ForecastFailed { detail: e.to_string() };
         let rates = arm
-            .forward_rates(&series.returns, |h| run.outputs.get(&format!("variance_h{h}")).map(Vec::as_slice), Some(&series.implied_vol), params)
+            .forward_rates(
+                &series.returns,
+                |h| run.outputs.get(&format!("variance_h{h}")).map(Vec::as_slice),
+                ForwardInputs { implied_vol: Some(&series.implied_vol), stress: None },
+                params,
+            )
             .map_err(failed)?;
         let rates = arm.with_apc(&rates, &series.closes, params).map_err(failed)?;
         rates

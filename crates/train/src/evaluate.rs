@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::NaiveDate;
-use foresight_core::calibrate::{Arm, CalibrationParams, ModelName, SideRates};
+use foresight_core::calibrate::{Arm, CalibrationParams, ForwardInputs, ModelName, SideRates, Stress};
 use foresight_core::features::{Ewma, VolEstimator, har_components, regime_features};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::regime::{Mixture, stressed_within};
@@ -440,14 +440,73 @@ pub fn model_margin_rates(
     forecaster: ModelName,
     arm: &Arm,
     history: &DailyHistory,
-    implied_vol: Option<&[Option<f64>]>,
+    inputs: &ArmInputs,
     prices: &Values,
     params: &CalibrationParams,
     burn_in: usize,
     refit_every: usize,
 ) -> Result<Vec<Option<SideRates>>> {
     let forecasts = model_forecasts(forecaster, history, burn_in, refit_every, &arm.policy.horizons(params.horizon()))?;
-    policy_rates(arm, &forecasts, implied_vol, history, prices, params)
+    policy_rates(arm, &forecasts, inputs, history, prices, params)
+}
+
+/// What model arms may use beyond their forecasts (`+iv`, `+regime`), aligned with a
+/// [`DailyHistory`]; `None` where the input is not available.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArmInputs {
+    /// Implied volatility, annualised percent.
+    pub implied_vol: Option<Vec<Option<f64>>>,
+    /// The regime model's view by horizon (the `+regime:<days>` of the arms).
+    pub stress: BTreeMap<usize, Vec<Option<Stress>>>,
+}
+
+/// The inputs `arms` need beyond their forecasts, on `history`: implied volatility from
+/// `iv_data` (a `date,<value>` file in annualised percent) when any arm blends it, and the
+/// walk-forward regime view at every `+regime` horizon. An arm that asks for implied volatility
+/// without a file is told so on stderr and uses its forecasts alone.
+pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, prices: &Values, burn_in: usize, refit_every: usize) -> Result<ArmInputs> {
+    let implied_vol = match (iv_data, arms.iter().find(|a| a.implied.is_some())) {
+        (Some(file), Some(_)) => Some(
+            ExogenousSource { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
+        ),
+        (None, Some(arm)) => {
+            eprintln!("note: {arm} blends implied volatility, but no implied-volatility file is given: it uses its forecasts alone");
+            None
+        }
+        _ => None,
+    };
+    let mut stress = BTreeMap::new();
+    for h in arms.iter().filter_map(|a| a.regime) {
+        if !stress.contains_key(&h) {
+            stress.insert(h, regime_stress(history, burn_in, refit_every, h)?);
+        }
+    }
+    Ok(ArmInputs { implied_vol, stress })
+}
+
+/// The regime model's view of every day of `history`, walk-forward: a 3-state mixture and the
+/// logistic regression for P(stressed within `horizon` days) (see [`crate::fit::RegimeParams`])
+/// re-fitted every `refit_every` days from day `burn_in` on the expanding window; the stressed
+/// regime's variance is `exp` of its component's mean log realized variance. No view until a
+/// first fit succeeds (the stressed regime must have been seen); a later refit that fails keeps
+/// the previous model, as a walk-forward system keeps its last good model.
+pub fn regime_stress(history: &DailyHistory, burn_in: usize, refit_every: usize, horizon: usize) -> Result<Vec<Option<Stress>>> {
+    let features = foresight_core::features::regime_features(&history.rv, &history.returns);
+    let params = crate::fit::RegimeParams::new(3, &[horizon]);
+    let mut fitted: Option<(crate::fit::FittedRegime, f64)> = None;
+    let mut out = vec![None; features.len()];
+    for t in burn_in..features.len() {
+        if (t - burn_in).is_multiple_of(refit_every.max(1))
+            && let Ok(f) = params.fit(&features, t)
+        {
+            let stressed = f.summary().last().map_or(0.0, |r| r.mean_ln_rv.exp());
+            fitted = Some((f, stressed));
+        }
+        if let (Some((model, variance)), Some(x)) = (&fitted, &features[t]) {
+            out[t] = Some(Stress { probability: model.predict(x)[0], variance: *variance });
+        }
+    }
+    Ok(out)
 }
 
 /// Variance forecasts of a registered model, run through ONNX Runtime on every day of
@@ -507,11 +566,11 @@ pub fn registered_margin_rates(
     prices: &Values,
     params: &CalibrationParams,
     arm: &Arm,
-    implied_vol: Option<&[Option<f64>]>,
+    inputs: &ArmInputs,
 ) -> Result<Vec<Option<SideRates>>> {
     let horizons = arm.policy.horizons(params.horizon());
     let forecasts: ByHorizon = horizons.iter().copied().zip(registered_forecasts(card, model, history, &horizons)?).collect();
-    let mut rates = policy_rates(arm, &forecasts, implied_vol, history, prices, params)?;
+    let mut rates = policy_rates(arm, &forecasts, inputs, history, prices, params)?;
     for (t, r) in rates.iter_mut().enumerate() {
         if prices.timestamps[t].date() <= card.training.end {
             *r = None;
@@ -520,25 +579,28 @@ pub fn registered_margin_rates(
     Ok(rates)
 }
 
-/// A model arm's base rates from its forecasts by horizon and the implied volatility
-/// (annualised percent) its `+iv` blend uses, both aligned with `history`, turned into rates
-/// aligned with `prices` by date (see [`Arm::forward_rates`]); a day without a forecast keeps
-/// the previous rate.
+/// A model arm's base rates from its forecasts by horizon and the inputs its `+iv` and
+/// `+regime` options use, all aligned with `history`, turned into rates aligned with `prices` by
+/// date (see [`Arm::forward_rates`]); a day without a forecast keeps the previous rate.
 pub fn policy_rates(
     arm: &Arm,
     forecasts: &ByHorizon,
-    implied_vol: Option<&[Option<f64>]>,
+    inputs: &ArmInputs,
     history: &DailyHistory,
     prices: &Values,
     params: &CalibrationParams,
 ) -> Result<Vec<Option<SideRates>>> {
     let by_date: HashMap<NaiveDate, usize> = history.dates.iter().enumerate().map(|(j, d)| (*d, j)).collect();
-    let align = |series: &[Option<f64>]| -> Vec<Option<f64>> { prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series.get(j).copied().flatten())).collect() };
-    let aligned: ByHorizon = forecasts.iter().map(|(h, series)| (*h, align(series))).collect();
-    let implied = implied_vol.map(align);
+    fn align<T: Copy>(series: &[Option<T>], prices: &Values, by_date: &HashMap<NaiveDate, usize>) -> Vec<Option<T>> {
+        prices.timestamps.iter().map(|t| by_date.get(&t.date()).and_then(|&j| series.get(j).copied().flatten())).collect()
+    }
+    let aligned: ByHorizon = forecasts.iter().map(|(h, series)| (*h, align(series, prices, &by_date))).collect();
+    let implied = inputs.implied_vol.as_deref().map(|s| align(s, prices, &by_date));
+    let stress = arm.regime.and_then(|h| inputs.stress.get(&h)).map(|s| align(s, prices, &by_date));
     let returns: Vec<Option<f64>> =
         std::iter::once(None).chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
-    Ok(arm.forward_rates(&returns, |h| aligned.get(&h).map(Vec::as_slice), implied.as_deref(), params)?)
+    let inputs = ForwardInputs { implied_vol: implied.as_deref(), stress: stress.as_deref() };
+    Ok(arm.forward_rates(&returns, |h| aligned.get(&h).map(Vec::as_slice), inputs, params)?)
 }
 
 /// The forecast gain of one exogenous input at one horizon.

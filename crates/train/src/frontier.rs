@@ -20,9 +20,9 @@ use foresight_core::frontier::{Rule, Kind, Point, Standing, frontier, references
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::data::{ExogenousSource, Transform, Values, load_daily_closes};
+use crate::data::{Values, load_daily_closes};
 use crate::error::{DataError, Result};
-use crate::evaluate::{ByHorizon, DailyHistory, model_forecasts, policy_rates};
+use crate::evaluate::{ArmInputs, ByHorizon, DailyHistory, arm_inputs, model_forecasts, policy_rates};
 use crate::report::{Event, date_of, events_in};
 
 /// A `training/frontier_<class>.toml` file. Relative paths are taken from the working directory.
@@ -296,12 +296,15 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
         }
         _ => None,
     };
-    let implied_vol = match (&config.iv_data, &history) {
-        (Some(file), Some(history)) => Some(
-            ExogenousSource { file: file.clone(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
-        ),
-        _ => None,
+    let forward_arms: Vec<Arm> = arms.iter().filter(|(_, k)| *k == Kind::Forward).map(|(a, _)| a.clone()).collect();
+    let clock = Instant::now();
+    let inputs = match &history {
+        Some(history) => arm_inputs(&forward_arms, history, config.iv_data.as_deref(), &prices, config.burn_in, config.refit_every)?,
+        None => ArmInputs::default(),
     };
+    if !inputs.stress.is_empty() {
+        timings.forecasts.insert("regime".into(), clock.elapsed().as_secs_f64());
+    }
     let mut forecasts: HashMap<ModelName, ByHorizon> = HashMap::new();
     if let Some(history) = &history {
         for (family, horizons) in &needed {
@@ -313,14 +316,14 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
 
     // Base rates once per family, policy and implied-volatility weight; APC per arm.
     let clock = Instant::now();
-    let mut bases: HashMap<(ModelName, ForwardPolicy, Option<u64>), Vec<Option<SideRates>>> = HashMap::new();
+    let mut bases: HashMap<(ModelName, ForwardPolicy, Option<u64>, Option<usize>), Vec<Option<SideRates>>> = HashMap::new();
     let mut rates: Vec<Vec<Option<SideRates>>> = Vec::with_capacity(arms.len());
     for (arm, _) in &arms {
         let r = match (&arm.base, &history) {
             (BaseCalibrator::Model { forecaster }, Some(history)) => {
-                let key = (*forecaster, arm.policy, arm.implied.map(f64::to_bits));
+                let key = (*forecaster, arm.policy, arm.implied.map(f64::to_bits), arm.regime);
                 if !bases.contains_key(&key) {
-                    let base = policy_rates(arm, &forecasts[forecaster], implied_vol.as_deref(), history, &prices, &params)?;
+                    let base = policy_rates(arm, &forecasts[forecaster], &inputs, history, &prices, &params)?;
                     bases.insert(key, base);
                 }
                 arm.with_apc(&bases[&key], &prices.values, &params)?

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::{GapReport, Values, load_daily_closes};
 use crate::error::{DataError, Result};
-use crate::evaluate::{ByHorizon, DailyHistory, FrozenForecaster, policy_rates};
+use crate::evaluate::{ArmInputs, ByHorizon, DailyHistory, FrozenForecaster, policy_rates};
 
 /// Settings of an impulse experiment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -123,8 +123,9 @@ pub fn run_impulse(data: &Path, arms: &[Arm], settings: &ImpulseSettings, residu
             for (j, arm) in arms.iter().enumerate() {
                 let rates = match arm.base {
                     BaseCalibrator::Model { forecaster } => {
-                        // Simulated paths have no implied volatility: `+iv` arms use their forecasts alone.
-                        let base = policy_rates(arm, &forecasts[&forecaster], None, &path, &prices, &params)?;
+                        // Simulated paths have no implied volatility and no regime view: `+iv` and
+                        // `+regime` arms respond with their forecasts alone.
+                        let base = policy_rates(arm, &forecasts[&forecaster], &ArmInputs::default(), &path, &prices, &params)?;
                         arm.with_apc(&base, &prices.values, &params)?
                     }
                     _ => arm.margin_rates(&prices.values, &params)?,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::apc::{Apc, Floor};
-use super::forecast::{ForwardPolicy, blend_implied, implied_daily_variance};
+use super::forecast::{ForwardPolicy, Stress, blend_implied, implied_daily_variance, raise_by_stress};
 use super::reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates};
 use crate::error::{CoreError, Result};
 use crate::features::Ewma;
@@ -30,16 +30,30 @@ pub struct Arm {
     /// Model arms only (`+iv:<weight>`): blend every forecast with the variance implied by the
     /// asset's implied volatility on days that have one; without one, the forecast alone.
     pub implied: Option<f64>,
+    /// Model arms only (`+regime:<days>`): raise every forecast toward the stressed regime's
+    /// variance by the probability that it comes within this many days; without a regime
+    /// view, the forecast alone.
+    pub regime: Option<usize>,
+}
+
+/// What a model arm may use beyond its forecasts, each aligned with the returns. An input that
+/// is absent (or a day without a value) leaves the forecasts as they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardInputs<'a> {
+    /// Implied volatility, annualised percent (for `+iv`).
+    pub implied_vol: Option<&'a [Option<f64>]>,
+    /// The regime model's view (for `+regime`).
+    pub stress: Option<&'a [Option<Stress>]>,
 }
 
 const GRAMMAR: &str = "expected static:<rate> | ewma[:<lambda>] | hs:<window> | model:<forecaster> | model:<name>[@vN], then optional \
-                       +lookahead:<days> | +path:<days> | +iv:<weight> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +release:<half-life days> | +cap:<fraction>";
+                       +lookahead:<days> | +path:<days> | +iv:<weight> | +regime:<days> (model arms) | +floor:<rate> | +floor:stress<N>y | +buffer:<fraction> | +release:<half-life days> | +cap:<fraction>";
 
 impl Arm {
     /// An arm with no APC option.
     pub fn new(base: BaseCalibrator) -> Result<Self> {
         base.validate()?;
-        Ok(Self { base, apc: Apc::default(), policy: ForwardPolicy::Horizon, implied: None })
+        Ok(Self { base, apc: Apc::default(), policy: ForwardPolicy::Horizon, implied: None, regime: None })
     }
 
     /// A file-name-safe form of the canonical name (`:` becomes `-`).
@@ -63,22 +77,39 @@ impl Arm {
     }
 
     /// A model arm's base rates from its forecasts: the implied-volatility blend (`+iv`) where
-    /// `implied_vol` (annualised percent, aligned with `returns`) has a value, then the policy
-    /// ([`ForwardPolicy::rates`]). Without implied volatility the forecasts are used alone.
+    /// the inputs have an implied volatility, then the regime raise (`+regime`) where they have
+    /// a regime view, then the policy ([`ForwardPolicy::rates`]). Without those inputs the
+    /// forecasts are used as they are.
     pub fn forward_rates<'a>(
         &self,
         returns: &[Option<f64>],
         forecast: impl Fn(usize) -> Option<&'a [Option<f64>]>,
-        implied_vol: Option<&[Option<f64>]>,
+        inputs: ForwardInputs<'_>,
         params: &CalibrationParams,
     ) -> Result<Vec<Option<SideRates>>> {
-        let (Some(weight), Some(iv)) = (self.implied, implied_vol) else {
+        let implied = self.implied.zip(inputs.implied_vol);
+        let stress = inputs.stress.filter(|_| self.regime.is_some());
+        if implied.is_none() && stress.is_none() {
             return self.policy.rates(returns, forecast, params);
-        };
-        let variance: Vec<Option<f64>> = iv.iter().map(|v| v.and_then(|v| implied_daily_variance(v, params.periods_per_year()))).collect();
-        let blended: Vec<(usize, Vec<Option<f64>>)> =
-            self.policy.horizons(params.horizon()).into_iter().filter_map(|h| forecast(h).map(|f| (h, blend_implied(f, &variance, weight)))).collect();
-        self.policy.rates(returns, |h| blended.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_slice()), params)
+        }
+        let variance: Option<Vec<Option<f64>>> =
+            implied.map(|(_, iv)| iv.iter().map(|v| v.and_then(|v| implied_daily_variance(v, params.periods_per_year()))).collect());
+        let adjusted: Vec<(usize, Vec<Option<f64>>)> = self
+            .policy
+            .horizons(params.horizon())
+            .into_iter()
+            .filter_map(|h| {
+                let mut f = forecast(h)?.to_vec();
+                if let (Some((weight, _)), Some(variance)) = (implied, &variance) {
+                    f = blend_implied(&f, variance, weight);
+                }
+                if let Some(stress) = stress {
+                    f = raise_by_stress(&f, stress);
+                }
+                Some((h, f))
+            })
+            .collect();
+        self.policy.rates(returns, |h| adjusted.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_slice()), params)
     }
 }
 
@@ -106,6 +137,9 @@ impl fmt::Display for Arm {
         }
         if let Some(w) = self.implied {
             write!(f, "+iv:{w}")?;
+        }
+        if let Some(days) = self.regime {
+            write!(f, "+regime:{days}")?;
         }
         match self.apc.floor {
             Some(Floor::Rate(r)) => write!(f, "+floor:{r}")?,
@@ -169,6 +203,7 @@ impl FromStr for Arm {
         let mut apc = Apc::default();
         let mut policy = ForwardPolicy::Horizon;
         let mut implied = None;
+        let mut regime = None;
         for option in parts {
             let option = option.trim();
             let (key, value) = option
@@ -207,6 +242,14 @@ impl FromStr for Arm {
                     }
                     implied = Some(w);
                 }
+                "regime" if regime.is_some() => return Err(duplicate()),
+                "regime" => {
+                    if !matches!(base, BaseCalibrator::Model { .. }) {
+                        return Err(invalid("regime applies to forecaster families (model:<family>) only".into()));
+                    }
+                    let days: usize = value.trim().parse().ok().filter(|d| *d >= 1).ok_or_else(|| invalid(format!("regime `{value}`: a whole number of days ≥ 1")))?;
+                    regime = Some(days);
+                }
                 "lookahead" | "path" if policy != ForwardPolicy::Horizon => {
                     return Err(invalid("a model arm takes one of lookahead and path, once".into()));
                 }
@@ -221,7 +264,7 @@ impl FromStr for Arm {
             }
         }
         apc.validate(&base).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { base, apc, policy, implied })
+        Ok(Self { base, apc, policy, implied, regime })
     }
 }
 
@@ -261,6 +304,9 @@ mod tests {
         assert_eq!((iv.implied, iv.to_string().as_str()), (Some(0.5), "model:log-har+lookahead:22+iv:0.5"));
         assert!("ewma+iv:0.5".parse::<Arm>().unwrap_err().to_string().contains("model arms only"));
         assert!("model:har+iv:1.5".parse::<Arm>().unwrap_err().to_string().contains("(0, 1]"));
+        let regime: Arm = "model:har+regime:5+lookahead:22".parse().unwrap();
+        assert_eq!((regime.regime, regime.to_string().as_str()), (Some(5), "model:har+lookahead:22+regime:5"));
+        assert!("model:btc-log-har+regime:5".parse::<Arm>().unwrap_err().to_string().contains("forecaster families"));
         let path: Arm = "model:gjr-t+release:10+path:66+buffer:0.25".parse().unwrap();
         assert_eq!(path.policy, ForwardPolicy::Path(66));
         assert_eq!(path.to_string(), "model:gjr-t+path:66+buffer:0.25+release:10");

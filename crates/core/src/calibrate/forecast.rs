@@ -103,6 +103,34 @@ pub fn blend_implied(forecast: &[Option<f64>], implied: &[Option<f64>], weight: 
         .collect()
 }
 
+/// A regime model's view of one day: the probability that the stressed regime comes within the
+/// arm's horizon, and that regime's typical daily variance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stress {
+    /// P(the stressed regime within h days), in [0, 1].
+    pub probability: f64,
+    /// Typical daily variance in the stressed regime.
+    pub variance: f64,
+}
+
+/// A variance forecast raised toward the stressed regime's variance by the probability of
+/// entering it, `f + p·max(0, v_stressed − f)`: in calm, margin rises before the turn as the
+/// regime model grows wary; in stress (the forecast already above the stressed level) nothing
+/// changes. Days without a regime view keep the forecast.
+pub fn raise_by_stress(forecast: &[Option<f64>], stress: &[Option<Stress>]) -> Vec<Option<f64>> {
+    forecast
+        .iter()
+        .enumerate()
+        .map(|(t, f)| {
+            let f = (*f)?;
+            Some(match stress.get(t).copied().flatten() {
+                Some(s) => f + s.probability.clamp(0.0, 1.0) * (s.variance - f).max(0.0),
+                None => f,
+            })
+        })
+        .collect()
+}
+
 /// Carries the last rate over days without one (a day without a forecast keeps the previous
 /// day's rate).
 pub fn forward_fill(rates: &mut [Option<SideRates>]) {
@@ -275,5 +303,16 @@ mod tests {
         assert_eq!(half[2], None, "a blend needs the forecast");
         assert_eq!(half[3], Some(3e-4), "past the implied series: the forecast alone");
         assert_eq!(blend_implied(&f, &implied, 1.0)[2], Some(2e-4), "weight 1: implied alone");
+    }
+
+    #[test]
+    fn stress_raises_a_calm_forecast_in_proportion_to_its_probability() {
+        let f = [Some(1e-4), Some(9e-4), Some(1e-4), None];
+        let s = [Some(Stress { probability: 0.25, variance: 5e-4 }), Some(Stress { probability: 0.9, variance: 5e-4 }), None, Some(Stress { probability: 1.0, variance: 5e-4 })];
+        let raised = raise_by_stress(&f, &s);
+        assert!((raised[0].unwrap() - 2e-4).abs() < 1e-18, "1e-4 + 0.25 × (5e-4 − 1e-4)");
+        assert_eq!(raised[1], Some(9e-4), "already above the stressed level: unchanged");
+        assert_eq!(raised[2], Some(1e-4), "no regime view: the forecast");
+        assert_eq!(raised[3], None, "no forecast: nothing to raise");
     }
 }

@@ -25,6 +25,9 @@
 //!                                   (margin horizon or DAYS), see [`ForwardPolicy`]
 //!         | "iv:" WEIGHT            model arms: blend the forecasts with the variance implied
 //!                                   by implied volatility (VIX, DVOL), see [`blend_implied`]
+//!         | "regime:" DAYS          model arms: raise the forecasts toward the stressed
+//!                                   regime's variance by P(stressed within DAYS), see
+//!                                   [`raise_by_stress`]
 //! ```
 //!
 //! Options apply in a fixed order whatever order they are written in: base → buffer → release →
@@ -43,6 +46,6 @@ mod forecast;
 mod reactive;
 
 pub use apc::{Apc, Floor};
-pub use arm::Arm;
-pub use forecast::{FHS_MIN_RESIDUALS, ForwardPolicy, blend_implied, fhs_rates, forward_fill, implied_daily_variance};
+pub use arm::{Arm, ForwardInputs};
+pub use forecast::{FHS_MIN_RESIDUALS, ForwardPolicy, Stress, blend_implied, fhs_rates, forward_fill, implied_daily_variance, raise_by_stress};
 pub use reactive::{BaseCalibrator, CalibrationParams, ModelName, SideRates, empirical_quantile};
