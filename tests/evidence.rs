@@ -322,3 +322,44 @@ fn a_regime_arm_is_readier_before_the_covid_crash() {
     let cost = |arm: &str| summary["arms"][arm]["long"]["avg_margin"].as_f64().unwrap();
     assert!(cost(raised) > cost(plain), "raising before the turn costs margin in calm");
 }
+
+/// `model:har-x` walk-forward: log-HAR with VIX as a regressor once 250 training days have it,
+/// log-HAR before (and without --iv-data, throughout).
+#[test]
+fn har_x_is_log_har_until_implied_volatility_arrives() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |iv: bool, dir: &str| {
+        let dir = out.path().join(dir);
+        let mut args = vec![
+            "backtest".to_string(), "--data".into(), root().join("data/spx_close_1928_2024.csv").display().to_string(),
+            "--calibrator".into(), "model:har-x,model:log-har".into(), "--horizon".into(), "2".into(), "--refit-every".into(), "250".into(),
+            "--from".into(), "1985-01-02".into(), "--to".into(), "1995-12-29".into(), "--out".into(), dir.display().to_string(),
+        ];
+        if iv {
+            args.extend(["--iv-data".into(), root().join("data/vix_close_1990_2026.csv").display().to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = crate::util::foresight(&refs);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let margins = |arm: &str| -> Vec<(String, f64)> {
+            std::fs::read_to_string(dir.join(format!("series_{arm}.csv")))
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    (f[0].to_string(), f[2].parse().unwrap())
+                })
+                .collect()
+        };
+        (margins("model-har-x"), margins("model-log-har"), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (x, log, note) = run(false, "without");
+    assert_eq!(x, log, "no implied volatility: HAR-X is log-HAR");
+    assert!(note.contains("no implied-volatility file"), "{note}");
+    let (x, log, _) = run(true, "with");
+    let before = |s: &[(String, f64)]| s.iter().filter(|(d, _)| d.as_str() < "1990-01-01").cloned().collect::<Vec<_>>();
+    assert_eq!(before(&x), before(&log), "before VIX exists the two are one model");
+    let differ = x.iter().zip(&log).filter(|(a, b)| a.0.as_str() >= "1992-01-01" && (a.1 - b.1).abs() > 1e-9).count();
+    assert!(differ > 500, "with VIX in the regression, HAR-X moves apart: {differ} days differ");
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use foresight_core::calibrate::{Arm, CalibrationParams, ForwardInputs, ModelName, SideRates, Stress};
-use foresight_core::features::{Ewma, VolEstimator, har_components, regime_features};
+use foresight_core::features::{Ewma, VolEstimator, har_components, implied_log_variance, regime_features};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::regime::{Mixture, stressed_within};
 use foresight_core::volatility::ArchData;
@@ -323,6 +323,12 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                 }
             }
         }
+        (Forecaster::Model(ModelName::HarX), None) => {
+            return Err(DataError::Fit {
+                model: "har-x".into(),
+                message: "needs its implied-volatility input: use a model:har-x arm with --iv-data (or evaluate --exog)".into(),
+            });
+        }
         (Forecaster::Model(model), None) => {
             let components = har_components(&history.rv);
             for (k, &h) in config.horizons.iter().enumerate() {
@@ -366,7 +372,8 @@ impl FrozenForecaster {
                 Self::Garch(GarchParams::new(asymmetric).innovation(innovation).fit(&contiguous_percent_returns(fit_on)?)?)
             }
             None => {
-                let params = |h: usize| if forecaster == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
+                // HAR-X without its input is log-HAR (impulse paths have no implied volatility).
+                let params = |h: usize| if matches!(forecaster, ModelName::LogHar | ModelName::HarX) { HarParams::log(h) } else { HarParams::levels(h) };
                 Self::Har(horizons.iter().map(|&h| Ok((h, params(h).fit(&fit_on.rv, fit_on.rv.len() - 1)?))).collect::<Result<_>>()?)
             }
         })
@@ -420,14 +427,59 @@ pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f
 pub type ByHorizon = BTreeMap<usize, Vec<Option<f64>>>;
 
 /// Walk-forward forecasts of `forecaster` at every one of `horizons` (see
-/// [`forecast_variances`]), by horizon.
-pub fn model_forecasts(forecaster: ModelName, history: &DailyHistory, burn_in: usize, refit_every: usize, horizons: &[usize]) -> Result<ByHorizon> {
+/// [`forecast_variances`]), by horizon. HAR-X takes its regressor from `inputs`' implied
+/// volatility (as log implied variance, `periods_per_year` a year) and is log-HAR where there
+/// is none.
+pub fn model_forecasts(
+    forecaster: ModelName,
+    history: &DailyHistory,
+    inputs: &ArmInputs,
+    periods_per_year: f64,
+    (burn_in, refit_every): (usize, usize),
+    horizons: &[usize],
+) -> Result<ByHorizon> {
     let mut horizons = horizons.to_vec();
     horizons.sort_unstable();
     horizons.dedup();
+    if forecaster == ModelName::HarX {
+        let x: Vec<Option<f64>> = match &inputs.implied_vol {
+            Some(iv) => iv.iter().map(|v| v.and_then(|v| implied_log_variance(v, periods_per_year))).collect(),
+            None => vec![None; history.dates.len()],
+        };
+        return har_x_forecasts(history, &x, burn_in, refit_every, &horizons);
+    }
     let config = WalkForward { train_days: burn_in, refit_every, horizons: horizons.clone() };
     let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
     Ok(horizons.into_iter().zip(forecasts).collect())
+}
+
+/// HAR-X walk-forward (log-HAR plus the exogenous regressor `x`, aligned with `history`): at
+/// every refit both HAR-X (once 250 training days have `x`) and log-HAR are re-estimated on the
+/// expanding window; a day's forecast is HAR-X's where it has a model and `x`, else log-HAR's
+/// (the fallback the registered HAR-X carries in its graph).
+fn har_x_forecasts(history: &DailyHistory, x: &[Option<f64>], burn_in: usize, refit_every: usize, horizons: &[usize]) -> Result<ByHorizon> {
+    let n = history.dates.len();
+    let components = har_components(&history.rv);
+    let mut out = ByHorizon::new();
+    for &h in horizons {
+        let mut series = vec![None; n];
+        let (mut har, mut har_x) = (None::<FittedHar>, None::<FittedHarX>);
+        for t in burn_in..n {
+            if (t - burn_in).is_multiple_of(refit_every.max(1)) {
+                // Too few days yet (for the horizon, or with the input): keep what there is.
+                if let Ok(f) = HarParams::log(h).fit_components(&history.rv, &components, t) {
+                    har = Some(f);
+                }
+                if let Ok(f) = HarXParams::new(h).fit(&history.rv, x, t, 250) {
+                    har_x = Some(f);
+                }
+            }
+            let Some(c) = components[t] else { continue };
+            series[t] = har_x.and_then(|f| f.predict(&c, x[t])).or_else(|| har.and_then(|f| f.predict(&c)));
+        }
+        out.insert(h, series);
+    }
+    Ok(out)
 }
 
 /// Base margin rates of a `model:<forecaster>` arm, aligned with `prices` (daily closes) by
@@ -446,7 +498,7 @@ pub fn model_margin_rates(
     burn_in: usize,
     refit_every: usize,
 ) -> Result<Vec<Option<SideRates>>> {
-    let forecasts = model_forecasts(forecaster, history, burn_in, refit_every, &arm.policy.horizons(params.horizon()))?;
+    let forecasts = model_forecasts(forecaster, history, inputs, params.periods_per_year(), (burn_in, refit_every), &arm.policy.horizons(params.horizon()))?;
     policy_rates(arm, &forecasts, inputs, history, prices, params)
 }
 
@@ -461,16 +513,17 @@ pub struct ArmInputs {
 }
 
 /// The inputs `arms` need beyond their forecasts, on `history`: implied volatility from
-/// `iv_data` (a `date,<value>` file in annualised percent) when any arm blends it, and the
+/// `iv_data` (a `date,<value>` file in annualised percent) when any arm blends it or is HAR-X, and the
 /// walk-forward regime view at every `+regime` horizon. An arm that asks for implied volatility
 /// without a file is told so on stderr and uses its forecasts alone.
 pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, prices: &Values, burn_in: usize, refit_every: usize) -> Result<ArmInputs> {
-    let implied_vol = match (iv_data, arms.iter().find(|a| a.implied.is_some())) {
+    let wants_iv = |a: &&Arm| a.implied.is_some() || a.base == foresight_core::calibrate::BaseCalibrator::Model { forecaster: ModelName::HarX };
+    let implied_vol = match (iv_data, arms.iter().find(wants_iv)) {
         (Some(file), Some(_)) => Some(
             ExogenousSource { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
         ),
         (None, Some(arm)) => {
-            eprintln!("note: {arm} blends implied volatility, but no implied-volatility file is given: it uses its forecasts alone");
+            eprintln!("note: {arm} uses implied volatility, but no implied-volatility file is given: it forecasts without it (HAR-X as log-HAR)");
             None
         }
         _ => None,

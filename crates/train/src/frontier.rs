@@ -309,7 +309,7 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
     if let Some(history) = &history {
         for (family, horizons) in &needed {
             let clock = Instant::now();
-            forecasts.insert(*family, model_forecasts(*family, history, config.burn_in, config.refit_every, horizons)?);
+            forecasts.insert(*family, model_forecasts(*family, history, &inputs, prices.frequency.periods_per_year(), (config.burn_in, config.refit_every), horizons)?);
             timings.forecasts.insert(family.as_str().to_string(), clock.elapsed().as_secs_f64());
         }
     }

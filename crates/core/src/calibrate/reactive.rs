@@ -140,14 +140,17 @@ pub enum ModelName {
     Har,
     /// HAR-RV in logs.
     LogHar,
+    /// Log-HAR with the log implied variance (VIX, DVOL) as a fourth regressor; log-HAR on days
+    /// without it.
+    HarX,
 }
 
 impl ModelName {
     /// Every name, in a stable order.
-    pub const ALL: [ModelName; 6] =
-        [ModelName::Garch, ModelName::GarchT, ModelName::Gjr, ModelName::GjrT, ModelName::Har, ModelName::LogHar];
+    pub const ALL: [ModelName; 7] =
+        [ModelName::Garch, ModelName::GarchT, ModelName::Gjr, ModelName::GjrT, ModelName::Har, ModelName::LogHar, ModelName::HarX];
 
-    /// The name as written in arms: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`.
+    /// The name as written in arms: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`, `har-x`.
     pub fn as_str(self) -> &'static str {
         match self {
             ModelName::Garch => "garch",
@@ -156,6 +159,7 @@ impl ModelName {
             ModelName::GjrT => "gjr-t",
             ModelName::Har => "har",
             ModelName::LogHar => "log-har",
+            ModelName::HarX => "har-x",
         }
     }
 
@@ -172,7 +176,7 @@ impl ModelName {
             ModelName::GarchT => Some((false, StudentT)),
             ModelName::Gjr => Some((true, Normal)),
             ModelName::GjrT => Some((true, StudentT)),
-            ModelName::Har | ModelName::LogHar => None,
+            ModelName::Har | ModelName::LogHar | ModelName::HarX => None,
         }
     }
 }

@@ -240,9 +240,10 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
             ("foresight.git_commit".into(), info.git_commit.clone().unwrap_or_default()),
         ];
         let built = match (ModelName::parse(name), name.as_str()) {
+            // HAR-X is a family for walk-forward arms too, but a recipe trains it with its own input.
+            (_, "har-x") => build_har_x(recipe, &bars_frequency, &history, t_end, &metadata)?,
             (Some(model), _) => build_volatility(model, recipe, &history, t_end, &metadata, &mut |s: &str| progress.step(&format!("{full_name}: {s}")))?,
             (None, "neural") => build_neural(recipe, &history, t_end, &metadata, &full_name, progress)?,
-            (None, "har-x") => build_har_x(recipe, &bars_frequency, &history, t_end, &metadata)?,
             _ => build_regime(recipe, &history, t_end, &metadata)?,
         };
         progress.step(&format!("{full_name}: ONNX parity on {} hold-out rows", built.export.holdout.len()));
