@@ -195,7 +195,7 @@ async fn served_rate_matches_the_backtest(asset: &str, days: &[Day], served: &st
         gaps: GapReport::default(),
     };
     let implied: Vec<Option<f64>> = days.iter().map(|d| d.implied_vol).collect();
-    let registry = foresight_registry::Registry::open(&root().join("models")).unwrap();
+    let registry = foresight_registry::Registry::open(root().join("models")).unwrap();
     let model = served.split('+').next().unwrap().trim_start_matches("model:");
     let (card, mut loaded, _) = registry.load(&model.parse().unwrap()).unwrap();
     // The service posts 1-day rates (its scenario grid takes them from there).
@@ -362,4 +362,24 @@ fn har_x_is_log_har_until_implied_volatility_arrives() {
     assert_eq!(before(&x), before(&log), "before VIX exists the two are one model");
     let differ = x.iter().zip(&log).filter(|(a, b)| a.0.as_str() >= "1992-01-01" && (a.1 - b.1).abs() > 1e-9).count();
     assert!(differ > 500, "with VIX in the regression, HAR-X moves apart: {differ} days differ");
+}
+
+/// `model:neural` walk-forward: the network is retrained on the expanding window (seeded, so a
+/// rerun gives the same margins) and covers the years after its first 300 training rows.
+#[test]
+fn the_neural_family_is_retrained_walk_forward_and_repeats_exactly() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |dir: &str| {
+        let dir = out.path().join(dir);
+        foresight_ok(&[
+            "backtest", "--data", root().join("data/btc_usdt_1d.csv").to_str().unwrap(), "--rv-data", root().join("data/btc_usdt_2h.csv").to_str().unwrap(),
+            "--calibrator", "model:neural+lookahead:22,ewma", "--refit-every", "500", "--out", dir.to_str().unwrap(),
+        ]);
+        read_json(&dir.join("summary.json"))
+    };
+    let (a, b) = (run("a"), run("b"));
+    assert_eq!(a["arms"], b["arms"], "seeded training: the same margins");
+    let long = &a["arms"]["model:neural+lookahead:22"]["long"];
+    assert!(long["observations"].as_u64().unwrap() > 2000, "scored from its first fit to 2025: {long}");
+    assert!((0.03..0.3).contains(&long["avg_margin"].as_f64().unwrap()), "{long}");
 }

@@ -323,6 +323,12 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                 }
             }
         }
+        (Forecaster::Model(ModelName::Neural), None) => {
+            return Err(DataError::Fit {
+                model: "neural".into(),
+                message: "is trained walk-forward for model:neural arms (foresight backtest/frontier); evaluate registered neural models by name".into(),
+            });
+        }
         (Forecaster::Model(ModelName::HarX), None) => {
             return Err(DataError::Fit {
                 model: "har-x".into(),
@@ -367,6 +373,9 @@ pub enum FrozenForecaster {
 impl FrozenForecaster {
     /// Estimates `forecaster` on all of `fit_on` for `horizons`.
     pub fn fit(forecaster: ModelName, fit_on: &DailyHistory, horizons: &[usize]) -> Result<Self> {
+        if forecaster == ModelName::Neural {
+            return Err(DataError::Fit { model: "neural".into(), message: "has no fixed-parameter filter for impulse paths yet; use har, log-har or a GARCH family".into() });
+        }
         Ok(match forecaster.garch_spec() {
             Some((asymmetric, innovation)) => {
                 Self::Garch(GarchParams::new(asymmetric).innovation(innovation).fit(&contiguous_percent_returns(fit_on)?)?)
@@ -441,6 +450,9 @@ pub fn model_forecasts(
     let mut horizons = horizons.to_vec();
     horizons.sort_unstable();
     horizons.dedup();
+    if forecaster == ModelName::Neural {
+        return neural_forecasts(history, burn_in, refit_every, &horizons);
+    }
     if forecaster == ModelName::HarX {
         let x: Vec<Option<f64>> = match &inputs.implied_vol {
             Some(iv) => iv.iter().map(|v| v.and_then(|v| implied_log_variance(v, periods_per_year))).collect(),
@@ -451,6 +463,38 @@ pub fn model_forecasts(
     let config = WalkForward { train_days: burn_in, refit_every, horizons: horizons.clone() };
     let forecasts = forecast_variances(Forecaster::Model(forecaster), history, &config)?;
     Ok(horizons.into_iter().zip(forecasts).collect())
+}
+
+/// The neural forecaster walk-forward: at every refit a 3-state regime mixture labels the
+/// expanding window and the network (defaults of [`crate::fit::NeuralParams`], seed 42) is
+/// trained on it; no forecast until both can be fitted (300 rows with complete targets), and a
+/// failed refit keeps the previous network.
+fn neural_forecasts(history: &DailyHistory, burn_in: usize, refit_every: usize, horizons: &[usize]) -> Result<ByHorizon> {
+    let n = history.dates.len();
+    let features = regime_features(&history.rv, &history.returns);
+    let params = crate::fit::NeuralParams::new(horizons);
+    let window = 10;
+    let mut model: Option<crate::fit::FittedNeural> = None;
+    let mut out: ByHorizon = horizons.iter().map(|&h| (h, vec![None; n])).collect();
+    for t in burn_in..n {
+        if (t - burn_in).is_multiple_of(refit_every.max(1))
+            && let Ok(regimes) = crate::fit::RegimeParams::new(3, &[1]).fit(&features, t)
+        {
+            let labels = regimes.classify(&features[..=t]);
+            if let Ok(fitted) = params.clone().window(window).fit(&features, &history.rv, &labels, 3, t, &mut |_| {}) {
+                model = Some(fitted);
+            }
+        }
+        if let (Some(m), Some(row)) = (&model, foresight_core::features::feature_window(&features, t, window)) {
+            let forecast = m.predict(&row);
+            for (k, h) in horizons.iter().enumerate() {
+                if let Some(series) = out.get_mut(h) {
+                    series[t] = forecast.variance.get(k).copied().filter(|v| v.is_finite() && *v > 0.0);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// HAR-X walk-forward (log-HAR plus the exogenous regressor `x`, aligned with `history`): at
@@ -530,8 +574,8 @@ pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, 
     };
     let mut stress = BTreeMap::new();
     for h in arms.iter().filter_map(|a| a.regime) {
-        if !stress.contains_key(&h) {
-            stress.insert(h, regime_stress(history, burn_in, refit_every, h)?);
+        if let std::collections::btree_map::Entry::Vacant(slot) = stress.entry(h) {
+            slot.insert(regime_stress(history, burn_in, refit_every, h)?);
         }
     }
     Ok(ArmInputs { implied_vol, stress })

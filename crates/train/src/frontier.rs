@@ -316,17 +316,19 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
 
     // Base rates once per family, policy and implied-volatility weight; APC per arm.
     let clock = Instant::now();
-    let mut bases: HashMap<(ModelName, ForwardPolicy, Option<u64>, Option<usize>), Vec<Option<SideRates>>> = HashMap::new();
+    // Arms that differ only in APC options share a base: family, policy, implied weight, regime.
+    type BaseKey = (ModelName, ForwardPolicy, Option<u64>, Option<usize>);
+    let mut bases: HashMap<BaseKey, Vec<Option<SideRates>>> = HashMap::new();
     let mut rates: Vec<Vec<Option<SideRates>>> = Vec::with_capacity(arms.len());
     for (arm, _) in &arms {
         let r = match (&arm.base, &history) {
             (BaseCalibrator::Model { forecaster }, Some(history)) => {
                 let key = (*forecaster, arm.policy, arm.implied.map(f64::to_bits), arm.regime);
-                if !bases.contains_key(&key) {
-                    let base = policy_rates(arm, &forecasts[forecaster], &inputs, history, &prices, &params)?;
-                    bases.insert(key, base);
-                }
-                arm.with_apc(&bases[&key], &prices.values, &params)?
+                let base = match bases.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(policy_rates(arm, &forecasts[forecaster], &inputs, history, &prices, &params)?),
+                };
+                arm.with_apc(base, &prices.values, &params)?
             }
             _ => arm.margin_rates(&prices.values, &params)?,
         };

@@ -143,14 +143,25 @@ pub enum ModelName {
     /// Log-HAR with the log implied variance (VIX, DVOL) as a fourth regressor; log-HAR on days
     /// without it.
     HarX,
+    /// The neural forecaster (an MLP over ten days of regime features, trained with libtorch).
+    Neural,
 }
 
 impl ModelName {
     /// Every name, in a stable order.
-    pub const ALL: [ModelName; 7] =
-        [ModelName::Garch, ModelName::GarchT, ModelName::Gjr, ModelName::GjrT, ModelName::Har, ModelName::LogHar, ModelName::HarX];
+    pub const ALL: [ModelName; 8] = [
+        ModelName::Garch,
+        ModelName::GarchT,
+        ModelName::Gjr,
+        ModelName::GjrT,
+        ModelName::Har,
+        ModelName::LogHar,
+        ModelName::HarX,
+        ModelName::Neural,
+    ];
 
-    /// The name as written in arms: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`, `har-x`.
+    /// The name as written in arms: `garch`, `garch-t`, `gjr`, `gjr-t`, `har`, `log-har`,
+    /// `har-x`, `neural`.
     pub fn as_str(self) -> &'static str {
         match self {
             ModelName::Garch => "garch",
@@ -160,6 +171,7 @@ impl ModelName {
             ModelName::Har => "har",
             ModelName::LogHar => "log-har",
             ModelName::HarX => "har-x",
+            ModelName::Neural => "neural",
         }
     }
 
@@ -176,7 +188,7 @@ impl ModelName {
             ModelName::GarchT => Some((false, StudentT)),
             ModelName::Gjr => Some((true, Normal)),
             ModelName::GjrT => Some((true, StudentT)),
-            ModelName::Har | ModelName::LogHar | ModelName::HarX => None,
+            ModelName::Har | ModelName::LogHar | ModelName::HarX | ModelName::Neural => None,
         }
     }
 }

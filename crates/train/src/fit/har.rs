@@ -58,8 +58,8 @@ impl HarParams {
         }
         let mut rows: Vec<[f64; 3]> = Vec::new();
         let mut targets: Vec<f64> = Vec::new();
-        for t in 0..(upto + 1).saturating_sub(self.horizon) {
-            let Some(c) = components[t] else { continue };
+        for (t, c) in components[..(upto + 1).saturating_sub(self.horizon)].iter().enumerate() {
+            let Some(c) = *c else { continue };
             let (from, to) = (t + 1, t + self.horizon + 1);
             if missing[to] > missing[from] {
                 continue; // a target with a missing day is left out, never filled in

@@ -240,10 +240,11 @@ pub fn train(recipe: &Recipe, info: &RunInfo, progress: &mut dyn Progress) -> Re
             ("foresight.git_commit".into(), info.git_commit.clone().unwrap_or_default()),
         ];
         let built = match (ModelName::parse(name), name.as_str()) {
-            // HAR-X is a family for walk-forward arms too, but a recipe trains it with its own input.
+            // HAR-X and the neural model are families for walk-forward arms too, but a recipe
+            // trains them with their own inputs and heads.
             (_, "har-x") => build_har_x(recipe, &bars_frequency, &history, t_end, &metadata)?,
+            (_, "neural") => build_neural(recipe, &history, t_end, &metadata, &full_name, progress)?,
             (Some(model), _) => build_volatility(model, recipe, &history, t_end, &metadata, &mut |s: &str| progress.step(&format!("{full_name}: {s}")))?,
-            (None, "neural") => build_neural(recipe, &history, t_end, &metadata, &full_name, progress)?,
             _ => build_regime(recipe, &history, t_end, &metadata)?,
         };
         progress.step(&format!("{full_name}: ONNX parity on {} hold-out rows", built.export.holdout.len()));
