@@ -276,7 +276,7 @@ fn an_implied_volatility_arm_follows_vix_and_falls_back_without_it() {
     };
     let (with, _, dir) = run("model:log-har+iv:1,model:log-har", true, "with");
     let (without, note, _) = run("model:log-har+iv:1,model:log-har", false, "without");
-    assert!(note.contains("no --iv-data"), "{note}");
+    assert!(note.contains("no implied-volatility file"), "{note}");
     let arms = |s: &serde_json::Value, arm: &str| s["arms"][arm]["long"]["avg_margin"].as_f64().unwrap();
     assert_eq!(arms(&without, "model:log-har+iv:1"), arms(&without, "model:log-har"), "without VIX: the forecast alone");
     assert_ne!(arms(&with, "model:log-har+iv:1"), arms(&with, "model:log-har"));
