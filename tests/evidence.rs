@@ -25,8 +25,16 @@ fn frontier(config: &str, develop_only: bool) -> serde_json::Value {
     // The configs name their files relative to the repository root, where cargo runs tests.
     let stdout = foresight_ok(&args);
     assert!(stdout.contains("The rule re-run on the development window picks the frozen arm"), "{stdout}");
-    assert!(out.path().join("frontier.png").is_file() || !develop_only);
-    read_json(&out.path().join("frontier.json"))
+    assert!(out.path().join("frontier.png").is_file());
+    let json = read_json(&out.path().join("frontier.json"));
+    if develop_only {
+        // Cut before any arm ran: nothing past the development window's last loss was loaded.
+        let table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+        let to = table["develop"]["to"].as_str().unwrap().parse::<chrono::NaiveDate>().unwrap();
+        let last = json["last_day"].as_str().unwrap().parse::<chrono::NaiveDate>().unwrap();
+        assert!(last <= to + chrono::Days::new(5), "loaded up to {last}, development ends {to}");
+    }
+    json
 }
 
 /// Every frontier of every window holds covering arms of its own kind only.

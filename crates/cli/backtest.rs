@@ -58,7 +58,8 @@ pub struct BacktestArgs {
     /// Score from this day on (`YYYY-MM-DD`); the arms still learn from everything before it.
     #[arg(long, value_name = "DATE")]
     from: Option<NaiveDate>,
-    /// Score up to this day (its h-day loss included); nothing later is read by any arm.
+    /// Score up to this day (its h-day loss included). Later prices are cut; the forecasters
+    /// run walk-forward, so no rate up to this day depends on what follows.
     #[arg(long, value_name = "DATE")]
     to: Option<NaiveDate>,
     /// Stress events to measure readiness at, `YYYY-MM-DD[=label]`, comma-separated

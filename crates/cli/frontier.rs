@@ -33,7 +33,7 @@ pub struct FrontierArgs {
     /// Output folder for frontier.json and frontier.png.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Judge this forward arm instead of the config's `frozen`.
+    /// Judge this forward arm of the grid instead of the config's `frozen`.
     #[arg(long, value_name = "ARM")]
     frozen: Option<String>,
     /// Stop at the end of the development window: the series is cut there before any arm
@@ -72,6 +72,15 @@ pub fn run(args: FrontierArgs) -> anyhow::Result<()> {
         print_window(&run, w, frozen.as_ref(), &config);
     }
     let develop = &run.windows[0];
+    if let Some(i) = develop.selected(&config.selection) {
+        let p = &develop.points[i];
+        if !(p.covered && p.min_coverage_p >= config.selection.min_coverage_p) {
+            println!(
+                "note: no forward arm passes coverage with the headroom (smallest p ≥ {}) on the development window; the rule falls back to the one closest to passing",
+                config.selection.min_coverage_p
+            );
+        }
+    }
     let pick = develop.selected(&config.selection).map(|i| develop.points[i].arm.clone());
     match (&pick, &frozen) {
         (Some(p), Some(f)) if *p == f.to_string() => println!("The rule re-run on the development window picks the frozen arm {p}."),

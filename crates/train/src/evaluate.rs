@@ -584,7 +584,7 @@ pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, 
 /// The regime model's view of every day of `history`, walk-forward: a 3-state mixture and the
 /// logistic regression for P(stressed within `horizon` days) (see [`crate::fit::RegimeParams`])
 /// re-fitted every `refit_every` days from day `burn_in` on the expanding window; the stressed
-/// regime's variance is `exp` of its component's mean log realized variance. No view until a
+/// regime's variance is the mean realized variance of the days it labels. No view until a
 /// first fit succeeds (the stressed regime must have been seen); a later refit that fails keeps
 /// the previous model, as a walk-forward system keeps its last good model.
 pub fn regime_stress(history: &DailyHistory, burn_in: usize, refit_every: usize, horizon: usize) -> Result<Vec<Option<Stress>>> {
@@ -596,8 +596,13 @@ pub fn regime_stress(history: &DailyHistory, burn_in: usize, refit_every: usize,
         if (t - burn_in).is_multiple_of(refit_every.max(1))
             && let Ok(f) = params.fit(&features, t)
         {
-            let stressed = f.summary().last().map_or(0.0, |r| r.mean_ln_rv.exp());
-            fitted = Some((f, stressed));
+            // The stressed regime's variance: the mean RV of the days it labels (an arithmetic
+            // mean; exp of the mean log RV would sit far below it on squared returns).
+            let labels = f.classify(&features[..=t]);
+            let stressed: Vec<f64> = (0..=t).filter(|&d| labels[d] == Some(f.states() - 1)).filter_map(|d| history.rv[d]).collect();
+            if !stressed.is_empty() {
+                fitted = Some((f, stressed.iter().sum::<f64>() / stressed.len() as f64));
+            }
         }
         if let (Some((model, variance)), Some(x)) = (&fitted, &features[t]) {
             out[t] = Some(Stress { probability: model.predict(x)[0], variance: *variance });

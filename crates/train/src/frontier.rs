@@ -192,9 +192,10 @@ impl FrontierConfig {
             }
         }
         if let Some(frozen) = &self.frozen {
+            // The rule picks from the grid; an arm outside it could not have been frozen by it.
             let arm = Grid { arms: vec![frozen.clone()], ..Grid::default() }.expand(Kind::Forward).map_err(|e| format!("frozen: {e}"))?;
             if !out.iter().any(|(a, _)| *a == arm[0]) {
-                out.push((arm[0].clone(), Kind::Forward));
+                return Err(format!("frozen: {} is not in the [forward] grid, so the rule could not have picked it", arm[0]));
             }
         }
         if !out.iter().any(|(_, k)| *k == Kind::Reactive) || !out.iter().any(|(_, k)| *k == Kind::Forward) {
@@ -309,7 +310,9 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
     if let Some(history) = &history {
         for (family, horizons) in &needed {
             let clock = Instant::now();
-            forecasts.insert(*family, model_forecasts(*family, history, &inputs, prices.frequency.periods_per_year(), (config.burn_in, config.refit_every), horizons)?);
+            let f = model_forecasts(*family, history, &inputs, prices.frequency.periods_per_year(), (config.burn_in, config.refit_every), horizons)
+                .map_err(|e| fail(format!("forecasting with model:{}: {e}", family.as_str())))?;
+            forecasts.insert(*family, f);
             timings.forecasts.insert(family.as_str().to_string(), clock.elapsed().as_secs_f64());
         }
     }
@@ -326,11 +329,13 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
                 let key = (*forecaster, arm.policy, arm.implied.map(f64::to_bits), arm.regime);
                 let base = match bases.entry(key) {
                     std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(policy_rates(arm, &forecasts[forecaster], &inputs, history, &prices, &params)?),
+                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+                        policy_rates(arm, &forecasts[forecaster], &inputs, history, &prices, &params).map_err(|e| fail(format!("arm {arm}: {e}")))?,
+                    ),
                 };
-                arm.with_apc(base, &prices.values, &params)?
+                arm.with_apc(base, &prices.values, &params).map_err(|e| fail(format!("arm {arm}: {e}")))?
             }
-            _ => arm.margin_rates(&prices.values, &params)?,
+            _ => arm.margin_rates(&prices.values, &params).map_err(|e| fail(format!("arm {arm}: {e}")))?,
         };
         rates.push(r);
     }
@@ -348,6 +353,10 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
         let with_rates = arms.iter().zip(&rates).map(|((arm, _), r)| (arm.clone(), r[..keep].to_vec())).collect();
         let backtest = run_backtest_rates(&prices.values[..keep], with_rates, BacktestConfig { params, burn_in: first.max(config.burn_in) })
             .map_err(|e| fail(format!("{name} window {}..{}: {e}", window.from, window.to)))?;
+        // A 30-day rise needs more than 30 scored days; a shorter window would call every arm steady.
+        if backtest.end - backtest.start < 60 {
+            return Err(fail(format!("{name} window {}..{}: {} scored days, need at least 61", window.from, window.to, backtest.end - backtest.start + 1)));
+        }
         let points = backtest.arms.iter().zip(&arms).map(|(a, (_, kind))| Point::new(a, *kind)).collect();
         let events = events_in(&prices, &backtest, events);
         Ok(WindowScores { name, window, backtest, points, events })
@@ -455,6 +464,7 @@ pub fn frontier_json(config: &FrontierConfig, run: &FrontierRun) -> Value {
         "rv_data": config.rv_data.as_ref().map(|p| p.display().to_string()),
         "iv_data": config.iv_data.as_ref().map(|p| p.display().to_string()),
         "first_day": date_of(&run.prices, 0),
+        "last_day": date_of(&run.prices, run.prices.values.len() - 1),
         "confidence": config.confidence,
         "horizon_days": config.horizon,
         "burn_in_days": config.burn_in,
@@ -496,7 +506,7 @@ mod tests {
     fn grids_cross_bases_policies_and_options_in_canonical_form() {
         let c = config(
             r#"
-            frozen = "model:har+lookahead:22"
+            frozen = "model:log-har+path:66"
             [reactive]
             arms = ["ewma"]
             bases = ["ewma:0.94", "hs:250"]
@@ -509,12 +519,12 @@ mod tests {
         )
         .unwrap();
         let arms: Vec<String> = c.arms().unwrap().iter().map(|(a, _)| a.to_string()).collect();
-        // `ewma` and `ewma:0.94` are one arm; the frozen arm joins the forward grid.
+        // `ewma` and `ewma:0.94` are one arm.
         assert_eq!(
             arms,
             [
                 "ewma:0.94", "ewma:0.94+cap:0.25", "hs:250", "hs:250+cap:0.25", "model:log-har", "model:log-har+release:10",
-                "model:log-har+path:66", "model:log-har+path:66+release:10", "model:har+lookahead:22",
+                "model:log-har+path:66", "model:log-har+path:66+release:10",
             ]
         );
     }
@@ -533,6 +543,8 @@ policies = ["+path:22"]"#, r#"arms = ["model:har"]"#).unwrap_err();
 options = ["+bogus:1"]"#).unwrap_err();
         assert!(e.contains("unknown option"), "{e}");
         assert!(grid(r#"arms = ["ewma"]"#, "").unwrap_err().contains("at least one arm"));
+        let off_grid = config("frozen = \"model:har\"\n[reactive]\narms = [\"ewma\"]\n[forward]\narms = [\"model:log-har\"]\n").unwrap();
+        assert!(off_grid.arms().unwrap_err().contains("not in the [forward] grid"));
         let overlapping = toml::from_str::<FrontierConfig>(
             r#"asset_class = "x"
             data = "d.csv"

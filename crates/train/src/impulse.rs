@@ -137,21 +137,20 @@ pub fn run_impulse(data: &Path, arms: &[Arm], settings: &ImpulseSettings, residu
                         message: format!("has no margin after {} calm days; give it more (--calm-days)", settings.calm_days),
                     });
                 }
+                // A day without a rate keeps the previous one (never a later one).
                 let mut last = SideRates::both(0.0);
-                let m: Vec<f64> = rates
+                let posted: Vec<SideRates> = rates
                     .iter()
                     .map(|r| {
                         last = r.unwrap_or(last);
-                        (last.long + last.short) / 2.0
+                        last
                     })
                     .collect();
+                let m: Vec<f64> = posted.iter().map(|r| (r.long + r.short) / 2.0).collect();
                 // Margins posted at the close of day −1 .. 8 cover the first ten stepped returns.
                 let count = (before..before + 10)
                     .filter(|&t| t + settings.horizon < prices.values.len())
-                    .map(|t| {
-                        let r = rates[t].unwrap_or(last);
-                        Side::BOTH.iter().filter(|&&s| s.loss(prices.values[t], prices.values[t + settings.horizon]) > r.get(s)).count()
-                    })
+                    .map(|t| Side::BOTH.iter().filter(|&&s| s.loss(prices.values[t], prices.values[t + settings.horizon]) > posted[t].get(s)).count())
                     .sum();
                 margins[j].push(m);
                 exceptions[j].push(count);

@@ -58,24 +58,26 @@ impl ForwardPolicy {
         forecast: impl Fn(usize) -> Option<&'a [Option<f64>]>,
         params: &CalibrationParams,
     ) -> Result<Vec<Option<SideRates>>> {
-        let horizons = self.horizons(params.horizon());
-        let series: Vec<&[Option<f64>]> = horizons
-            .iter()
-            .map(|&h| {
-                forecast(h).ok_or_else(|| CoreError::InsufficientHistory {
-                    what: format!("a variance forecast over {h} day(s)"),
-                    needed: returns.len(),
-                    available: 0,
-                })
+        let series = |h: usize| {
+            forecast(h).ok_or_else(|| CoreError::InsufficientHistory {
+                what: format!("a variance forecast over {h} day(s)"),
+                needed: returns.len(),
+                available: 0,
             })
-            .collect::<Result<_>>()?;
-        let scale: Vec<Option<f64>> = match self {
-            ForwardPolicy::Path(_) => (0..returns.len())
-                .map(|t| series[1..].iter().map(|s| s.get(t).copied().flatten()).try_fold(0.0f64, |m, v| v.map(|v| m.max(v))))
-                .collect(),
-            _ => series[series.len() - 1].to_vec(),
         };
-        let mut rates = fhs_rates(returns, series[0], &scale, params, FHS_MIN_RESIDUALS)?;
+        let margin = params.horizon();
+        // Looked up by horizon, not by position: with a 1-day margin the standardising and the
+        // near-end forecast are one series.
+        let (standardise, scale): (&[Option<f64>], Vec<Option<f64>>) = match *self {
+            ForwardPolicy::Horizon => (series(1)?, series(margin)?.to_vec()),
+            ForwardPolicy::Lookahead(days) => (series(days)?, series(margin.max(days))?.to_vec()),
+            ForwardPolicy::Path(days) => {
+                let (near, far) = (series(margin)?, series(margin.max(days))?);
+                let worse = (0..returns.len()).map(|t| Some(near.get(t).copied().flatten()?.max(far.get(t).copied().flatten()?))).collect();
+                (series(1)?, worse)
+            }
+        };
+        let mut rates = fhs_rates(returns, standardise, &scale, params, FHS_MIN_RESIDUALS)?;
         forward_fill(&mut rates);
         Ok(rates)
     }
@@ -287,6 +289,20 @@ mod tests {
         assert!((plain[298].unwrap().long - (2.0f64 * 1e-4).sqrt()).abs() < 1e-12);
         let e = ForwardPolicy::Path(66).rates(&returns, by_h, &p).unwrap_err().to_string();
         assert!(e.contains("66 day(s)"), "{e}");
+        // A 1-day margin: the near end is the 1-day forecast itself, and it counts in the max.
+        let p1 = CalibrationParams::new(0.99, 1, 365.0).unwrap();
+        let high_near: Vec<Option<f64>> = (0..n).map(|i| Some(if i % 2 == 0 { 1e-4 } else { 9e-4 })).collect();
+        let by_h1 = |h: usize| match h {
+            1 => Some(&high_near[..]),
+            22 => Some(&month[..]),
+            _ => None,
+        };
+        let rates = ForwardPolicy::Path(22).rates(&returns, by_h1, &p1).unwrap();
+        let near_wins = rates[299].unwrap(); // 9e-4 near vs 0.25e-4 far
+        let far_wins = rates[298].unwrap(); // 1e-4 near vs 4e-4 far
+        assert!(near_wins.long > 0.0 && far_wins.long > 0.0);
+        // Residuals alternate between ±0.01/σ₁ of the previous day; both rates use the same pool.
+        assert!((near_wins.long / far_wins.long - (9e-4f64 / 4e-4).sqrt()).abs() < 1e-12, "{near_wins:?} {far_wins:?}");
     }
 
     #[test]
