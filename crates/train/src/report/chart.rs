@@ -49,6 +49,18 @@ pub fn draw_backtest_chart(path: &Path, prices: &Values, backtest: &Backtest) ->
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// The series legend every chart draws: a framed, lightly filled box at `position`.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>, position: SeriesLabelPosition, font_size: u32) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font_size))
+        .draw()?;
+    Ok(())
+}
+
 fn draw(path: &Path, prices: &Values, bt: &Backtest) -> DrawResult {
     let root = BitMapBackend::new(path, (1400, 1050)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -127,13 +139,7 @@ fn draw(path: &Path, prices: &Values, bt: &Backtest) -> DrawResult {
                     .map(|r| Circle::new((r.index as f64, r.loss.get(side).min(y_max)), 4, color.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;
     }
     root.present()?;
     Ok(())
@@ -194,13 +200,7 @@ fn draw_forecasts(path: &Path, dates: &[chrono::NaiveDate], realized: &[Option<f
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
     root.present()?;
     Ok(())
 }
@@ -275,13 +275,7 @@ fn draw_frontier(path: &Path, title: &str, panels: &[FrontierPanel<'_>]) -> Draw
             chart.draw_series(std::iter::once(Cross::new((p.cost, p.rise_30d), 8, BLACK.stroke_width(2))))?;
             chart.draw_series(std::iter::once(Text::new(label.clone(), (p.cost, p.rise_30d), ("sans-serif", 14).into_font())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
     }
     root.present()?;
     Ok(())
@@ -331,13 +325,7 @@ fn draw_impulse(path: &Path, title: &str, run: &crate::impulse::ImpulseRun) -> D
                 .label(r.arm.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
     }
     root.present()?;
     Ok(())
