@@ -191,12 +191,10 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
 /// Runs the backtest these settings describe: prints the table and readiness, writes the report.
 pub fn execute(args: Settings) -> anyhow::Result<()> {
     let mut prices = load_daily_closes(&args.data)?;
-    // A scoring window ending early: nothing after its last loss is loaded into any arm.
+    // A scoring window ending early: prices after its last loss are cut.
     if let Some(to) = args.to {
-        let last = prices.timestamps.iter().rposition(|t| t.date() <= to).with_context(|| format!("--to {to}: no data up to it"))?;
-        let keep = (last + args.horizon + 1).min(prices.values.len());
-        prices.values.truncate(keep);
-        prices.timestamps.truncate(keep);
+        let keep = prices.bars_through(to, args.horizon).with_context(|| format!("--to {to}: no data up to it"))?;
+        prices.truncate(keep);
     }
     let burn_in = match args.from {
         Some(from) => prices.timestamps.iter().position(|t| t.date() >= from).with_context(|| format!("--from {from}: no data from it on"))?.max(args.burn_in),

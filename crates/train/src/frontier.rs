@@ -271,10 +271,7 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
     let arms = config.arms().map_err(fail)?;
     let mut prices = load_daily_closes(&config.data)?;
     if develop_only {
-        let last = prices.timestamps.iter().rposition(|t| t.date() <= config.develop.to).map_or(0, |i| i + 1);
-        let keep = (last + config.horizon).min(prices.values.len());
-        prices.values.truncate(keep);
-        prices.timestamps.truncate(keep);
+        prices.truncate(prices.bars_through(config.develop.to, config.horizon).unwrap_or(0));
     }
     let params = CalibrationParams::new(config.confidence, config.horizon, prices.frequency.periods_per_year())?;
     let mut timings = Timings::default();
@@ -344,12 +341,10 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
     let clock = Instant::now();
     let score = |name: &'static str, window: Window| -> Result<WindowScores> {
         let first = prices.timestamps.iter().position(|t| t.date() >= window.from);
-        let last = prices.timestamps.iter().rposition(|t| t.date() <= window.to);
-        let (Some(first), Some(last)) = (first, last) else {
+        // The last scored day needs its h-day loss; nothing after it is looked at.
+        let (Some(first), Some(keep)) = (first, prices.bars_through(window.to, config.horizon)) else {
             return Err(fail(format!("{name}: no data between {} and {}", window.from, window.to)));
         };
-        // The last scored day needs its h-day loss; nothing after it is looked at.
-        let keep = (last + config.horizon + 1).min(prices.values.len());
         let with_rates = arms.iter().zip(&rates).map(|((arm, _), r)| (arm.clone(), r[..keep].to_vec())).collect();
         let backtest = run_backtest_rates(&prices.values[..keep], with_rates, BacktestConfig { params, burn_in: first.max(config.burn_in) })
             .map_err(|e| fail(format!("{name} window {}..{}: {e}", window.from, window.to)))?;

@@ -58,6 +58,21 @@ pub struct Values {
     pub gaps: GapReport,
 }
 
+impl Values {
+    /// How many bars reach up to the last one on or before `day`, plus the `after` bars that
+    /// follow it (a margin's h-day loss); `None` when no bar is that early.
+    pub fn bars_through(&self, day: chrono::NaiveDate, after: usize) -> Option<usize> {
+        let last = self.timestamps.iter().rposition(|t| t.date() <= day)?;
+        Some((last + 1 + after).min(self.values.len()))
+    }
+
+    /// Keeps the first `n` bars.
+    pub fn truncate(&mut self, n: usize) {
+        self.values.truncate(n);
+        self.timestamps.truncate(n);
+    }
+}
+
 const PRICE_REASON: &str = "prices must be positive because returns are logarithmic";
 
 /// A file as loaded: OHLCV bars when it has `open, high, low, close`, else single values.
