@@ -72,39 +72,50 @@ fn the_rule_rerun_on_equity_development_data_picks_the_frozen_arm() {
     check_frontiers(&json);
 }
 
-#[test]
-fn the_frozen_crypto_arm_is_reproduced_by_a_plain_backtest_on_the_report_window() {
-    let frozen = frozen_of(&root().join("training/frontier_crypto.toml"));
-    let json = frontier("frontier_crypto.toml", false);
+/// Runs the whole frontier of `config` and checks that a plain `foresight backtest` of the frozen
+/// arm, given the config's files and horizon, reproduces its report-window numbers.
+fn frozen_arm_reproduces(config: &str) {
+    let path = root().join("training").join(config);
+    let frozen = frozen_of(&path);
+    let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let json = frontier(config, false);
     check_frontiers(&json);
     let report = &json["windows"][1];
     assert_eq!(report["name"], "report");
     let point = report["points"].as_array().unwrap().iter().find(|p| p["arm"] == frozen.as_str()).unwrap();
     let out = tempfile::tempdir().unwrap();
-    foresight_ok(&[
-        "backtest",
-        "--data",
-        root().join("data/btc_usdt_1d.csv").to_str().unwrap(),
-        "--rv-data",
-        root().join("data/btc_usdt_2h.csv").to_str().unwrap(),
-        "--calibrator",
-        &format!("{frozen},ewma,hs:250"),
-        "--from",
-        report["scored_from"].as_str().unwrap(),
-        "--to",
-        report["scored_to"].as_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
+    let file = |key: &str| table.get(key).and_then(|v| v.as_str()).map(|f| root().join(f).display().to_string());
+    let mut args: Vec<String> = vec!["backtest".into(), "--data".into(), file("data").unwrap()];
+    for (flag, key) in [("--rv-data", "rv_data"), ("--iv-data", "iv_data")] {
+        if let Some(f) = file(key) {
+            args.extend([flag.to_string(), f]);
+        }
+    }
+    let window = |k: &str| report[k].as_str().unwrap().to_string();
+    args.extend([
+        "--calibrator".into(), format!("{frozen},ewma,hs:250"), "--horizon".into(), table["horizon"].as_integer().unwrap().to_string(),
+        "--from".into(), window("scored_from"), "--to".into(), window("scored_to"), "--out".into(), out.path().display().to_string(),
     ]);
+    foresight_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let summary = read_json(&out.path().join("summary.json"));
     assert_eq!(summary["settings"]["scored_from"], report["scored_from"]);
     assert_eq!(summary["settings"]["scored_to"], report["scored_to"]);
     for side in ["long", "short"] {
         let s = &summary["arms"][frozen.as_str()][side];
-        assert_eq!(s["exceptions"], point[side]["exceptions"], "{side}");
+        assert_eq!(s["exceptions"], point[side]["exceptions"], "{config} {side}");
         assert_close(side, s["avg_margin"].as_f64().unwrap(), point[side]["avg_margin"].as_f64().unwrap(), 1e-12);
         assert_close(side, s["kupiec_p"].as_f64().unwrap(), point[side]["kupiec_p"].as_f64().unwrap(), 1e-12);
     }
+}
+
+#[test]
+fn the_frozen_crypto_arm_is_reproduced_by_a_plain_backtest_on_the_report_window() {
+    frozen_arm_reproduces("frontier_crypto.toml");
+}
+
+#[test]
+fn the_frozen_equity_arm_is_reproduced_by_a_plain_backtest_on_the_report_window() {
+    frozen_arm_reproduces("frontier_equity.toml");
 }
 
 #[test]
