@@ -402,3 +402,35 @@ fn the_neural_family_is_retrained_walk_forward_and_repeats_exactly() {
     assert!(long["observations"].as_u64().unwrap() > 2000, "scored from its first fit to 2025: {long}");
     assert!((0.03..0.3).contains(&long["avg_margin"].as_f64().unwrap()), "{long}");
 }
+
+/// `+path` and `+release` on real data: with a 1-day margin the path policy shares the plain
+/// policy's residuals and scales by the larger end of the path, so it is never below it; a
+/// 30-day release never lets the posted rate fall faster than halving in 30 days.
+#[test]
+fn path_and_release_keep_their_promises_on_btc() {
+    let out = tempfile::tempdir().unwrap();
+    let arms = "model:log-har,model:log-har+path:66,model:log-har+release:30";
+    foresight_ok(&[
+        "backtest", "--data", root().join("data/btc_usdt_1d.csv").to_str().unwrap(), "--rv-data", root().join("data/btc_usdt_2h.csv").to_str().unwrap(),
+        "--calibrator", arms, "--refit-every", "66", "--to", "2021-12-31", "--out", out.path().to_str().unwrap(),
+    ]);
+    let margins = |arm: &str| -> Vec<(f64, f64)> {
+        std::fs::read_to_string(out.path().join(format!("series_{}.csv", arm.replace(':', "-"))))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[2].parse().unwrap(), f[3].parse().unwrap())
+            })
+            .collect()
+    };
+    let (plain, path, released) = (margins("model:log-har"), margins("model:log-har+path:66"), margins("model:log-har+release:30"));
+    assert!(plain.len() > 1000);
+    assert!(plain.iter().zip(&path).all(|(a, b)| b.0 >= a.0 - 1e-15 && b.1 >= a.1 - 1e-15), "path below plain somewhere");
+    let higher = plain.iter().zip(&path).filter(|(a, b)| b.0 > a.0 + 1e-12).count();
+    assert!(higher > 100, "the month ahead above the next day on {higher} days only");
+    let decay = 0.5f64.powf(1.0 / 30.0);
+    assert!(released.windows(2).all(|w| w[1].0 >= w[0].0 * decay - 1e-15 && w[1].1 >= w[0].1 * decay - 1e-15), "released faster than the half-life");
+    assert!(released.iter().zip(&plain).all(|(r, p)| r.0 >= p.0 - 1e-15), "release only ever holds margin up");
+}
