@@ -58,8 +58,7 @@ pub struct BacktestArgs {
     /// Score from this day on (`YYYY-MM-DD`); the arms still learn from everything before it.
     #[arg(long, value_name = "DATE")]
     from: Option<NaiveDate>,
-    /// Score up to this day (its h-day loss included). Later prices are cut; the forecasters
-    /// run walk-forward, so no rate up to this day depends on what follows.
+    /// Score up to this day (its h-day loss included); nothing after that loss is loaded.
     #[arg(long, value_name = "DATE")]
     to: Option<NaiveDate>,
     /// Stress events to measure readiness at, `YYYY-MM-DD[=label]`, comma-separated
@@ -206,7 +205,8 @@ pub fn execute(args: Settings) -> anyhow::Result<()> {
     // Model arms share one daily history: realized variance from --rv-data (intraday bars) when
     // given, else the daily bars' range, else (a `date,close` file) squared daily returns.
     let history = if args.arms.iter().any(|a| matches!(a.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. })) {
-        Some(DailyHistory::load(&args.data, args.rv_data.as_deref())?)
+        let last = prices.timestamps.last().map(|t| t.date()).context("no prices")?;
+        Some(DailyHistory::load(&args.data, args.rv_data.as_deref())?.through(last))
     } else {
         None
     };

@@ -99,6 +99,15 @@ impl DailyHistory {
         }
     }
 
+    /// The days up to `last` only (what a run that stops there may see).
+    pub fn through(mut self, last: NaiveDate) -> Self {
+        let keep = self.dates.partition_point(|d| *d <= last);
+        self.dates.truncate(keep);
+        self.returns.truncate(keep);
+        self.rv.truncate(keep);
+        self
+    }
+
     /// From intraday bars: RV from the bars (see `Ohlcv::daily_realized_variance`), returns from
     /// the aggregated daily closes; from daily bars: each day's Garman-Klass range variance.
     pub fn from_bars(bars: &Ohlcv) -> Result<Self> {

@@ -284,14 +284,7 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
         }
     }
     let history = match (needed.is_empty(), prices.timestamps.last()) {
-        (false, Some(last)) => {
-            let mut h = DailyHistory::load(&config.data, config.rv_data.as_deref())?;
-            let keep = h.dates.partition_point(|d| *d <= last.date());
-            h.dates.truncate(keep);
-            h.returns.truncate(keep);
-            h.rv.truncate(keep);
-            Some(h)
-        }
+        (false, Some(last)) => Some(DailyHistory::load(&config.data, config.rv_data.as_deref())?.through(last.date())),
         _ => None,
     };
     let forward_arms: Vec<Arm> = arms.iter().filter(|(_, k)| *k == Kind::Forward).map(|(a, _)| a.clone()).collect();
@@ -314,9 +307,8 @@ pub fn run_frontier(config: &FrontierConfig, events: &[(NaiveDate, String)], dev
         }
     }
 
-    // Base rates once per family, policy and implied-volatility weight; APC per arm.
     let clock = Instant::now();
-    // Arms that differ only in APC options share a base: family, policy, implied weight, regime.
+    // Base rates once; APC per arm. Arms that differ only in APC options share a base: family, policy, implied weight, regime.
     type BaseKey = (ModelName, ForwardPolicy, Option<u64>, Option<usize>);
     let mut bases: HashMap<BaseKey, Vec<Option<SideRates>>> = HashMap::new();
     let mut rates: Vec<Vec<Option<SideRates>>> = Vec::with_capacity(arms.len());
