@@ -351,14 +351,9 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                 let mut fitted: Option<FittedHar> = None;
                 for t in config.train_days..n {
                     if refit(t) {
-                        fitted = match (params.fit_components(&history.rv, &components, t), fitted) {
-                            (Ok(f), _) => Some(f),
-                            // A long horizon needs more days than the burn-in gives (a target
-                            // of 125 days is known 125 days late): no forecast until it can be
-                            // fitted. Once a model exists, a failed refit is an error.
-                            (Err(_), None) => None,
-                            (Err(e), Some(_)) => return Err(e),
-                        };
+                        // A long horizon needs more days than the burn-in gives (a target of
+                        // 125 days is known 125 days late): no forecast until it can be fitted.
+                        fitted = refitted(fitted, params.fit_components(&history.rv, &components, t));
                     }
                     out[k][t] = fitted.and_then(|f| components[t].and_then(|c| f.predict(&c)));
                 }
@@ -428,6 +423,14 @@ impl FrozenForecaster {
     }
 }
 
+/// The rule every walk-forward family follows when a re-estimation fails: before a first model
+/// exists there is no forecast yet (an expanding window still too short for the horizon, the
+/// input or the regimes); afterwards the last good model keeps forecasting, as a live system's
+/// would. A family that never fits has no rate, which the backtest reports by the arm's name.
+fn refitted<T>(current: Option<T>, attempt: Result<T>) -> Option<T> {
+    attempt.ok().or(current)
+}
+
 pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {
     history.returns[1..]
         .iter()
@@ -476,8 +479,8 @@ pub fn model_forecasts(
 
 /// The neural forecaster walk-forward: at every refit a 3-state regime mixture labels the
 /// expanding window and the network (defaults of [`crate::fit::NeuralParams`], seed 42) is
-/// trained on it; no forecast until both can be fitted (300 rows with complete targets), and a
-/// failed refit keeps the previous network.
+/// trained on it; no forecast until both can be fitted (300 rows with complete targets); a failed
+/// refit keeps the previous network ([`refitted`]).
 fn neural_forecasts(history: &DailyHistory, burn_in: usize, refit_every: usize, horizons: &[usize]) -> Result<ByHorizon> {
     let n = history.dates.len();
     let features = regime_features(&history.rv, &history.returns);
@@ -486,13 +489,12 @@ fn neural_forecasts(history: &DailyHistory, burn_in: usize, refit_every: usize, 
     let mut model: Option<crate::fit::FittedNeural> = None;
     let mut out: ByHorizon = horizons.iter().map(|&h| (h, vec![None; n])).collect();
     for t in burn_in..n {
-        if (t - burn_in).is_multiple_of(refit_every.max(1))
-            && let Ok(regimes) = crate::fit::RegimeParams::new(3, &[1]).fit(&features, t)
-        {
-            let labels = regimes.classify(&features[..=t]);
-            if let Ok(fitted) = params.clone().window(window).fit(&features, &history.rv, &labels, 3, t, &mut |_| {}) {
-                model = Some(fitted);
-            }
+        if (t - burn_in).is_multiple_of(refit_every.max(1)) {
+            let attempt = crate::fit::RegimeParams::new(3, &[1]).fit(&features, t).and_then(|regimes| {
+                let labels = regimes.classify(&features[..=t]);
+                params.clone().window(window).fit(&features, &history.rv, &labels, 3, t, &mut |_| {})
+            });
+            model = refitted(model, attempt);
         }
         if let (Some(m), Some(row)) = (&model, foresight_core::features::feature_window(&features, t, window)) {
             let forecast = m.predict(&row);
@@ -519,13 +521,8 @@ fn har_x_forecasts(history: &DailyHistory, x: &[Option<f64>], burn_in: usize, re
         let (mut har, mut har_x) = (None::<FittedHar>, None::<FittedHarX>);
         for t in burn_in..n {
             if (t - burn_in).is_multiple_of(refit_every.max(1)) {
-                // Too few days yet (for the horizon, or with the input): keep what there is.
-                if let Ok(f) = HarParams::log(h).fit_components(&history.rv, &components, t) {
-                    har = Some(f);
-                }
-                if let Ok(f) = HarXParams::new(h).fit(&history.rv, x, t, 250) {
-                    har_x = Some(f);
-                }
+                har = refitted(har, HarParams::log(h).fit_components(&history.rv, &components, t));
+                har_x = refitted(har_x, HarXParams::new(h).fit(&history.rv, x, t, 250));
             }
             let Some(c) = components[t] else { continue };
             series[t] = har_x.and_then(|f| f.predict(&c, x[t])).or_else(|| har.and_then(|f| f.predict(&c)));
@@ -595,23 +592,25 @@ pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, 
 /// re-fitted every `refit_every` days from day `burn_in` on the expanding window; the stressed
 /// regime's variance is the mean realized variance of the days it labels. No view until a
 /// first fit succeeds (the stressed regime must have been seen); a later refit that fails keeps
-/// the previous model, as a walk-forward system keeps its last good model.
+/// the previous model ([`refitted`]).
 pub fn regime_stress(history: &DailyHistory, burn_in: usize, refit_every: usize, horizon: usize) -> Result<Vec<Option<Stress>>> {
     let features = foresight_core::features::regime_features(&history.rv, &history.returns);
     let params = crate::fit::RegimeParams::new(3, &[horizon]);
     let mut fitted: Option<(crate::fit::FittedRegime, f64)> = None;
     let mut out = vec![None; features.len()];
     for t in burn_in..features.len() {
-        if (t - burn_in).is_multiple_of(refit_every.max(1))
-            && let Ok(f) = params.fit(&features, t)
-        {
-            // The stressed regime's variance: the mean RV of the days it labels (an arithmetic
-            // mean; exp of the mean log RV would sit far below it on squared returns).
-            let labels = f.classify(&features[..=t]);
-            let stressed: Vec<f64> = (0..=t).filter(|&d| labels[d] == Some(f.states() - 1)).filter_map(|d| history.rv[d]).collect();
-            if !stressed.is_empty() {
-                fitted = Some((f, stressed.iter().sum::<f64>() / stressed.len() as f64));
-            }
+        if (t - burn_in).is_multiple_of(refit_every.max(1)) {
+            let attempt = params.fit(&features, t).and_then(|f| {
+                // The stressed regime's variance: the mean RV of the days it labels (an
+                // arithmetic mean; exp of the mean log RV sits far below it on squared returns).
+                let labels = f.classify(&features[..=t]);
+                let stressed: Vec<f64> = (0..=t).filter(|&d| labels[d] == Some(f.states() - 1)).filter_map(|d| history.rv[d]).collect();
+                match stressed.len() {
+                    0 => Err(DataError::Fit { model: "regime".into(), message: "no stressed day yet".into() }),
+                    k => Ok((f, stressed.iter().sum::<f64>() / k as f64)),
+                }
+            });
+            fitted = refitted(fitted, attempt);
         }
         if let (Some((model, variance)), Some(x)) = (&fitted, &features[t]) {
             out[t] = Some(Stress { probability: model.predict(x)[0], variance: *variance });
