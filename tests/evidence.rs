@@ -28,11 +28,19 @@ fn frontier(config: &str, develop_only: bool) -> serde_json::Value {
     assert!(out.path().join("frontier.png").is_file());
     let json = read_json(&out.path().join("frontier.json"));
     if develop_only {
-        // Cut before any arm ran: nothing past the development window's last loss was loaded.
+        // Cut before any arm ran: the last day loaded is the one that closes the development
+        // window's last h-day loss, h rows after its last day.
         let table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
-        let to = table["develop"]["to"].as_str().unwrap().parse::<chrono::NaiveDate>().unwrap();
-        let last = json["last_day"].as_str().unwrap().parse::<chrono::NaiveDate>().unwrap();
-        assert!(last <= to + chrono::Days::new(5), "loaded up to {last}, development ends {to}");
+        let to = table["develop"]["to"].as_str().unwrap();
+        let h = table["horizon"].as_integer().unwrap() as usize;
+        let dates: Vec<String> = std::fs::read_to_string(root().join(table["data"].as_str().unwrap()))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect();
+        let last_in_window = dates.iter().rposition(|d| d.as_str() <= to).unwrap();
+        assert_eq!(json["last_day"], dates[last_in_window + h].as_str(), "development ends {to}, horizon {h}");
     }
     json
 }
@@ -433,4 +441,46 @@ fn path_and_release_keep_their_promises_on_btc() {
     let decay = 0.5f64.powf(1.0 / 30.0);
     assert!(released.windows(2).all(|w| w[1].0 >= w[0].0 * decay - 1e-15 && w[1].1 >= w[0].1 * decay - 1e-15), "released faster than the half-life");
     assert!(released.iter().zip(&plain).all(|(r, p)| r.0 >= p.0 - 1e-15), "release only ever holds margin up");
+}
+
+/// No look-ahead in the walk-forward families and inputs: every forecast up to a day is the same
+/// whether the history goes on after it or stops there.
+#[test]
+fn walk_forward_forecasts_up_to_a_day_do_not_change_when_the_future_is_cut() {
+    use foresight_core::calibrate::ModelName;
+    use foresight_train::evaluate::{ArmInputs, DailyHistory, model_forecasts, regime_stress};
+    let cut = chrono::NaiveDate::from_ymd_opt(2020, 6, 30).unwrap();
+    let btc = DailyHistory::load(&root().join("data/btc_usdt_1d.csv"), Some(&root().join("data/btc_usdt_2h.csv"))).unwrap();
+    let short = btc.clone().through(cut);
+    let n = short.dates.len();
+    assert!(n < btc.dates.len() && *short.dates.last().unwrap() <= cut);
+    let none = ArmInputs::default();
+    for family in [ModelName::LogHar, ModelName::Neural] {
+        let full = model_forecasts(family, &btc, &none, 365.0, (250, 250), &[1, 22]).unwrap();
+        let part = model_forecasts(family, &short, &none, 365.0, (250, 250), &[1, 22]).unwrap();
+        for h in [1, 22] {
+            assert_eq!(full[&h][..n], part[&h][..], "{} h={h}", family.as_str());
+            assert!(part[&h].iter().flatten().count() > 300, "{} h={h} forecasts something", family.as_str());
+        }
+    }
+    let (full, part) = (regime_stress(&btc, 250, 250, 22).unwrap(), regime_stress(&short, 250, 250, 22).unwrap());
+    assert_eq!(full[..n], part[..]);
+    assert!(part.iter().flatten().count() > 300);
+    // HAR-X with VIX on the S&P 500, cut in 1996.
+    let spx = DailyHistory::load(&root().join("data/spx_close_1928_2024.csv"), None).unwrap();
+    let vix: std::collections::HashMap<chrono::NaiveDate, f64> = std::fs::read_to_string(root().join("data/vix_close_1990_2026.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (d, v) = l.split_once(',').unwrap();
+            (d.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect();
+    let inputs = |h: &DailyHistory| ArmInputs { implied_vol: Some(h.dates.iter().map(|d| vix.get(d).copied()).collect()), ..Default::default() };
+    let spx_short = spx.clone().through(chrono::NaiveDate::from_ymd_opt(1996, 6, 28).unwrap());
+    let m = spx_short.dates.len();
+    let full = model_forecasts(ModelName::HarX, &spx, &inputs(&spx), 252.0, (250, 250), &[2]).unwrap();
+    let part = model_forecasts(ModelName::HarX, &spx_short, &inputs(&spx_short), 252.0, (250, 250), &[2]).unwrap();
+    assert_eq!(full[&2][..m], part[&2][..]);
 }

@@ -423,10 +423,11 @@ impl FrozenForecaster {
     }
 }
 
-/// The rule every walk-forward family follows when a re-estimation fails: before a first model
-/// exists there is no forecast yet (an expanding window still too short for the horizon, the
-/// input or the regimes); afterwards the last good model keeps forecasting, as a live system's
-/// would. A family that never fits has no rate, which the backtest reports by the arm's name.
+/// The rule the HAR, HAR-X, neural and regime walk-forwards follow when a re-estimation fails:
+/// before a first model exists there is no forecast yet (an expanding window still too short for
+/// the horizon, the input or the regimes); afterwards the last good model keeps forecasting, as
+/// a live system's would. A family that never fits has no rate, which the backtest reports by
+/// the arm's name. (A GARCH fit that fails is an error: it has no such warm-up.)
 fn refitted<T>(current: Option<T>, attempt: Result<T>) -> Option<T> {
     attempt.ok().or(current)
 }
@@ -464,6 +465,9 @@ pub fn model_forecasts(
     horizons.dedup();
     if forecaster == ModelName::Neural {
         return neural_forecasts(history, burn_in, refit_every, &horizons);
+    }
+    if inputs.implied_vol.as_ref().is_some_and(|iv| iv.len() != history.dates.len()) {
+        return Err(DataError::Fit { model: forecaster.as_str().into(), message: "the implied volatility is not aligned with the history".into() });
     }
     if forecaster == ModelName::HarX {
         let x: Vec<Option<f64>> = match &inputs.implied_vol {

@@ -77,9 +77,10 @@ impl Arm {
     }
 
     /// A model arm's base rates from its forecasts: the implied-volatility blend (`+iv`) where
-    /// the inputs have an implied volatility, then the regime raise (`+regime`) where they have
-    /// a regime view, then the policy ([`ForwardPolicy::rates`]). Without those inputs the
-    /// forecasts are used as they are.
+    /// the inputs have an implied volatility (an estimate of variance: it standardises the
+    /// residuals and scales the quantile), then the regime raise (`+regime`) where they have a
+    /// regime view (an add-on: it scales only), then the policy ([`ForwardPolicy::rates`]).
+    /// Without those inputs the forecasts are used as they are.
     pub fn forward_rates<'a>(
         &self,
         returns: &[Option<f64>],
@@ -94,23 +95,28 @@ impl Arm {
         }
         let variance: Option<Vec<Option<f64>>> =
             implied.map(|(_, iv)| iv.iter().map(|v| v.and_then(|v| implied_daily_variance(v, params.periods_per_year()))).collect());
-        let adjusted: Vec<(usize, Vec<Option<f64>>)> = self
-            .policy
-            .horizons(params.horizon())
-            .into_iter()
-            .filter_map(|h| {
-                let mut f = forecast(h)?.to_vec();
-                if let (Some((weight, _)), Some(variance)) = (implied, &variance) {
-                    f = blend_implied(&f, variance, weight);
-                }
-                if let Some(stress) = stress {
-                    f = raise_by_stress(&f, stress);
-                }
-                Some((h, f))
+        let horizons = self.policy.horizons(params.horizon());
+        let estimated: Vec<(usize, Vec<Option<f64>>)> = horizons
+            .iter()
+            .filter_map(|&h| {
+                let f = forecast(h)?;
+                Some((h, match (implied, &variance) {
+                    (Some((weight, _)), Some(variance)) => blend_implied(f, variance, weight),
+                    _ => f.to_vec(),
+                }))
             })
             .collect();
-        self.policy.rates(returns, |h| adjusted.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_slice()), params)
+        let raised: Vec<(usize, Vec<Option<f64>>)> = match stress {
+            Some(stress) => estimated.iter().map(|(h, f)| (*h, raise_by_stress(f, stress))).collect(),
+            None => estimated.clone(),
+        };
+        self.policy.rates_scaled_by(returns, &|h| by_horizon(&estimated, h), &|h| by_horizon(&raised, h), params)
     }
+}
+
+/// The series of horizon `h` in a list of `(horizon, series)`.
+fn by_horizon(series: &[(usize, Vec<Option<f64>>)], h: usize) -> Option<&[Option<f64>]> {
+    series.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_slice())
 }
 
 /// `name` or `name@vN` with a lowercase/digit/`-` name (the registry's model references).
@@ -310,6 +316,34 @@ mod tests {
         let path: Arm = "model:gjr-t+release:10+path:66+buffer:0.25".parse().unwrap();
         assert_eq!(path.policy, ForwardPolicy::Path(66));
         assert_eq!(path.to_string(), "model:gjr-t+path:66+buffer:0.25+release:10");
+    }
+
+    #[test]
+    fn the_regime_raise_scales_margin_up_and_never_shrinks_the_residuals() {
+        use crate::calibrate::Stress;
+        let n = 400;
+        let returns: Vec<Option<f64>> = (0..n).map(|i| (i > 0).then(|| 0.01 * (((i * 37) % 19) as f64 - 9.0) / 9.0)).collect();
+        let forecast: Vec<Option<f64>> = (0..n).map(|i| Some(1e-4 * (1.0 + (i % 7) as f64))).collect();
+        // A wary regime model half the time, a stressed variance between the forecasts' levels.
+        let stress: Vec<Option<Stress>> = (0..n).map(|i| (i % 2 == 0).then_some(Stress { probability: 0.6, variance: 4e-4 })).collect();
+        let p = CalibrationParams::new(0.99, 1, 365.0).unwrap();
+        let plain: Arm = "model:log-har".parse().unwrap();
+        let raised: Arm = "model:log-har+regime:5".parse().unwrap();
+        let by_h = |h: usize| (h == 1).then_some(&forecast[..]);
+        let inputs = ForwardInputs { implied_vol: None, stress: Some(&stress) };
+        let a = plain.forward_rates(&returns, by_h, inputs, &p).unwrap();
+        let b = raised.forward_rates(&returns, by_h, inputs, &p).unwrap();
+        let (mut higher, mut equal) = (0, 0);
+        for t in 0..n {
+            if let (Some(a), Some(b)) = (a[t], b[t]) {
+                assert!(b.long >= a.long - 1e-15 && b.short >= a.short - 1e-15, "day {t}: {b:?} below {a:?}");
+                // Raised exactly where the regime view is wary and the forecast below 4e-4.
+                let lifted = stress[t].is_some() && forecast[t].unwrap() < 4e-4;
+                if lifted { higher += 1 } else { equal += 1 }
+                assert_eq!(b.long > a.long + 1e-15, lifted, "day {t}");
+            }
+        }
+        assert!(higher > 50 && equal > 50);
     }
 
     #[test]

@@ -58,23 +58,32 @@ impl ForwardPolicy {
         forecast: impl Fn(usize) -> Option<&'a [Option<f64>]>,
         params: &CalibrationParams,
     ) -> Result<Vec<Option<SideRates>>> {
-        let series = |h: usize| {
-            forecast(h).ok_or_else(|| CoreError::InsufficientHistory {
-                what: format!("a variance forecast over {h} day(s)"),
-                needed: returns.len(),
-                available: 0,
-            })
-        };
+        self.rates_scaled_by(returns, &forecast, &forecast, params)
+    }
+
+    /// [`rates`](Self::rates) with residuals standardised by `standardising(h)` and the quantile
+    /// scaled by `scaling(h)`: an add-on to the margin (such as the regime raise) belongs to the
+    /// scale only, or the residuals it shrinks would take it back.
+    pub fn rates_scaled_by<'a, 'b>(
+        &self,
+        returns: &[Option<f64>],
+        standardising: &dyn Fn(usize) -> Option<&'a [Option<f64>]>,
+        scaling: &dyn Fn(usize) -> Option<&'b [Option<f64>]>,
+        params: &CalibrationParams,
+    ) -> Result<Vec<Option<SideRates>>> {
+        let missing = |h: usize| CoreError::InsufficientHistory { what: format!("a variance forecast over {h} day(s)"), needed: returns.len(), available: 0 };
+        let standard = |h: usize| standardising(h).ok_or_else(|| missing(h));
+        let scale_of = |h: usize| scaling(h).ok_or_else(|| missing(h));
         let margin = params.horizon();
         // Looked up by horizon, not by position: with a 1-day margin the standardising and the
         // near-end forecast are one series.
         let (standardise, scale): (&[Option<f64>], Vec<Option<f64>>) = match *self {
-            ForwardPolicy::Horizon => (series(1)?, series(margin)?.to_vec()),
-            ForwardPolicy::Lookahead(days) => (series(days)?, series(margin.max(days))?.to_vec()),
+            ForwardPolicy::Horizon => (standard(1)?, scale_of(margin)?.to_vec()),
+            ForwardPolicy::Lookahead(days) => (standard(days)?, scale_of(margin.max(days))?.to_vec()),
             ForwardPolicy::Path(days) => {
-                let (near, far) = (series(margin)?, series(margin.max(days))?);
+                let (near, far) = (scale_of(margin)?, scale_of(margin.max(days))?);
                 let worse = (0..returns.len()).map(|t| Some(near.get(t).copied().flatten()?.max(far.get(t).copied().flatten()?))).collect();
-                (series(1)?, worse)
+                (standard(1)?, worse)
             }
         };
         let mut rates = fhs_rates(returns, standardise, &scale, params, FHS_MIN_RESIDUALS)?;
@@ -84,15 +93,16 @@ impl ForwardPolicy {
 }
 
 /// The daily variance an annualised implied volatility in percent (VIX, DVOL) stands for,
-/// `(iv/100)² / periods_per_year`; `None` unless `iv > 0`.
+/// `(iv/100)² / periods_per_year`; `None` unless `iv > 0` and the variance is finite.
 pub fn implied_daily_variance(iv_percent: f64, periods_per_year: f64) -> Option<f64> {
-    crate::features::implied_log_variance(iv_percent, periods_per_year).map(f64::exp)
+    crate::features::implied_log_variance(iv_percent, periods_per_year).map(f64::exp).filter(|v| v.is_finite())
 }
 
 /// A variance forecast blended with implied variance: `(1 − weight)·forecast + weight·implied`
 /// on days with both (implied alone when `weight` is 1), the forecast alone on days without an
-/// implied volatility. Implied variance carries the market's risk premium, so the level it adds
-/// is calibrated away by the FHS residuals; what it brings is the market's view of the month.
+/// implied volatility. Implied variance carries the market's risk premium; residuals
+/// standardised by the blend absorb part of that level, but not those of days before the
+/// implied series begins, which were standardised by the forecast alone.
 pub fn blend_implied(forecast: &[Option<f64>], implied: &[Option<f64>], weight: f64) -> Vec<Option<f64>> {
     forecast
         .iter()
@@ -311,6 +321,7 @@ mod tests {
         let iv = implied_daily_variance(20.0, 252.0).unwrap();
         assert!((iv - 0.04 / 252.0).abs() < 1e-18);
         assert_eq!(implied_daily_variance(0.0, 252.0), None);
+        assert_eq!(implied_daily_variance(1e200, 252.0), None, "an absurd value is no variance, not an infinite one");
         let f = [Some(1e-4), Some(1e-4), None, Some(3e-4)];
         let implied = [Some(3e-4), None, Some(2e-4)];
         let half = blend_implied(&f, &implied, 0.5);
