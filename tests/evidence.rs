@@ -7,6 +7,19 @@ use std::path::Path;
 
 use crate::util::{assert_close, foresight_ok, read_json, root};
 
+/// A bundled `date,value` file as (day, value) pairs.
+fn dated(file: &str) -> Vec<(chrono::NaiveDate, f64)> {
+    std::fs::read_to_string(root().join("data").join(file))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (d, v) = l.split_once(',').unwrap();
+            (d.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect()
+}
+
 /// The `frozen` arm of a frontier config.
 fn frozen_of(config: &Path) -> String {
     let text = std::fs::read_to_string(config).unwrap();
@@ -259,19 +272,8 @@ async fn the_frozen_equity_policy_is_served_at_the_backtest_rate() {
     assert_eq!(frozen.base, BaseCalibrator::Model { forecaster: ModelName::LogHar });
     assert!(frozen.implied.is_some(), "the frozen equity arm blends VIX");
     let served = frozen.to_string().replacen("model:log-har", "model:spx-close-log-har@v1", 1);
-    let read = |file: &str| -> Vec<(chrono::NaiveDate, f64)> {
-        std::fs::read_to_string(root().join("data").join(file))
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let (d, v) = l.split_once(',').unwrap();
-                (d.parse().unwrap(), v.parse().unwrap())
-            })
-            .collect()
-    };
-    let vix: std::collections::HashMap<chrono::NaiveDate, f64> = read("vix_close_1990_2026.csv").into_iter().collect();
-    let closes = read("spx_close_1928_2024.csv");
+    let vix: std::collections::HashMap<chrono::NaiveDate, f64> = dated("vix_close_1990_2026.csv").into_iter().collect();
+    let closes = dated("spx_close_1928_2024.csv");
     // A daily close gives only its squared log return as realized variance (as in training).
     let days: Vec<Day> = closes
         .windows(2)
@@ -309,15 +311,7 @@ fn an_implied_volatility_arm_follows_vix_and_falls_back_without_it() {
     assert_ne!(arms(&with, "model:log-har+iv:1"), arms(&with, "model:log-har"));
     // Weight 1: margin = FHS quantile × √(2 · VIX²/252); the quantile barely moves in a year, so
     // margin and VIX move together through the 2008 crash.
-    let vix: std::collections::HashMap<String, f64> = std::fs::read_to_string(root().join("data/vix_close_1990_2026.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (d, v) = l.split_once(',').unwrap();
-            (d.to_string(), v.parse().unwrap())
-        })
-        .collect();
+    let vix: std::collections::HashMap<String, f64> = dated("vix_close_1990_2026.csv").into_iter().map(|(d, v)| (d.to_string(), v)).collect();
     let series = std::fs::read_to_string(dir.join("series_model-log-har+iv-1.csv")).unwrap();
     let pairs: Vec<(f64, f64)> = series.lines().skip(1).filter_map(|l| {
         let f: Vec<&str> = l.split(',').collect();
@@ -468,15 +462,7 @@ fn walk_forward_forecasts_up_to_a_day_do_not_change_when_the_future_is_cut() {
     assert!(part.iter().flatten().count() > 300);
     // HAR-X with VIX on the S&P 500, cut in 1996.
     let spx = DailyHistory::load(&root().join("data/spx_close_1928_2024.csv"), None).unwrap();
-    let vix: std::collections::HashMap<chrono::NaiveDate, f64> = std::fs::read_to_string(root().join("data/vix_close_1990_2026.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (d, v) = l.split_once(',').unwrap();
-            (d.parse().unwrap(), v.parse().unwrap())
-        })
-        .collect();
+    let vix: std::collections::HashMap<chrono::NaiveDate, f64> = dated("vix_close_1990_2026.csv").into_iter().collect();
     let inputs = |h: &DailyHistory| ArmInputs { implied_vol: Some(h.dates.iter().map(|d| vix.get(d).copied()).collect()), ..Default::default() };
     let spx_short = spx.clone().through(chrono::NaiveDate::from_ymd_opt(1996, 6, 28).unwrap());
     let m = spx_short.dates.len();
