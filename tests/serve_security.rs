@@ -60,7 +60,7 @@ async fn tls_and_bearer_tokens_guard_the_api_while_health_and_reflection_stay_op
     let check = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.into() };
     let serving = health.check(check("foresight.v1.CalibrationService")).await.unwrap().into_inner();
     assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let ask = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
     let mut answers = reflection.server_reflection_info(tokio_stream::iter(vec![ask])).await.unwrap().into_inner();
     let Some(MessageResponse::ListServicesResponse(list)) = answers.message().await.unwrap().unwrap().message_response else { panic!("no service list") };
@@ -68,6 +68,18 @@ async fn tls_and_bearer_tokens_guard_the_api_while_health_and_reflection_stay_op
     let apis = ["foresight.v1.CalibrationService", "foresight.v1.MarketDataService", "foresight.v1.ModelService", "inference.GRPCInferenceService"];
     for expected in apis.iter().chain(&["grpc.health.v1.Health"]) {
         assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
+    }
+    // The older v1alpha protocol (Python's grpcio-reflection, several GUI clients) lists the same.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let mut old = alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let ask = alpha::ServerReflectionRequest { host: String::new(), message_request: Some(alpha::server_reflection_request::MessageRequest::ListServices(String::new())) };
+    let mut answers = old.server_reflection_info(tokio_stream::iter(vec![ask])).await.unwrap().into_inner();
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) = answers.message().await.unwrap().unwrap().message_response else {
+        panic!("no v1alpha service list")
+    };
+    let old_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in apis {
+        assert!(old_names.iter().any(|n| n == expected), "v1alpha: {expected} not in {old_names:?}");
     }
 }
 

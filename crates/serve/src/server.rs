@@ -100,10 +100,15 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
     health.set_serving::<MarketDataServiceServer<MarketDataApi>>().await;
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
     health.set_serving::<GrpcInferenceServiceServer<InferenceApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: grpcurl and newer clients speak v1, Python's
+    // grpcio-reflection and several GUI clients still v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     let mut builder = Server::builder().timeout(options.request_timeout);
     if let Some((cert, key)) = &options.tls {
@@ -113,6 +118,7 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
     builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(calibration, auth.clone()))
         .add_service(InterceptedService::new(market, auth.clone()))
         .add_service(InterceptedService::new(models, auth.clone()))
