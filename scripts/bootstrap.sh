@@ -8,6 +8,7 @@
 #                                 (what `ort` opens with `load-dynamic`)
 #   .venv/libtorch/            -> CPU libtorch 2.13.0 from the PyPI `torch` wheel (for `tch` 0.26),
 #                                 plus the two small CUDA runtime wheels libtorch_cpu.so links
+#   .venv/ tritonclient[grpc]  Triton's Python client, for the interoperability test of the OIP API
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #
@@ -79,5 +80,13 @@ if ! "$PY" -c "import importlib.metadata as m; assert m.version('nvidia-cuda-run
   "${PIP[@]}" install --no-deps "nvidia-cuda-runtime==$CUDA_RUNTIME_VERSION" "nvidia-cuda-cupti==$CUDA_CUPTI_VERSION"
 fi
 ln -sfn "$TORCH_DIR" "$VENV/libtorch"
+
+# Triton's Python client, to prove the Open Inference Protocol with a client nobody here wrote
+# (tests/clients/oip_triton.py, run by the test suite).
+TRITONCLIENT_VERSION=2.73.0
+if ! "$PY" -c "import importlib.metadata as m; assert m.version('tritonclient') == '$TRITONCLIENT_VERSION'; import tritonclient.grpc" 2>/dev/null; then
+  say "installing tritonclient[grpc]==$TRITONCLIENT_VERSION"
+  "${PIP[@]}" install "tritonclient[grpc]==$TRITONCLIENT_VERSION"
+fi
 
 say "ready: ONNX Runtime $ORT_VERSION at $VENV/onnxruntime, libtorch $TORCH_VERSION at $VENV/libtorch"

@@ -505,3 +505,28 @@ async fn foresight_publish_backfills_the_service_and_is_harmless_to_repeat() {
     let inline = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.unwrap().into_inner();
     assert_eq!(from_state.components[0].forward_rate, inline.components[0].forward_rate);
 }
+
+/// Triton's own Python client (tritonclient[grpc], installed by the bootstrap) against the real
+/// binary: live, ready, metadata, and a card's golden rows through `infer` (raw contents both
+/// ways) giving the card's outputs to 1e-9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritons_own_client_runs_the_served_models() {
+    let state = tempfile::tempdir().unwrap();
+    let (_process, address) = start_binary(state.path()).await;
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run ./scripts/bootstrap.sh", python.display());
+    let card = root().join("models/btc-dvol-har-x/v1/card.json");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(root().join("tests/clients/oip_triton.py"))
+            .arg(address.trim_start_matches("http://"))
+            .arg(card)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "tritonclient failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("btc-dvol-har-x v1, 8 golden rows") && stdout.contains("within 1e-9"), "{stdout}");
+}

@@ -90,6 +90,9 @@ impl GrpcInferenceService for InferenceApi {
         if input.datatype != FP64 {
             return Err(Status::invalid_argument(format!("inputs[0].datatype: {FP64} expected, got `{}`", input.datatype)));
         }
+        // Answer in the form the request used, as Triton does: raw little-endian bytes for raw
+        // inputs (what tritonclient sends), typed contents otherwise.
+        let raw = !r.raw_input_contents.is_empty();
         let values: Vec<f64> = match (r.raw_input_contents.first(), &input.contents) {
             (Some(raw), _) => {
                 if raw.len() % 8 != 0 {
@@ -131,15 +134,23 @@ impl GrpcInferenceService for InferenceApi {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
+        // The requested outputs in the order asked for (all, in the card's order, when none are).
+        let mut outputs: Vec<(String, Vec<f64>)> = outputs.into_iter().filter(|(n, _)| wanted.is_empty() || wanted.contains(n)).collect();
+        if !wanted.is_empty() {
+            outputs.sort_by_key(|(n, _)| wanted.iter().position(|w| w == n));
+        }
+        let mut raw_output_contents = Vec::new();
         let outputs = outputs
             .into_iter()
-            .filter(|(n, _)| wanted.is_empty() || wanted.contains(n))
-            .map(|(name, values)| InferOutputTensor {
-                name,
-                datatype: FP64.into(),
-                shape: vec![values.len() as i64],
-                parameters: Default::default(),
-                contents: Some(oip::InferTensorContents { fp64_contents: values, ..Default::default() }),
+            .map(|(name, values)| {
+                let shape = vec![values.len() as i64];
+                let contents = if raw {
+                    raw_output_contents.push(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+                    None
+                } else {
+                    Some(oip::InferTensorContents { fp64_contents: values, ..Default::default() })
+                };
+                InferOutputTensor { name, datatype: FP64.into(), shape, parameters: Default::default(), contents }
             })
             .collect();
         Ok(Response::new(oip::ModelInferResponse {
@@ -148,7 +159,7 @@ impl GrpcInferenceService for InferenceApi {
             id: r.id,
             parameters: Default::default(),
             outputs,
-            raw_output_contents: vec![],
+            raw_output_contents,
         }))
     }
 }
