@@ -530,3 +530,20 @@ async fn tritons_own_client_runs_the_served_models() {
     assert!(out.status.success(), "tritonclient failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("btc-dvol-har-x v1, 8 golden rows") && stdout.contains("within 1e-9"), "{stdout}");
 }
+
+/// The engine generation gauge is right from the start and moves with a split change, before
+/// any calibration is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generation_gauge_is_served_before_any_calibration() {
+    let (address, serving) = serve(config(&root().join("models"), None)).await;
+    let bound = foresight_serve::metrics::spawn(serving.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let gauge = move || {
+        let text = http_get(bound, "/metrics");
+        text.lines().find(|l| l.starts_with("foresight_engine_generation ")).map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!(tokio::task::spawn_blocking(gauge).await.unwrap().as_deref(), Some("1"));
+    let mut models = ModelServiceClient::connect(format!("http://{address}")).await.unwrap();
+    let split = proto::TrafficSplit { arms: vec![proto::ArmWeight { arm: "ewma".into(), weight: 1.0 }], shadow: false };
+    models.set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    assert_eq!(tokio::task::spawn_blocking(gauge).await.unwrap().as_deref(), Some("2"));
+}

@@ -114,6 +114,6 @@ async fn oversize_messages_are_refused_before_any_work() {
     let e = client.calibrate_batch(batch).await.unwrap_err();
     assert!(matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted), "{e:?}");
     assert!(e.message().contains("too large"), "{e:?}");
-    let metrics = serving.metrics.encode();
+    let metrics = serving.metrics.encode(serving.engine().generation());
     assert!(!metrics.contains("method=\"calibrate_batch\""), "the batch never reached the engine");
 }

@@ -3,9 +3,10 @@
 //! that they are on disk. Lines that arrive while a write is in progress are written (and
 //! fsynced) together, so durability costs one fsync per group, not per line.
 //!
-//! A crash can leave a torn last line (written, not acknowledged): [`read_lines`] drops it and
-//! truncates the file to the last complete line. A damaged line elsewhere is an error that
-//! names it, never silently skipped.
+//! A crash can leave a torn last line (written, not acknowledged): [`read_lines`] leaves it out
+//! without changing the file (it is safe on a log being written); the journal's owner cuts the
+//! file back to the last complete line when it opens it for writing. A damaged line elsewhere is
+//! an error that names it, never silently skipped.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};

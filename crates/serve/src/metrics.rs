@@ -97,7 +97,6 @@ impl Metrics {
         for s in &calibration.shadow {
             self.record_arm(s, false);
         }
-        self.generation.set(calibration.generation as i64);
     }
 
     /// Records the time a call of `method` took.
@@ -118,8 +117,10 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The Prometheus text exposition, with the engine generation served at `generation` (read
+    /// at scrape time: right after start and after every reload, not only once a call came).
+    pub fn encode(&self, generation: u64) -> String {
+        self.generation.set(generation as i64);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -133,7 +134,7 @@ pub async fn serve(metrics: Arc<crate::Serving>, listener: tokio::net::TcpListen
         "/metrics",
         axum::routing::get(move || {
             let serving = metrics.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], serving.metrics.encode()) }
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], serving.metrics.encode(serving.engine().generation())) }
         }),
     );
     axum::serve(listener, app).await
