@@ -8,7 +8,8 @@
 #                                 (what `ort` opens with `load-dynamic`)
 #   .venv/libtorch/            -> CPU libtorch 2.13.0 from the PyPI `torch` wheel (for `tch` 0.26),
 #                                 plus the two small CUDA runtime wheels libtorch_cpu.so links
-#   .venv/ tritonclient[grpc]  Triton's Python client, for the interoperability test of the OIP API
+#   .venv/ tritonclient[grpc], grpcio-reflection
+#                              outside clients for the service's interoperability tests
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #
@@ -81,12 +82,14 @@ if ! "$PY" -c "import importlib.metadata as m; assert m.version('nvidia-cuda-run
 fi
 ln -sfn "$TORCH_DIR" "$VENV/libtorch"
 
-# Triton's Python client, to prove the Open Inference Protocol with a client nobody here wrote
-# (tests/clients/oip_triton.py, run by the test suite).
+# Clients nobody here wrote, for the service's interoperability tests (tests/clients/*.py, run by
+# the test suite): Triton's Python client for the Open Inference Protocol, and Python's gRPC
+# reflection client (v1alpha).
 TRITONCLIENT_VERSION=2.73.0
-if ! "$PY" -c "import importlib.metadata as m; assert m.version('tritonclient') == '$TRITONCLIENT_VERSION'; import tritonclient.grpc" 2>/dev/null; then
-  say "installing tritonclient[grpc]==$TRITONCLIENT_VERSION"
-  "${PIP[@]}" install "tritonclient[grpc]==$TRITONCLIENT_VERSION"
+GRPCIO_VERSION=1.81.1   # grpcio-reflection 1.82+ needs protobuf 7, tritonclient 2.73 protobuf < 7
+if ! "$PY" -c "import importlib.metadata as m; assert m.version('tritonclient') == '$TRITONCLIENT_VERSION' and m.version('grpcio-reflection') == '$GRPCIO_VERSION'; import tritonclient.grpc, grpc_reflection" 2>/dev/null; then
+  say "installing tritonclient[grpc]==$TRITONCLIENT_VERSION, grpcio-reflection==$GRPCIO_VERSION"
+  "${PIP[@]}" install "tritonclient[grpc]==$TRITONCLIENT_VERSION" "grpcio==$GRPCIO_VERSION" "grpcio-reflection==$GRPCIO_VERSION"
 fi
 
 say "ready: ONNX Runtime $ORT_VERSION at $VENV/onnxruntime, libtorch $TORCH_VERSION at $VENV/libtorch"

@@ -547,3 +547,24 @@ async fn the_generation_gauge_is_served_before_any_calibration() {
     models.set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
     assert_eq!(tokio::task::spawn_blocking(gauge).await.unwrap().as_deref(), Some("2"));
 }
+
+/// Python's grpcio-reflection client, which speaks reflection v1alpha, lists every API of the real
+/// binary and describes the calibration service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pythons_reflection_client_lists_the_services() {
+    let state = tempfile::tempdir().unwrap();
+    let (_process, address) = start_binary(state.path()).await;
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run ./scripts/bootstrap.sh", python.display());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(root().join("tests/clients/reflection_v1alpha.py")).arg(address.trim_start_matches("http://")).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "grpcio-reflection failed:\n{stdout}\n{stderr}");
+    for api in ["foresight.v1.CalibrationService", "foresight.v1.MarketDataService", "foresight.v1.ModelService", "inference.GRPCInferenceService", "grpc.health.v1.Health"] {
+        assert!(stdout.lines().any(|l| l == api), "{api} not listed:\n{stdout}");
+    }
+    assert!(stdout.contains("CalibrationService methods: Calibrate,CalibrateBatch,CalibrateStream,Forecast"), "{stdout}");
+}
