@@ -506,28 +506,28 @@ async fn foresight_publish_backfills_the_service_and_is_harmless_to_repeat() {
     assert_eq!(from_state.components[0].forward_rate, inline.components[0].forward_rate);
 }
 
+/// Starts the real binary and runs `tests/clients/<script> HOST:PORT <args>` with the project
+/// venv's Python (the bootstrap installs the outside clients there); returns its stdout.
+async fn python_client(script: &str, args: &[&str]) -> String {
+    let state = tempfile::tempdir().unwrap();
+    let (_process, address) = start_binary(state.path()).await;
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run ./scripts/bootstrap.sh", python.display());
+    let mut command = Command::new(python);
+    command.arg(root().join("tests/clients").join(script)).arg(address.trim_start_matches("http://")).args(args);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
 /// Triton's own Python client (tritonclient[grpc], installed by the bootstrap) against the real
 /// binary: live, ready, metadata, and a card's golden rows through `infer` (raw contents both
 /// ways) giving the card's outputs to 1e-9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritons_own_client_runs_the_served_models() {
-    let state = tempfile::tempdir().unwrap();
-    let (_process, address) = start_binary(state.path()).await;
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run ./scripts/bootstrap.sh", python.display());
     let card = root().join("models/btc-dvol-har-x/v1/card.json");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(root().join("tests/clients/oip_triton.py"))
-            .arg(address.trim_start_matches("http://"))
-            .arg(card)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "tritonclient failed:\n{stdout}\n{stderr}");
+    let stdout = python_client("oip_triton.py", &[card.to_str().unwrap()]).await;
     assert!(stdout.contains("btc-dvol-har-x v1, 8 golden rows") && stdout.contains("within 1e-9"), "{stdout}");
 }
 
@@ -552,17 +552,7 @@ async fn the_generation_gauge_is_served_before_any_calibration() {
 /// binary and describes the calibration service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pythons_reflection_client_lists_the_services() {
-    let state = tempfile::tempdir().unwrap();
-    let (_process, address) = start_binary(state.path()).await;
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run ./scripts/bootstrap.sh", python.display());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(root().join("tests/clients/reflection_v1alpha.py")).arg(address.trim_start_matches("http://")).output().unwrap()
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "grpcio-reflection failed:\n{stdout}\n{stderr}");
+    let stdout = python_client("reflection_v1alpha.py", &[]).await;
     for api in ["foresight.v1.CalibrationService", "foresight.v1.MarketDataService", "foresight.v1.ModelService", "inference.GRPCInferenceService", "grpc.health.v1.Health"] {
         assert!(stdout.lines().any(|l| l == api), "{api} not listed:\n{stdout}");
     }

@@ -72,16 +72,14 @@ pub fn run(args: FrontierArgs) -> anyhow::Result<()> {
         print_window(&run, w, frozen.as_ref(), &config);
     }
     let develop = &run.windows[0];
-    if let Some(i) = develop.selected(&config.selection) {
-        let p = &develop.points[i];
-        if !(p.covered && p.min_coverage_p >= config.selection.min_coverage_p) {
-            println!(
-                "note: no forward arm passes coverage with the headroom (smallest p ≥ {}) on the development window; the rule falls back to the one closest to passing",
-                config.selection.min_coverage_p
-            );
-        }
+    let picked = develop.selected(&config.selection).map(|i| &develop.points[i]);
+    if picked.is_some_and(|p| !(p.covered && p.min_coverage_p >= config.selection.min_coverage_p)) {
+        println!(
+            "note: no forward arm passes coverage with the headroom (smallest p ≥ {}) on the development window; the rule falls back to the one closest to passing",
+            config.selection.min_coverage_p
+        );
     }
-    let pick = develop.selected(&config.selection).map(|i| develop.points[i].arm.clone());
+    let pick = picked.map(|p| p.arm.clone());
     match (&pick, &frozen) {
         (Some(p), Some(f)) if *p == f.to_string() => println!("The rule re-run on the development window picks the frozen arm {p}."),
         (Some(p), Some(f)) => eprintln!("warning: the rule picks {p} on the development window, but the config freezes {f}"),

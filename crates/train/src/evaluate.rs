@@ -304,7 +304,6 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
         (_, Some((asymmetric, innovation))) => {
             let pct = contiguous_percent_returns(history)?;
             let params = GarchParams::new(asymmetric).innovation(innovation);
-            let max_h = config.horizons.iter().copied().max().unwrap_or(1);
             let mut fitted = None;
             // σ² of the latest known return (pct[t − 1]) under the current parameters.
             let mut last_sigma2 = 0.0;
@@ -325,10 +324,8 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
                     last_sigma2 = fit.model().volatility.forecast(vol, pct[t - 2] - mu, last_sigma2, 1)[0];
                 }
                 let Some(fit) = &fitted else { continue };
-                let (mu, vol, _) = fit.model().split(fit.params());
-                let path = fit.model().volatility.forecast(vol, pct[t - 1] - mu, last_sigma2, max_h);
-                for (k, &h) in config.horizons.iter().enumerate() {
-                    out[k][t] = Some(path[..h].iter().sum::<f64>() / h as f64 / 1e4);
+                for (k, mean) in garch_mean_variances(fit, pct[t - 1], last_sigma2, &config.horizons).into_iter().enumerate() {
+                    out[k][t] = Some(mean);
                 }
             }
         }
@@ -402,14 +399,10 @@ impl FrozenForecaster {
             Self::Garch(fit) => {
                 let pct = contiguous_percent_returns(history)?;
                 let sigma2 = fit.model().conditional_variance(fit.params(), &ArchData::new(&pct)?);
-                let (mu, vol, _) = fit.model().split(fit.params());
-                let max_h = horizons.iter().copied().max().unwrap_or(1);
                 // Day t knows returns 1..=t, i.e. pct[..t]; the path starts after pct[t − 1].
-                let paths: Vec<Option<Vec<f64>>> = (0..n)
-                    .map(|t| (t >= 1).then(|| fit.model().volatility.forecast(vol, pct[t - 1] - mu, sigma2[t - 1], max_h)))
-                    .collect();
-                for &h in horizons {
-                    out.insert(h, paths.iter().map(|p| p.as_ref().map(|p| p[..h].iter().sum::<f64>() / h as f64 / 1e4)).collect());
+                let means: Vec<Option<Vec<f64>>> = (0..n).map(|t| (t >= 1).then(|| garch_mean_variances(fit, pct[t - 1], sigma2[t - 1], horizons))).collect();
+                for (k, &h) in horizons.iter().enumerate() {
+                    out.insert(h, means.iter().map(|m| m.as_ref().map(|m| m[k])).collect());
                 }
             }
             Self::Har(fits) => {
@@ -430,6 +423,15 @@ impl FrozenForecaster {
 /// the arm's name. (A GARCH fit that fails is an error: it has no such warm-up.)
 fn refitted<T>(current: Option<T>, attempt: Result<T>) -> Option<T> {
     attempt.ok().or(current)
+}
+
+/// A GARCH fit's forecast, made after the percent return `last_pct` whose conditional variance
+/// was `sigma2`, of the mean daily variance (of log returns, not percent) over each of `horizons`.
+fn garch_mean_variances(fit: &crate::fit::FittedGarch, last_pct: f64, sigma2: f64, horizons: &[usize]) -> Vec<f64> {
+    let (mu, vol, _) = fit.model().split(fit.params());
+    let max_h = horizons.iter().copied().max().unwrap_or(1);
+    let path = fit.model().volatility.forecast(vol, last_pct - mu, sigma2, max_h);
+    horizons.iter().map(|&h| path[..h].iter().sum::<f64>() / h as f64 / 1e4).collect()
 }
 
 pub(crate) fn contiguous_percent_returns(history: &DailyHistory) -> Result<Vec<f64>> {

@@ -31,20 +31,16 @@ pub enum ForwardPolicy {
 }
 
 impl ForwardPolicy {
-    /// The forecast horizons this policy needs for a margin period of `margin_horizon` days:
-    /// the one that standardises returns first, then the one(s) that scale; no repeats.
+    /// The forecast horizons this policy needs for a margin period of `margin_horizon` days,
+    /// ascending, without repeats ([`rates`](Self::rates) looks each up by its value).
     pub fn horizons(&self, margin_horizon: usize) -> Vec<usize> {
         let mut out = match *self {
             ForwardPolicy::Horizon => vec![1, margin_horizon],
             ForwardPolicy::Lookahead(days) => vec![days, margin_horizon.max(days)],
             ForwardPolicy::Path(days) => vec![1, margin_horizon, days.max(margin_horizon)],
         };
-        let mut seen = Vec::with_capacity(out.len());
-        out.retain(|h| {
-            let new = !seen.contains(h);
-            seen.push(*h);
-            new
-        });
+        out.sort_unstable();
+        out.dedup();
         out
     }
 
