@@ -3,13 +3,22 @@
 //! that they are on disk. Lines that arrive while a write is in progress are written (and
 //! fsynced) together, so durability costs one fsync per group, not per line.
 //!
-//! A crash can leave a torn last line (written, not acknowledged): [`read_lines`] leaves it out
-//! without changing the file (it is safe on a log being written); the journal's owner cuts the
-//! file back to the last complete line when it opens it for writing. A damaged line elsewhere is
-//! an error that names it, never silently skipped.
+//! ## Format
+//! Version 1 (before checksums) is one JSON document per line. Version 2 starts with the line
+//! [`VERSION_2_LINE`]; every line after it is `<crc32c of the JSON, 8 hex digits> <JSON>`. A
+//! version line may come after version-1 lines: that is how a journal written before checksums
+//! is carried on, so old journals and audit logs still open.
+//!
+//! ## Damage
+//! A line is good when it is complete (ends in a newline) and, in version 2, its checksum holds.
+//! Whatever follows the last good line up to the end of the file (a torn write, zeros from a
+//! lost page, garbage) is a damaged tail: readers ([`read_lines`]) leave it out without changing
+//! the file (safe on a log being written); the journal's owner cuts it off when it opens the
+//! file for writing and reports what it cut ([`TailCut`]). A bad line *followed by* a good one
+//! cannot come from a crash during an append: it is an error that names the file and offset.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -51,7 +60,8 @@ pub enum JournalError {
         /// The error.
         source: io::Error,
     },
-    /// A complete line that does not parse: the journal is damaged.
+    /// A good line (its checksum holds) that does not parse as a record, or a record that no
+    /// longer applies: the journal and its reader disagree.
     #[error("{path}:{line}: damaged record: {message}")]
     Damaged {
         /// The journal file.
@@ -61,9 +71,198 @@ pub enum JournalError {
         /// What failed.
         message: String,
     },
+    /// A bad line (torn or failing its checksum) with good lines after it: damage inside the
+    /// journal, which no crash during an append leaves, so it is not cut.
+    #[error("{path}: line {line} at byte {offset} is damaged ({why}) and good lines follow it; restore the file from a copy or move it aside")]
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line number of the bad line.
+        line: usize,
+        /// Its byte offset in the file.
+        offset: u64,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// The writer thread is gone (the service is shutting down).
     #[error("journal {0} is closed")]
     Closed(PathBuf),
+}
+
+/// The line that starts the checksummed format.
+pub const VERSION_2_LINE: &[u8] = b"#foresight-journal 2 crc32c";
+
+/// Length of a version-2 line's prefix: 8 hex digits and a space.
+const CHECKSUM_PREFIX: usize = 9;
+
+/// What the owner of a journal cut off its end when it opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailCut {
+    /// Bytes removed.
+    pub bytes: u64,
+    /// Records (lines other than version lines) kept before the cut.
+    pub records_kept: usize,
+    /// 1-based line number of the last good line (0: none).
+    pub last_good_line: usize,
+    /// The file's length after the cut.
+    pub kept_len: u64,
+}
+
+impl std::fmt::Display for TailCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cut {} damaged bytes after line {} (byte {}; {} records kept)", self.bytes, self.last_good_line, self.kept_len, self.records_kept)
+    }
+}
+
+/// What one pass over a journal found.
+struct Scan {
+    /// End of the last good line.
+    good_len: u64,
+    /// The file's length.
+    len: u64,
+    /// Records among the good lines.
+    records: usize,
+    /// Line number of the last good line.
+    last_good_line: usize,
+    /// Whether the good lines end in the checksummed format.
+    checksummed: bool,
+}
+
+/// Checks one line (with its newline, if it has one). A checksummed line whose checksum holds
+/// is good anywhere, so a damaged version line cannot hide the good lines after it; a plain
+/// JSON object is good only before the first version line.
+fn check_line(segment: &[u8], checksummed: bool) -> Result<Line<'_>, &'static str> {
+    let Some(body) = segment.strip_suffix(b"\n") else {
+        return Err("no newline: a torn write");
+    };
+    if body == VERSION_2_LINE {
+        return Ok(Line::Version2);
+    }
+    let prefix = body.get(..CHECKSUM_PREFIX).filter(|p| p[CHECKSUM_PREFIX - 1] == b' ');
+    if let Some(expected) = prefix.and_then(|p| std::str::from_utf8(&p[..CHECKSUM_PREFIX - 1]).ok()).and_then(|hex| u32::from_str_radix(hex, 16).ok()) {
+        let json = &body[CHECKSUM_PREFIX..];
+        return if crc32c::crc32c(json) == expected { Ok(Line::Record(json)) } else { Err("checksum mismatch") };
+    }
+    match (checksummed, body.first()) {
+        (false, Some(b'{')) => Ok(Line::Record(body)),
+        (false, _) => Err("not a JSON object"),
+        (true, _) => Err("no checksum"),
+    }
+}
+
+/// A good line.
+enum Line<'a> {
+    /// The start of the checksummed format.
+    Version2,
+    /// A record's JSON.
+    Record(&'a [u8]),
+}
+
+/// Reads the journal `file` at `path` line by line, handing each good record (its line number
+/// and JSON) to `record`, up to the damaged tail if there is one.
+fn scan(path: &Path, file: File, mut record: impl FnMut(usize, &[u8]) -> Result<(), JournalError>) -> Result<Scan, JournalError> {
+    let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut scan = Scan { good_len: 0, len: 0, records: 0, last_good_line: 0, checksummed: false };
+    let mut first_bad: Option<(usize, u64, &'static str)> = None;
+    let mut segment = Vec::new();
+    for line in 1.. {
+        segment.clear();
+        let read = reader.read_until(b'\n', &mut segment).map_err(io_error)?;
+        if read == 0 {
+            break;
+        }
+        let offset = scan.len;
+        scan.len += read as u64;
+        match check_line(&segment, scan.checksummed) {
+            Err(why) => {
+                first_bad.get_or_insert((line, offset, why));
+            }
+            Ok(_) if first_bad.is_some() => {
+                let (line, offset, why) = first_bad.expect("checked");
+                return Err(JournalError::Corrupt { path: path.to_path_buf(), line, offset, why });
+            }
+            Ok(good) => {
+                match good {
+                    Line::Version2 => scan.checksummed = true,
+                    Line::Record(json) => {
+                        scan.records += 1;
+                        record(line, json)?;
+                    }
+                }
+                scan.good_len = scan.len;
+                scan.last_good_line = line;
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Opens `path` for `options`; `None` when it does not exist.
+fn open_existing(path: &Path, options: &OpenOptions) -> Result<Option<File>, JournalError> {
+    match options.open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(JournalError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+/// The good records of the journal at `path` with their 1-based line numbers, parsed as `T`
+/// (none when it does not exist). A damaged tail is left out and the file is not changed, so
+/// this is safe on a log being written.
+pub fn read_numbered_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<(usize, T)>, JournalError> {
+    let Some(file) = open_existing(path, OpenOptions::new().read(true))? else {
+        return Ok(Vec::new());
+    };
+    let mut records = Vec::new();
+    scan(path, file, |line, json| {
+        let record = serde_json::from_slice(json).map_err(|e| JournalError::Damaged { path: path.to_path_buf(), line, message: e.to_string() })?;
+        records.push((line, record));
+        Ok(())
+    })?;
+    Ok(records)
+}
+
+/// The good records of the journal at `path`, parsed as `T`: [`read_numbered_lines`] without
+/// the numbers.
+pub fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, JournalError> {
+    Ok(read_numbered_lines(path)?.into_iter().map(|(_, record)| record).collect())
+}
+
+/// Cuts the damaged tail off the journal at `path` (only its owner calls this, before it
+/// writes), so the next append starts after the last good line; says what it cut.
+pub fn cut_damaged_tail(path: &Path) -> Result<Option<TailCut>, JournalError> {
+    Ok(cut_tail(path)?.1)
+}
+
+/// [`cut_damaged_tail`], also saying whether the kept lines end in the checksummed format.
+fn cut_tail(path: &Path) -> Result<(bool, Option<TailCut>), JournalError> {
+    let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
+    let Some(file) = open_existing(path, OpenOptions::new().read(true).write(true))? else {
+        return Ok((false, None));
+    };
+    let scanned = scan(path, file.try_clone().map_err(io_error)?, |_, _| Ok(()))?;
+    if scanned.good_len == scanned.len {
+        return Ok((scanned.checksummed, None));
+    }
+    file.set_len(scanned.good_len).map_err(io_error)?;
+    file.sync_all().map_err(io_error)?;
+    let cut = TailCut { bytes: scanned.len - scanned.good_len, records_kept: scanned.records, last_good_line: scanned.last_good_line, kept_len: scanned.good_len };
+    Ok((scanned.checksummed, Some(cut)))
+}
+
+/// Appends `record` to `lines` as one version-2 line.
+fn push_line<T: Serialize>(lines: &mut Vec<u8>, record: &T) -> serde_json::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let start = lines.len();
+    lines.extend_from_slice(b"00000000 ");
+    serde_json::to_writer(&mut *lines, record)?;
+    let crc = crc32c::crc32c(&lines[start + CHECKSUM_PREFIX..]);
+    for (i, digit) in lines[start..start + 8].iter_mut().enumerate() {
+        *digit = HEX[((crc >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    lines.push(b'\n');
+    Ok(())
 }
 
 /// Most lines written by one group.
@@ -80,74 +279,26 @@ struct Pending {
 pub struct Journal {
     path: PathBuf,
     sender: mpsc::Sender<Pending>,
-}
-
-/// The complete lines of the journal at `path`, parsed as `T` (none when it does not exist). A
-/// torn last line (no newline: written, never acknowledged) is left out; the file is not
-/// changed, so this is safe on a log that is being written.
-pub fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, JournalError> {
-    let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(e)),
-    };
-    let mut reader = BufReader::new(file);
-    let (mut records, mut buffer) = (Vec::new(), Vec::new());
-    for line in 1.. {
-        buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer).map_err(io_error)?;
-        if read == 0 || buffer.last() != Some(&b'\n') {
-            break;
-        }
-        let record = serde_json::from_slice(&buffer[..buffer.len() - 1])
-            .map_err(|e| JournalError::Damaged { path: path.to_path_buf(), line, message: e.to_string() })?;
-        records.push(record);
-    }
-    Ok(records)
-}
-
-/// Cuts a torn last line (one without its newline) off the journal at `path`, so the next
-/// append starts on a fresh line; only the journal's owner calls this, before it writes.
-pub fn cut_torn_tail(path: &Path) -> Result<(), JournalError> {
-    let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(e)),
-    };
-    let len = file.metadata().map_err(io_error)?.len();
-    // Scan back from the end, a block at a time, for the last newline.
-    let mut end = len;
-    let mut block = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(block.len() as u64);
-        let chunk = &mut block[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start)).map_err(io_error)?;
-        file.read_exact(chunk).map_err(io_error)?;
-        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
-            end = start + i as u64 + 1;
-            break;
-        }
-        end = start;
-    }
-    if end < len {
-        file.set_len(end).map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
-    }
-    Ok(())
+    cut_at_open: Option<TailCut>,
 }
 
 impl Journal {
-    /// Opens `path` for appending (creating it and its folder), with a writer thread.
-    /// A torn last line is cut first.
+    /// Opens `path` for appending (creating it and its folder), with a writer thread. A damaged
+    /// tail is cut first ([`Journal::cut_at_open`] says what was cut); a journal that does not
+    /// end in the checksummed format gets its version line, so what is appended is checksummed.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, JournalError> {
         let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_error)?;
-        cut_torn_tail(path)?;
+        let (checksummed, cut_at_open) = cut_tail(path)?;
+        if let Some(cut) = &cut_at_open {
+            tracing::warn!(journal = %path.display(), "{cut}");
+        }
         let existed = path.exists();
         let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error)?;
+        if !checksummed {
+            file.write_all(&[VERSION_2_LINE, b"\n"].concat()).and_then(|()| file.sync_data()).map_err(io_error)?;
+        }
         if !existed {
             // The new file's directory entry must be durable too.
             File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
@@ -159,7 +310,7 @@ impl Journal {
             .name(format!("journal:{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?")))
             .spawn(move || write_groups(file, good_len, &receiver, durability, &thread_path))
             .map_err(io_error)?;
-        Ok(Self { path: path.to_path_buf(), sender })
+        Ok(Self { path: path.to_path_buf(), sender, cut_at_open })
     }
 
     /// The journal file.
@@ -167,13 +318,17 @@ impl Journal {
         &self.path
     }
 
+    /// What [`Journal::open`] cut off the file's damaged end, if anything.
+    pub fn cut_at_open(&self) -> Option<TailCut> {
+        self.cut_at_open
+    }
+
     /// Queues `records`, a line each, together; the receiver answers once they are stored.
     /// Lines are written in the order they are queued.
     pub fn queue<T: Serialize>(&self, records: &[T]) -> Result<oneshot::Receiver<Result<(), String>>, JournalError> {
         let mut lines = Vec::with_capacity(256 * records.len());
         for record in records {
-            serde_json::to_writer(&mut lines, record).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
-            lines.push(b'\n');
+            push_line(&mut lines, record).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
         }
         let (done, receiver) = oneshot::channel();
         self.sender.send(Pending { lines, done }).map_err(|_| JournalError::Closed(self.path.clone()))?;
@@ -284,12 +439,120 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_line_is_an_error_naming_it() {
+    fn a_line_that_does_not_parse_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
-        std::fs::write(&path, "{\"n\":1}\nnot json\n{\"n\":3}\n").unwrap();
+        std::fs::write(&path, "{\"n\":1}\n{not json}\n{\"n\":3}\n").unwrap();
         let e = read_lines::<Row>(&path).unwrap_err().to_string();
         assert!(e.contains("log.jsonl:2: damaged record"), "{e}");
         assert!(read_lines::<Row>(&dir.path().join("absent")).unwrap().is_empty());
+    }
+
+    /// A checksummed journal of `n` rows, written through [`Journal`].
+    async fn written(path: &Path, n: u32) -> Vec<u8> {
+        let journal = Journal::open(path, Durability::Buffered).unwrap();
+        for n in 0..n {
+            journal.append(&[Row { n }]).await.unwrap();
+        }
+        drop(journal);
+        std::fs::read(path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_flipped_byte_is_caught_and_only_the_last_line_is_ever_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let good = written(&path, 6).await;
+        let rows: Vec<Row> = (0..6).map(|n| Row { n }).collect();
+        // Where each line ends; the first line is the version line.
+        let line_ends: Vec<usize> = good.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+        let last_line_start = line_ends[line_ends.len() - 2];
+        for at in 0..good.len() {
+            let mut bytes = good.clone();
+            bytes[at] ^= 0x5a;
+            std::fs::write(&path, &bytes).unwrap();
+            match read_lines::<Row>(&path) {
+                // Damage that runs to the end of the file is a torn tail: left out, never misread.
+                Ok(read) => {
+                    let kept_len = line_ends[read.len()];
+                    assert!(at >= kept_len, "byte {at}: a flip inside the journal went unnoticed");
+                    // Only the last line, or the newline that ends the line before it.
+                    assert!(at + 1 >= last_line_start, "byte {at}: a flip cut more than the end");
+                    assert_eq!(read, rows[..read.len()], "byte {at}");
+                    let cut = cut_damaged_tail(&path).unwrap().expect("cut");
+                    assert_eq!((cut.bytes, cut.records_kept, cut.kept_len), ((good.len() - kept_len) as u64, read.len(), kept_len as u64));
+                }
+                Err(e) => {
+                    assert!(at + 1 < last_line_start, "byte {at}: damage at the end is a tail to cut, not an error: {e}");
+                    let message = e.to_string();
+                    assert!(message.contains("log.jsonl") && (message.contains("at byte") || message.contains("damaged record")), "{message}");
+                    assert!(read_lines::<Row>(&path).is_err() && Journal::open(&path, Durability::Buffered).is_err(), "byte {at}: damage inside is never cut");
+                    assert_eq!(std::fs::read(&path).unwrap(), bytes, "byte {at}: the file is left as found");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_journal_cut_anywhere_keeps_its_complete_lines_and_appends_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let good = written(&path, 4).await;
+        let line_ends: Vec<usize> = good.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+        for len in 0..good.len() {
+            std::fs::write(&path, &good[..len]).unwrap();
+            let complete = line_ends.iter().filter(|end| **end <= len).count();
+            let records = complete.saturating_sub(1); // the first line is the version line
+            assert_eq!(read_lines::<Row>(&path).unwrap().len(), records, "cut at {len}");
+            let journal = Journal::open(&path, Durability::Buffered).unwrap();
+            let kept = line_ends.iter().rev().find(|end| **end <= len).copied().unwrap_or(0);
+            assert_eq!(journal.cut_at_open().map(|c| c.bytes), (kept < len).then_some((len - kept) as u64), "cut at {len}");
+            journal.append(&[Row { n: 99 }]).await.unwrap();
+            let read: Vec<Row> = read_lines(&path).unwrap();
+            assert_eq!(read.len(), records + 1, "cut at {len}");
+            assert_eq!(read.last(), Some(&Row { n: 99 }));
+        }
+    }
+
+    #[tokio::test]
+    async fn zeros_and_garbage_after_the_last_good_line_are_cut_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let good = written(&path, 3).await;
+        let mut complete_line = Vec::new();
+        push_line(&mut complete_line, &Row { n: 7 }).unwrap();
+        // A lost page (zeros) before a complete line, then garbage with newlines in it.
+        for tail in [vec![0u8; 4096], [vec![0u8; 100], complete_line.clone()].concat(), b"\x01garbage\nmore\n{}\n".to_vec()] {
+            std::fs::write(&path, [good.as_slice(), &tail].concat()).unwrap();
+            assert_eq!(read_lines::<Row>(&path).unwrap().len(), 3);
+            let journal = Journal::open(&path, Durability::Buffered).unwrap();
+            let cut = journal.cut_at_open().unwrap();
+            assert_eq!((cut.bytes, cut.records_kept, cut.last_good_line, cut.kept_len), (tail.len() as u64, 3, 4, good.len() as u64));
+            assert!(cut.to_string().contains(&format!("cut {} damaged bytes after line 4", tail.len())), "{cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_journal_written_before_checksums_opens_and_carries_on_checksummed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::fs::write(&path, "{\"n\":0}\n{\"n\":1}\n{\"n\":2").unwrap();
+        let journal = Journal::open(&path, Durability::GroupCommit).unwrap();
+        assert_eq!(journal.cut_at_open().map(|c| c.bytes), Some(6), "the torn version-1 line");
+        journal.append(&[Row { n: 2 }, Row { n: 3 }]).await.unwrap();
+        drop(journal);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("{\"n\":0}\n{\"n\":1}\n#foresight-journal 2 crc32c\n"), "{text}");
+        assert_eq!(read_lines::<Row>(&path).unwrap(), (0..4).map(|n| Row { n }).collect::<Vec<_>>());
+        // Reopening does not add a second version line.
+        Journal::open(&path, Durability::GroupCommit).unwrap().append(&[Row { n: 4 }]).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().matches("#foresight-journal").count(), 1);
+        // After the version line a line without its checksum is damage.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"n\":5}\n");
+        push_line(&mut bytes, &Row { n: 6 }).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_lines::<Row>(&path).unwrap_err();
+        assert!(matches!(e, JournalError::Corrupt { line: 7, why: "no checksum", .. }), "{e}");
     }
 }

@@ -15,7 +15,7 @@ use foresight_registry::atomic::write_json_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::MarketInput;
-use crate::journal::{Durability, Journal, JournalError, cut_torn_tail, read_lines};
+use crate::journal::{Durability, Journal, JournalError, cut_damaged_tail, read_numbered_lines};
 use crate::proto;
 use crate::series::{Day, Series};
 
@@ -46,6 +46,20 @@ enum Record {
         sequence: u64,
         day: Day,
     },
+}
+
+impl Record {
+    fn asset(&self) -> &str {
+        match self {
+            Self::Tick { asset, .. } | Self::Day { asset, .. } => asset,
+        }
+    }
+
+    fn sequence(&self) -> u64 {
+        match self {
+            Self::Tick { sequence, .. } | Self::Day { sequence, .. } => *sequence,
+        }
+    }
 }
 
 /// The day ticks are accumulating into.
@@ -194,19 +208,21 @@ impl MarketState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io_error(&snapshot, e)),
         };
-        cut_torn_tail(&journal_path)?;
-        let records: Vec<Record> = read_lines(&journal_path)?;
-        for (i, record) in records.iter().enumerate() {
-            let asset = match record {
-                Record::Tick { asset, .. } | Record::Day { asset, .. } => asset,
-            };
+        let cut = cut_damaged_tail(&journal_path)?;
+        let records: Vec<(usize, Record)> = read_numbered_lines(&journal_path)?;
+        for (line, record) in &records {
             // Records were checked before they were stored; one that no longer applies means
             // the journal and the snapshot disagree.
-            assets.entry(asset.clone()).or_default().apply(record).map_err(|(field, message)| JournalError::Damaged {
+            assets.entry(record.asset().to_string()).or_default().apply(record).map_err(|(field, message)| JournalError::Damaged {
                 path: journal_path.clone(),
-                line: i + 1,
+                line: *line,
                 message: format!("{field}: {message}"),
             })?;
+        }
+        if let Some(cut) = cut {
+            // Only unacknowledged updates can be in a damaged tail: say where the kept ones end.
+            let last = records.last().map(|(_, r)| format!("{} sequence {}", r.asset(), r.sequence()));
+            tracing::warn!(journal = %journal_path.display(), last_good = last.as_deref().unwrap_or("none"), "{cut}");
         }
         if records.len() > COMPACT_AFTER {
             // Snapshot first, then an empty journal: a crash between the two replays records
@@ -401,5 +417,31 @@ mod tests {
         assert!(acks[2].error.starts_with("tick.price"), "{}", acks[2].error);
         assert_eq!(state.state("BTC").unwrap().last_sequence, 10);
         assert!(state.state("ETH").is_none() && state.input("ETH").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_journal_tail_is_cut_and_damage_inside_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = MarketState::open(dir.path(), Durability::GroupCommit).unwrap();
+        state.publish(&[day(1, "2024-01-01", 100.0), tick(2, T0 + 1000, 101.0), tick(3, T0 + 2000, 102.0)]).await.unwrap();
+        let before = state.state("BTC").unwrap();
+        drop(state);
+        let path = dir.path().join(JOURNAL_FILE);
+        let good = std::fs::read(&path).unwrap();
+        // A lost page after the last acknowledged update: cut, nothing acknowledged is lost.
+        std::fs::write(&path, [good.as_slice(), &[0u8; 512]].concat()).unwrap();
+        let state = MarketState::open(dir.path(), Durability::GroupCommit).unwrap();
+        assert_eq!(state.state("BTC").unwrap(), before);
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        drop(state);
+        // A byte flipped in the second update, with the third intact after it: an error naming
+        // the file and the offset, and the file left as it was.
+        let second = good.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 1;
+        let mut bytes = good.clone();
+        bytes[second + 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = MarketState::open(dir.path(), Durability::GroupCommit).err().expect("refused").to_string();
+        assert!(e.contains("market.jsonl") && e.contains(&format!("line 3 at byte {second}")), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 }
