@@ -188,7 +188,7 @@ struct Day {
     date: chrono::NaiveDate,
     close: f64,
     realized_variance: Option<f64>,
-    implied_vol: Option<f64>,
+    implied_vol_percent: Option<f64>,
 }
 
 /// Serves `served` (a registered model with the frozen policy) in the split of a real server,
@@ -207,10 +207,10 @@ async fn served_rate_matches_the_backtest(asset: &str, days: &[Day], served: &st
     ModelServiceClient::connect(address.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
     let history: Vec<proto::DailyObservation> = days
         .iter()
-        .map(|d| proto::DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
+        .map(|d| proto::DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol_percent: d.implied_vol_percent })
         .collect();
     let spot = days.last().unwrap().close;
-    let market = proto::AssetMarket { asset: asset.into(), spot, implied_vol: 0.3, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) };
+    let market = proto::AssetMarket { asset: asset.into(), spot, implied_vol_fraction: 0.3, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) };
     let position = proto::Position { underlying: asset.into(), ..crate::serve::linear(1.0) };
     let mut client = proto::calibration_service_client::CalibrationServiceClient::connect(address).await.unwrap();
     let response = client.calibrate(crate::serve::request(vec![position], market)).await.unwrap().into_inner();
@@ -234,7 +234,7 @@ async fn served_rate_matches_the_backtest(asset: &str, days: &[Day], served: &st
         frequency: Frequency::Daily { business_days: !weekend },
         gaps: GapReport::default(),
     };
-    let implied: Vec<Option<f64>> = days.iter().map(|d| d.implied_vol).collect();
+    let implied: Vec<Option<f64>> = days.iter().map(|d| d.implied_vol_percent).collect();
     let registry = foresight_registry::Registry::open(root().join("models")).unwrap();
     let model = served.split('+').next().unwrap().trim_start_matches("model:");
     let (card, mut loaded, _) = registry.load(&model.parse().unwrap()).unwrap();
@@ -258,13 +258,13 @@ async fn the_frozen_crypto_policy_is_served_at_the_backtest_rate() {
     let days = foresight_train::evaluate::market_days(&crate::util::data("btc_usdt_1d.csv"), &crate::util::data("btc_usdt_2h.csv"), None).unwrap();
     let days: Vec<Day> = days[days.len() - 600..]
         .iter()
-        .map(|d| Day { date: d.date, close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
+        .map(|d| Day { date: d.date, close: d.close, realized_variance: d.realized_variance, implied_vol_percent: d.implied_vol_percent })
         .collect();
     served_rate_matches_the_backtest("BTC", &days, &served, "intraday").await;
 }
 
 /// The frozen equity arm (log-HAR family, half VIX) served through the S&P 500's registered
-/// log-HAR on squared returns (training/spx_frozen.toml), VIX from the days' implied_vol.
+/// log-HAR on squared returns (training/spx_frozen.toml), VIX from the days' implied_vol_percent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_frozen_equity_policy_is_served_at_the_backtest_rate() {
     use foresight_core::calibrate::{Arm, BaseCalibrator, ModelName};
@@ -278,7 +278,7 @@ async fn the_frozen_equity_policy_is_served_at_the_backtest_rate() {
     let days: Vec<Day> = closes
         .windows(2)
         .skip(closes.len() - 801)
-        .map(|w| Day { date: w[1].0, close: w[1].1, realized_variance: Some((w[1].1 / w[0].1).ln().powi(2)), implied_vol: vix.get(&w[1].0).copied() })
+        .map(|w| Day { date: w[1].0, close: w[1].1, realized_variance: Some((w[1].1 / w[0].1).ln().powi(2)), implied_vol_percent: vix.get(&w[1].0).copied() })
         .collect();
     assert_eq!(days.len(), 800);
     served_rate_matches_the_backtest("SPX", &days, &served, "squared_return").await;

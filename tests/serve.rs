@@ -18,11 +18,11 @@ pub fn btc_market(days: usize) -> AssetMarket {
     let observations: Vec<DailyObservation> = market_days(&data("btc_usdt_1d.csv"), &data("btc_usdt_2h.csv"), Some(&data("btc_dvol_1d.csv")))
         .unwrap()
         .into_iter()
-        .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
+        .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol_percent: d.implied_vol_percent })
         .collect();
     let history = observations[observations.len() - days..].to_vec();
     let spot = history.last().unwrap().close;
-    AssetMarket { asset: "BTC".into(), spot, implied_vol: 0.45, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) }
+    AssetMarket { asset: "BTC".into(), spot, implied_vol_fraction: 0.45, depth_notional: Some(5e7), history, data_age_seconds: Some(2.0) }
 }
 
 /// Starts the real server (every service, as the binary does) on a free loopback port.
@@ -110,7 +110,7 @@ async fn stale_data_and_missing_implied_vol_are_handled_explicitly() {
     // Without DVOL the HAR-X champion falls back to its log-HAR inside the graph: still a forecast.
     market.data_age_seconds = Some(1.0);
     for o in &mut market.history {
-        o.implied_vol = None;
+        o.implied_vol_percent = None;
     }
     let c = client.calibrate(request(vec![linear(1.0)], market)).await.unwrap().into_inner().components.remove(0);
     assert_eq!(c.fallback, None);
@@ -127,7 +127,7 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
         (request(vec![Position { underlying: "ETH".into(), ..linear(1.0) }], market.clone()), "positions[0].underlying"),
         (request(vec![linear(1.0)], AssetMarket { spot: -5.0, ..market.clone() }), "markets[0].spot"),
         (request(vec![linear(1.0)], AssetMarket { spot: f64::INFINITY, ..market.clone() }), "markets[0].spot"),
-        (request(vec![linear(1.0)], AssetMarket { implied_vol: -0.2, ..market.clone() }), "markets[0].implied_vol"),
+        (request(vec![linear(1.0)], AssetMarket { implied_vol_fraction: -0.2, ..market.clone() }), "markets[0].implied_vol_fraction"),
         (request(vec![linear(1.0)], AssetMarket { depth_notional: Some(0.0), ..market.clone() }), "markets[0].depth_notional"),
         (request(vec![linear(1e13)], market.clone()), "positions[0].quantity"),
         (CalibrateRequest { account_id: String::new(), ..request(vec![linear(1.0)], market.clone()) }, "account_id"),

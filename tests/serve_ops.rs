@@ -34,7 +34,7 @@ fn btc_updates(ticks: usize) -> Vec<MarketUpdate> {
         updates.push(MarketUpdate {
             asset: "BTC".into(),
             sequence: 401 + k as u64,
-            body: Some(Body::Tick(proto::Tick { timestamp_ms, price, implied_vol: Some(45.0), depth_notional: Some(5e7) })),
+            body: Some(Body::Tick(proto::Tick { timestamp_ms, price, implied_vol_percent: Some(45.0), depth_notional: Some(5e7) })),
         });
     }
     updates
@@ -137,7 +137,7 @@ async fn bad_updates_are_rejected_with_the_field_and_not_stored() {
     let (address, serving) = serve(config(&root().join("models"), Some(state.path()))).await;
     let address = format!("http://{address}");
     let mut updates = btc_updates(2);
-    updates[401].body = Some(Body::Tick(proto::Tick { timestamp_ms: 0, price: f64::NAN, implied_vol: None, depth_notional: None }));
+    updates[401].body = Some(Body::Tick(proto::Tick { timestamp_ms: 0, price: f64::NAN, implied_vol_percent: None, depth_notional: None }));
     updates.push(MarketUpdate { asset: String::new(), sequence: 500, body: None });
     let acks = publish(&address, updates).await;
     assert_eq!(acks[401].status, AckStatus::Rejected as i32);
@@ -188,7 +188,7 @@ async fn shadow_mode_posts_the_assigned_arm_and_audits_every_arm() {
     let fixed = audit.iter().find(|r| r.arm == "static:0.16").unwrap();
     assert_eq!(fixed.underlyings[0].rate, 0.16);
     // The same calls, counted by Prometheus: per arm, posted or shadow; latency per method.
-    let bound = foresight_serve::metrics::spawn(serving.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let bound = foresight_serve::server::spawn_metrics(serving.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let text = tokio::task::spawn_blocking(move || http_get(bound, "/metrics")).await.unwrap();
     let total = |prefix: &str, filter: &str| -> f64 {
         text.lines().filter(|l| l.starts_with(prefix) && l.contains(filter)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
@@ -536,7 +536,7 @@ async fn tritons_own_client_runs_the_served_models() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_generation_gauge_is_served_before_any_calibration() {
     let (address, serving) = serve(config(&root().join("models"), None)).await;
-    let bound = foresight_serve::metrics::spawn(serving.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let bound = foresight_serve::server::spawn_metrics(serving.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let gauge = move || {
         let text = http_get(bound, "/metrics");
         text.lines().find(|l| l.starts_with("foresight_engine_generation ")).map(|l| l.rsplit(' ').next().unwrap().to_string())

@@ -79,7 +79,9 @@ struct GreeksSpec {
 #[serde(deny_unknown_fields)]
 struct MarketSpec {
     asset: String,
-    implied_vol: f64,
+    /// Implied volatility for option revaluation, an annual fraction (0.45).
+    #[serde(alias = "implied_vol")]
+    implied_vol_fraction: f64,
     depth_notional: Option<f64>,
     /// OHLCV file: daily closes (and the range variance when `rv_data` is absent).
     data: PathBuf,
@@ -96,12 +98,12 @@ struct MarketSpec {
 fn market(spec: &MarketSpec) -> anyhow::Result<AssetMarket> {
     let observations: Vec<DailyObservation> = market_days(&spec.data, spec.rv_data.as_ref().unwrap_or(&spec.data), spec.implied_vol_data.as_deref())?
         .into_iter()
-        .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })
+        .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol_percent: d.implied_vol_percent })
         .collect();
     let days = spec.days.unwrap_or(400).min(observations.len());
     let history = observations[observations.len() - days..].to_vec();
     let spot = spec.spot.or(history.last().map(|o| o.close)).context("no history")?;
-    Ok(AssetMarket { asset: spec.asset.clone(), spot, implied_vol: spec.implied_vol, depth_notional: spec.depth_notional, history, data_age_seconds: Some(0.0) })
+    Ok(AssetMarket { asset: spec.asset.clone(), spot, implied_vol_fraction: spec.implied_vol_fraction, depth_notional: spec.depth_notional, history, data_age_seconds: Some(0.0) })
 }
 
 fn request(p: Portfolio) -> anyhow::Result<CalibrateRequest> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use foresight_train::data::{ExogenousSource, load_ohlcv};
+use foresight_train::data::{ExogenousSpec, load_exogenous, load_ohlcv};
 use foresight_core::calibrate::Arm;
 use foresight_registry::{ModelRef, Registry};
 use foresight_train::report::draw_forecast_chart;
@@ -164,10 +164,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let mut gains = Vec::new();
     for spec in &args.exogenous {
         let (name, rest) = spec.split_once('=').with_context(|| format!("--exog `{spec}`: expected NAME=FILE[:iv|sum|last]"))?;
-        let source = ExogenousSource::parse(rest, periods_per_year).map_err(anyhow::Error::msg).context("--exog")?;
-        let x = source.load(&history.dates)?;
+        let source = ExogenousSpec::parse(rest, periods_per_year).map_err(anyhow::Error::msg).context("--exog")?;
+        let x = load_exogenous(&source, &history.dates)?;
         let known = x.iter().filter(|v| v.is_some()).count();
-        println!("{name}: {} ({}), known on {known} of {} days", source.file.display(), source.transform_name(), history.dates.len());
+        println!("{name}: {} ({}), known on {known} of {} days", source.file.display(), source.transform.name(), history.dates.len());
         gains.extend(exogenous_gain(&history, name, &x, &args.horizons, args.exog_min_days, args.refit_every)?);
     }
     if !gains.is_empty() {

@@ -56,7 +56,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
             .map(|(i, d)| MarketUpdate {
                 asset: args.asset.clone(),
                 sequence: last_sequence + 1 + i as u64,
-                body: Some(Body::Day(DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol: d.implied_vol })),
+                body: Some(Body::Day(DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol_percent: d.implied_vol_percent })),
             })
             .collect();
         let acks = client.publish(tokio_stream::iter(updates)).await.map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?.into_inner();

@@ -5,8 +5,11 @@
 use foresight_core::features::{REGIME_FEATURES, feature_window, har_components, regime_features};
 use foresight_core::volatility::Garch;
 
+use std::collections::BTreeMap;
+
 use crate::card::ModelCard;
 use crate::error::{RegistryError, Result};
+use crate::runtime::LoadedModel;
 
 /// The kinds of input a Foresight model takes.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,4 +101,52 @@ impl ModelInput {
             }
         }
     }
+}
+
+/// Every output of a model for every day of a history: `None` where the day's inputs were
+/// incomplete or the output is not finite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRun {
+    /// Output name → a value per day.
+    pub outputs: BTreeMap<String, Vec<Option<f64>>>,
+    /// The last day's input row, if it was complete.
+    pub last_row: Option<Vec<f64>>,
+}
+
+impl DailyRun {
+    /// The output `name` on day `t`.
+    pub fn value(&self, name: &str, t: usize) -> Option<f64> {
+        self.outputs.get(name).and_then(|v| v.get(t).copied().flatten())
+    }
+
+    /// The output `name` on the last day.
+    pub fn last(&self, name: &str) -> Option<f64> {
+        self.outputs.get(name).and_then(|v| v.last().copied().flatten())
+    }
+}
+
+/// Runs `model` (whose input is `input`) once over every day from `first_day` on whose inputs
+/// are complete, in one batch: the one way training, backtests and the service run a registered
+/// model over a history. Days before `first_day` have no outputs.
+pub fn run_over_days(
+    model: &mut LoadedModel,
+    input: &ModelInput,
+    rv: &[Option<f64>],
+    returns: &[Option<f64>],
+    exogenous: &[Option<f64>],
+    first_day: usize,
+) -> Result<DailyRun> {
+    let rows = input.rows(rv, returns, exogenous);
+    let days: Vec<usize> = (first_day..rows.len()).filter(|&t| rows[t].is_some()).collect();
+    let mut outputs: BTreeMap<String, Vec<Option<f64>>> = model.signature().outputs.iter().map(|name| (name.clone(), vec![None; rows.len()])).collect();
+    if !days.is_empty() {
+        let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].iter().flatten().copied()).collect();
+        for (name, values) in model.run(&flat)? {
+            let per_day = outputs.entry(name).or_insert_with(|| vec![None; rows.len()]);
+            for (value, &t) in values.into_iter().zip(&days) {
+                per_day[t] = Some(value).filter(|v| v.is_finite());
+            }
+        }
+    }
+    Ok(DailyRun { outputs, last_row: rows.last().cloned().flatten() })
 }

@@ -8,7 +8,8 @@
 //! - [`store`]: `models/<name>/v<n>/`, champion/challenger pointers per `<asset>/<task>` slot in
 //!   `registry.json`, promotion rules, rollback, diff, shared artifacts;
 //! - [`inputs`]: the input rows a registered model takes, built from a daily history with the
-//!   feature code of `foresight-core`;
+//!   feature code of `foresight-core`, and one run of a model over every day of a history;
+//! - [`exogenous`]: a HAR-X model's exogenous input as its card records it;
 //! - [`verify`]: sha256 of the ONNX file and its golden rows re-run through ONNX Runtime;
 //! - [`runtime`]: find and load ONNX Runtime (`ort`, load-dynamic) and run a model on `f64` rows;
 //! - [`atomic`]: temp-file + fsync + rename writes, so a crash never leaves a half-written registry.
@@ -17,6 +18,7 @@
 pub mod atomic;
 pub mod card;
 pub mod error;
+pub mod exogenous;
 pub mod inputs;
 pub mod runtime;
 pub mod store;

@@ -55,7 +55,7 @@ fn btc_days() -> Vec<proto::DailyObservation> {
     let dvol: std::collections::HashMap<String, f64> = rows("btc_dvol_1d.csv").into_iter().collect();
     let days: Vec<proto::DailyObservation> = rows("btc_usdt_1d.csv")
         .into_iter()
-        .map(|(date, close)| proto::DailyObservation { realized_variance: rv.get(&date).copied(), implied_vol: dvol.get(&date).copied(), date, close })
+        .map(|(date, close)| proto::DailyObservation { realized_variance: rv.get(&date).copied(), implied_vol_percent: dvol.get(&date).copied(), date, close })
         .collect();
     days[days.len() - 400..].to_vec()
 }
@@ -195,8 +195,9 @@ async fn serving(durability: Durability, days: &[proto::DailyObservation]) -> (A
     let serving = Arc::new(Serving::open(config).unwrap());
     let mut updates: Vec<proto::MarketUpdate> =
         days.iter().enumerate().map(|(i, d)| proto::MarketUpdate { asset: "BTC".into(), sequence: i as u64 + 1, body: Some(Body::Day(d.clone())) }).collect();
-    let tick = proto::Tick { timestamp_ms: chrono_now_ms(), price: days[days.len() - 1].close, implied_vol: Some(45.0), depth_notional: Some(5e7) };
+    let tick = proto::Tick { timestamp_ms: chrono_now_ms(), price: days[days.len() - 1].close, implied_vol_percent: Some(45.0), depth_notional: Some(5e7) };
     updates.push(proto::MarketUpdate { asset: "BTC".into(), sequence: 401, body: Some(Body::Tick(tick)) });
+    let updates: Vec<_> = updates.iter().map(foresight_serve::series::Update::try_from).collect();
     serving.market.as_ref().unwrap().publish(&updates).await.unwrap();
     (serving, dir)
 }

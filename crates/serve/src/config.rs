@@ -9,6 +9,7 @@ use foresight_core::margin::{GuardRails, InputLimits, ScenarioConfig};
 use serde::Deserialize;
 
 use crate::engine::{CollateralConfig, EngineConfig, Split};
+use crate::error::{ServeError, invalid};
 use crate::journal::Durability;
 use crate::server::ServerOptions;
 use crate::serving::ServingConfig;
@@ -81,17 +82,17 @@ pub struct Settings {
 
 impl ServeFile {
     /// Reads and checks `path`; errors name the file and the key.
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Self, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServeError::setup(path.display().to_string(), e))?;
+        toml::from_str(&text).map_err(|e| ServeError::setup(path.display().to_string(), e))
     }
 
     /// The settings, with the defaults where the file is silent.
-    pub fn settings(self) -> anyhow::Result<Settings> {
+    pub fn settings(self) -> Result<Settings, ServeError> {
         let mut engine = EngineConfig::new(self.registry.unwrap_or_else(|| PathBuf::from("models")));
         if let Some(c) = self.confidence {
             if !(c > 0.5 && c < 1.0) {
-                anyhow::bail!("confidence: must be in (0.5, 1), got {c}");
+                return Err(invalid("confidence", format!("must be in (0.5, 1), got {c}")));
             }
             engine.confidence = c;
         }
@@ -105,7 +106,7 @@ impl ServeFile {
         engine.rails = self.rails;
         engine.limits = self.limits;
         if !(self.collateral.mpor_days > 0.0 && (0.0..=1.0).contains(&self.collateral.cap)) {
-            anyhow::bail!("collateral: mpor_days must be > 0 and cap in [0, 1]");
+            return Err(invalid("collateral", "mpor_days must be > 0 and cap in [0, 1]"));
         }
         engine.collateral = self.collateral;
         let mut serving = ServingConfig::new(engine);
@@ -125,12 +126,12 @@ impl ServeFile {
             server.request_timeout = std::time::Duration::try_from_secs_f64(t)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| anyhow::anyhow!("request_timeout_secs: must be > 0, got {t}"))?;
+                .ok_or_else(|| invalid("request_timeout_secs", format!("must be > 0, got {t}")))?;
         }
         server.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
-            _ => anyhow::bail!("tls_cert and tls_key: give both or neither"),
+            _ => return Err(invalid("tls_cert and tls_key", "give both or neither")),
         };
         if let Some(path) = &self.auth_tokens_file {
             server.tokens = read_tokens(path)?;
@@ -146,11 +147,11 @@ impl ServeFile {
 }
 
 /// The tokens of a token file: one per line, blank lines and `#` comments skipped.
-fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("auth_tokens_file: {}: {e}", path.display()))?;
+fn read_tokens(path: &Path) -> Result<Vec<String>, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ServeError::setup(format!("auth_tokens_file: {}", path.display()), e))?;
     let tokens: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
     if tokens.is_empty() {
-        anyhow::bail!("auth_tokens_file: {} holds no token", path.display());
+        return Err(invalid("auth_tokens_file", format!("{} holds no token", path.display())));
     }
     Ok(tokens)
 }

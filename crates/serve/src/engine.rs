@@ -10,48 +10,50 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS, ForwardInputs};
-use foresight_core::features::{Ewma, implied_log_variance};
+use foresight_core::features::Ewma;
 use foresight_core::margin::split::assign;
 use foresight_core::margin::{
-    AccountMargin, Fallback, GuardRails, InputLimits, Instrument, OptionKind, Position, ScenarioConfig, UnderlyingInputs, UnderlyingMarket,
+    AccountMargin, Fallback, GuardRails, InputLimits, Instrument, Position, ScenarioConfig, UnderlyingInputs, UnderlyingMarket,
     calibrate_account, check_inputs, collateral_haircut,
 };
 use foresight_registry::card::{ModelRef, Task};
-use foresight_registry::inputs::ModelInput;
+use foresight_registry::exogenous::{ExogenousSpec, Transform};
+use foresight_registry::inputs::{DailyRun, ModelInput, run_over_days};
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::{ModelCard, Registry, RegistryError};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ServeError, invalid};
 use crate::market::MarketState;
-use crate::proto;
-use crate::series::{Day, Series};
+use crate::series::{MarketInput, MarketQuote, Series};
 
 /// Days of history below which a request is refused.
 const MIN_HISTORY: usize = 31;
-/// Most positions in one account.
-pub const MAX_POSITIONS: usize = 10_000;
-/// Largest absolute position size (units).
-const MAX_QUANTITY: f64 = 1e12;
 
-/// Why a request cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// A request field is invalid; the message names it.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// The field path, e.g. `markets[0].spot`.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// Something failed inside the service.
-    #[error("{0}")]
-    Internal(String),
+/// One account's checked request.
+#[derive(Debug, Clone)]
+pub struct AccountRequest {
+    /// The account (the A/B split hashes it).
+    pub account_id: String,
+    /// Its positions.
+    pub positions: Vec<Position>,
+    /// Markets given with the request (they come before a batch's and the published ones).
+    pub markets: Vec<MarketQuote>,
+    /// Collateral balances.
+    pub collateral: Vec<Collateral>,
+    /// The initial margin posted before (for the guard rails).
+    pub previous_initial_margin: Option<f64>,
 }
 
-/// An [`EngineError::Invalid`].
-pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> EngineError {
-    EngineError::Invalid { field: field.into(), message: message.into() }
+/// One collateral balance.
+#[derive(Debug, Clone)]
+pub struct Collateral {
+    /// The asset.
+    pub asset: String,
+    /// Units, ≥ 0.
+    pub quantity: f64,
+    /// Its field path, for errors: `collateral[0]`.
+    pub field: String,
 }
 
 /// One arm and its share of the accounts.
@@ -161,6 +163,10 @@ pub struct Served {
     pub card: ModelCard,
     /// `name@vN`.
     pub reference: String,
+    /// What its rows are built with.
+    input: ModelInput,
+    /// Its exogenous input, for HAR-X models (the day's implied volatility).
+    exogenous: Option<ExogenousSpec>,
     model: Mutex<LoadedModel>,
 }
 
@@ -174,6 +180,34 @@ impl Served {
     /// Values in one input row (the runtime's own reading of the card's input shape).
     pub fn row_width(&self) -> usize {
         self.model.lock().map_or(0, |m| m.row_width())
+    }
+
+    /// Loads and checks the model `reference` names; a model whose input the service cannot
+    /// build from the market data it receives is refused.
+    fn load(registry: &Registry, reference: &ModelRef) -> Result<Self, ServeError> {
+        let registry_error = |source| ServeError::Registry { context: reference.to_string(), source };
+        let (card, model, _) = registry.load(reference).map_err(registry_error)?;
+        let input = ModelInput::from_card(&card).map_err(registry_error)?;
+        let exogenous = ExogenousSpec::from_card(&card).map_err(registry_error)?;
+        if let Some(spec) = exogenous.as_ref().filter(|s| s.transform != Transform::ImpliedVol) {
+            return Err(registry_error(RegistryError::Invalid(format!(
+                "params.exogenous.transform is `{}` ({}): the service feeds a HAR-X model only the days' implied volatility (`iv`)",
+                spec.transform.name(),
+                spec.file.display()
+            ))));
+        }
+        Ok(Self { reference: card.reference().to_string(), card, input, exogenous, model: Mutex::new(model) })
+    }
+
+    /// Runs the model over every day of `series`, fed as training fed it (the registry's one
+    /// run over days; the exogenous input from the days' implied volatility, by the card's spec).
+    fn run(&self, series: &Series) -> Result<DailyRun, String> {
+        let exogenous: Vec<Option<f64>> = match &self.exogenous {
+            Some(spec) => series.implied_vol_percent.iter().map(|v| v.and_then(|v| spec.transform.of_day(v, v, spec.periods_per_year))).collect(),
+            None => Vec::new(),
+        };
+        let mut model = self.model.lock().map_err(|_| "model lock poisoned".to_string())?;
+        run_over_days(&mut model, &self.input, &series.rv, &series.returns, &exogenous, 0).map_err(|e| format!("{}: {e}", self.reference))
     }
 }
 
@@ -221,12 +255,6 @@ pub struct Engine {
     correlation: Option<(Vec<String>, Vec<Vec<f64>>)>,
 }
 
-/// Every output of a model per day (`None` where the inputs were incomplete).
-pub struct ModelRun {
-    outputs: BTreeMap<String, Vec<Option<f64>>>,
-    last_row: Option<Vec<f64>>,
-}
-
 /// One asset's forecast and rates under one arm, from completed days only (cacheable): the
 /// live checks (data age, price jump) come at calibration.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,14 +286,14 @@ type ForecastKey = (u64, String, String, u64);
 /// run per asset and completed day, however many accounts and arms use it.
 #[derive(Default)]
 pub struct ForecastCache {
-    runs: Mutex<HashMap<(String, u64), Arc<ModelRun>>>,
+    runs: Mutex<HashMap<(String, u64), Arc<DailyRun>>>,
     forecasts: Mutex<HashMap<ForecastKey, Arc<AssetForecast>>>,
 }
 
 /// Entries a cache map holds before it is emptied (old days and generations age out).
 const CACHE_LIMIT: usize = 4096;
 
-fn cached<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> Result<V, EngineError>) -> Result<Arc<V>, EngineError> {
+fn cached<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> Result<V, ServeError>) -> Result<Arc<V>, ServeError> {
     if let Some(v) = map.lock().map_err(|_| poisoned())?.get(&key) {
         return Ok(v.clone());
     }
@@ -278,32 +306,15 @@ fn cached<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, Arc<V>>>, key: K, m
     Ok(value)
 }
 
-fn poisoned() -> EngineError {
-    EngineError::Internal("a cache lock was poisoned by an earlier failure".into())
-}
-
-/// One underlying's market for a calibration.
-#[derive(Debug, Clone)]
-pub struct MarketInput {
-    /// Spot, > 0.
-    pub spot: f64,
-    /// Implied volatility, annual fraction (option revaluation).
-    pub implied_vol: f64,
-    /// Order-book notional near mid.
-    pub depth_notional: Option<f64>,
-    /// Age of `spot` in seconds.
-    pub age_secs: f64,
-    /// Completed days.
-    pub series: Arc<Series>,
-    /// Where the days came from, for errors: `markets[0].history`, `market state of BTC`.
-    pub field: String,
+fn poisoned() -> ServeError {
+    ServeError::Internal("a cache lock was poisoned by an earlier failure".into())
 }
 
 /// An account's checked inputs.
 struct Account<'a> {
     positions: &'a [Position],
     markets: &'a BTreeMap<String, MarketInput>,
-    collateral: &'a [(&'a proto::CollateralBalance, Option<MarketInput>)],
+    collateral: &'a [(&'a Collateral, Option<MarketInput>)],
     previous_im: Option<f64>,
 }
 
@@ -334,41 +345,40 @@ pub struct Calibration {
 impl Engine {
     /// Loads the champion of every slot and every model an arm pins, checking each (sha256,
     /// golden rows); any failure is an error.
-    pub fn load(config: EngineConfig) -> anyhow::Result<Self> {
+    pub fn load(config: EngineConfig) -> Result<Self, ServeError> {
         Ok(Self::build(config, None, 1)?.0)
     }
 
     /// A new generation from the registry as it is now, reusing the models that did not change;
     /// a changed model that fails its checks is refused and this generation's keeps serving.
-    pub fn reload(&self) -> anyhow::Result<(Self, ReloadReport)> {
+    pub fn reload(&self) -> Result<(Self, ReloadReport), ServeError> {
         Self::build(self.config.clone(), Some(self), self.generation + 1)
     }
 
     /// A new generation with another split (models the new arms pin are loaded and checked).
-    pub fn with_split(&self, split: Split) -> anyhow::Result<Self> {
+    pub fn with_split(&self, split: Split) -> Result<Self, ServeError> {
         let config = EngineConfig { split, ..self.config.clone() };
         Ok(Self::build(config, Some(self), self.generation + 1)?.0)
     }
 
-    fn build(config: EngineConfig, previous: Option<&Engine>, generation: u64) -> anyhow::Result<(Self, ReloadReport)> {
+    fn build(config: EngineConfig, previous: Option<&Engine>, generation: u64) -> Result<(Self, ReloadReport), ServeError> {
         if !config.registry.is_dir() {
-            anyhow::bail!("registry {}: no such folder (--registry / `registry` in the config)", config.registry.display());
+            return Err(ServeError::setup(format!("registry {}", config.registry.display()), "no such folder (--registry / `registry` in the config)"));
         }
-        let registry = Registry::open(&config.registry)?;
-        let reactive: Arm = config.reactive_arm.parse()?;
+        let registry = Registry::open(&config.registry).map_err(|source| ServeError::Registry { context: format!("registry {}", config.registry.display()), source })?;
+        let reactive: Arm = config.reactive_arm.parse().map_err(|e: foresight_core::CoreError| invalid("reactive_arm", e.to_string()))?;
         if matches!(reactive.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
-            anyhow::bail!("reactive_arm `{reactive}`: the base every multiplier is measured against must be a reactive arm (ewma, hs:N, static:R)");
+            return Err(invalid("reactive_arm", format!("`{reactive}`: the base every multiplier is measured against must be a reactive arm (ewma, hs:N, static:R)")));
         }
         let mut report = ReloadReport::default();
         let mut models: HashMap<String, Arc<Served>> = HashMap::new();
-        let mut load = |reference: &ModelRef| -> anyhow::Result<Arc<Served>> {
+        let mut load = |reference: &ModelRef| -> Result<Arc<Served>, ServeError> {
             let key = reference.to_string();
             if let Some(served) = models.get(&key).cloned().or_else(|| previous.and_then(|p| p.models.get(&key).cloned())) {
                 models.insert(key, served.clone());
                 return Ok(served);
             }
-            let (card, model, _) = registry.load(reference)?;
-            let served = Arc::new(Served { reference: card.reference().to_string(), card, model: Mutex::new(model) });
+            let served = Arc::new(Served::load(&registry, reference)?);
             models.insert(key, served.clone());
             Ok(served)
         };
@@ -385,51 +395,58 @@ impl Engine {
                 }
                 Err(e) => match before {
                     Some(old) => {
-                        report.refused.push(format!("{slot}: {champion}: {e:#}; {old} keeps serving"));
-                        load(&old.parse()?)?;
+                        report.refused.push(format!("{slot}: {champion}: {e}; {old} keeps serving"));
+                        let old_ref: ModelRef = old.parse().map_err(|source| ServeError::Registry { context: format!("slot {slot}"), source })?;
+                        load(&old_ref)?;
                         champions.insert(slot.clone(), old.clone());
                     }
-                    None => return Err(e.context(format!("slot {slot}: champion {champion}"))),
+                    None => return Err(ServeError::setup(format!("slot {slot}: champion {champion}"), e)),
                 },
             }
         }
         if config.split.arms.is_empty() {
-            anyhow::bail!("split: at least one arm is needed");
+            return Err(invalid("split", "at least one arm is needed"));
         }
         let mut arms = Vec::with_capacity(config.split.arms.len());
         for (i, ArmWeight { arm: spec, weight }) in config.split.arms.iter().enumerate() {
-            let arm: Arm = spec.parse().map_err(|e| anyhow::anyhow!("split.arms[{i}].arm: {e}"))?;
+            let field = format!("split.arms[{i}].arm");
+            let arm: Arm = spec.parse().map_err(|e: foresight_core::CoreError| invalid(&field, e.to_string()))?;
             if !(weight.is_finite() && *weight >= 0.0) {
-                anyhow::bail!("split.arms[{i}].weight: must be finite and ≥ 0, got {weight}");
+                return Err(invalid(format!("split.arms[{i}].weight"), format!("must be finite and ≥ 0, got {weight}")));
             }
             let model = match &arm.base {
                 BaseCalibrator::Static { .. } | BaseCalibrator::Ewma { .. } | BaseCalibrator::HistoricalSimulation { .. } => ArmModel::Reactive,
-                BaseCalibrator::Model { forecaster } => anyhow::bail!(
-                    "split.arms[{i}].arm: `model:{}` re-fits walk-forward with the training stack; serve a registered model (`model:<name>[@vN]`) or `model:champion`",
-                    forecaster.as_str()
-                ),
+                BaseCalibrator::Model { forecaster } => {
+                    return Err(invalid(
+                        &field,
+                        format!(
+                            "`model:{}` re-fits walk-forward with the training stack; serve a registered model (`model:<name>[@vN]`) or `model:champion`",
+                            forecaster.as_str()
+                        ),
+                    ));
+                }
                 BaseCalibrator::Registered { model } if model == "champion" => ArmModel::Champion,
                 BaseCalibrator::Registered { model } => {
-                    let reference = registry.resolve(&model.parse()?).map_err(|e| anyhow::anyhow!("split.arms[{i}].arm: {e}"))?;
-                    let served = load(&reference).map_err(|e| e.context(format!("split.arms[{i}].arm `{spec}`")))?;
+                    let reference = model.parse().and_then(|r| registry.resolve(&r)).map_err(|e| invalid(&field, e.to_string()))?;
+                    let served = load(&reference).map_err(|e| invalid(&field, format!("`{spec}`: {e}")))?;
                     if served.card.task != Task::Volatility {
-                        anyhow::bail!("split.arms[{i}].arm: {} forecasts regimes, not volatility", served.reference);
+                        return Err(invalid(&field, format!("{} forecasts regimes, not volatility", served.reference)));
                     }
                     ArmModel::Pinned(served.reference.clone())
                 }
             };
             if arms.iter().any(|a: &ServeArm| a.name == arm.to_string()) {
-                anyhow::bail!("split.arms[{i}].arm: `{arm}` is given twice");
+                return Err(invalid(&field, format!("`{arm}` is given twice")));
             }
             arms.push(ServeArm { name: arm.to_string(), arm, model, weight: *weight });
         }
         if arms.iter().all(|a| a.weight <= 0.0) {
-            anyhow::bail!("split: at least one arm needs a positive weight");
+            return Err(invalid("split", "at least one arm needs a positive weight"));
         }
         let correlation = match registry.artifact("correlation") {
             Ok(value) => Some(parse_correlation(&value)?),
             Err(RegistryError::NotFound(_)) => None, // no artifact: no offset across underlyings
-            Err(e) => return Err(anyhow::anyhow!("correlation artifact: {e}")),
+            Err(source) => return Err(ServeError::Registry { context: "correlation artifact".into(), source }),
         };
         check_settings(&config)?;
         let weights = arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
@@ -492,59 +509,27 @@ impl Engine {
         self.champions.get(&format!("{asset}/{task}")).and_then(|r| self.models.get(r))
     }
 
-    /// Runs a served model over every day of `series`.
-    fn run(served: &Served, series: &Series) -> Result<ModelRun, String> {
-        let card = &served.card;
-        let input = ModelInput::from_card(card).map_err(|e| e.to_string())?;
-        let exogenous: Vec<Option<f64>> = match card.params.get("exogenous") {
-            Some(spec) if spec.get("transform").and_then(|t| t.as_str()) == Some("iv") => {
-                let ppy = spec.get("periods_per_year").and_then(|v| v.as_f64()).unwrap_or(series.periods_per_year);
-                series.implied_vol.iter().map(|v| v.and_then(|v| implied_log_variance(v, ppy))).collect()
-            }
-            _ => Vec::new(),
-        };
-        let rows = input.rows(&series.rv, &series.returns, &exogenous);
-        let days: Vec<usize> = (0..rows.len()).filter(|&t| rows[t].is_some()).collect();
-        if days.is_empty() {
-            return Err(format!("{}: no day with complete inputs (realized variance missing?)", served.reference));
-        }
-        let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].clone().unwrap_or_default()).collect();
-        let outputs = served.model.lock().map_err(|_| "model lock poisoned".to_string())?.run(&flat).map_err(|e| e.to_string())?;
-        let outputs = outputs
-            .into_iter()
-            .map(|(name, values)| {
-                let mut per_day = vec![None; rows.len()];
-                for (i, &t) in days.iter().enumerate() {
-                    per_day[t] = Some(values[i]).filter(|v| v.is_finite());
-                }
-                (name, per_day)
-            })
-            .collect();
-        Ok(ModelRun { outputs, last_row: rows.last().cloned().flatten() })
-    }
-
-    fn run_cached(served: &Arc<Served>, series: &Series, cache: &ForecastCache) -> Result<Arc<ModelRun>, String> {
-        cached(&cache.runs, (served.reference.clone(), series.fingerprint), || Self::run(served, series).map_err(EngineError::Internal))
-            .map_err(|e| e.to_string())
+    fn run_cached(served: &Arc<Served>, series: &Series, cache: &ForecastCache) -> Result<Arc<DailyRun>, String> {
+        cached(&cache.runs, (served.reference.clone(), series.fingerprint), || served.run(series).map_err(ServeError::Internal)).map_err(|e| e.to_string())
     }
 
     /// One asset's forecast and rates under `arm` (cached per generation, arm and history).
     /// Errors name `field`, where the history came from.
-    pub fn forecast(&self, asset: &str, market: &MarketInput, arm: &ServeArm, cache: &ForecastCache) -> Result<Arc<AssetForecast>, EngineError> {
+    pub fn forecast(&self, asset: &str, market: &MarketInput, arm: &ServeArm, cache: &ForecastCache) -> Result<Arc<AssetForecast>, ServeError> {
         let key = (self.generation, arm.name.clone(), asset.to_string(), market.series.fingerprint);
         cached(&cache.forecasts, key, || self.forecast_uncached(asset, &market.series, &market.field, arm, cache))
     }
 
-    fn forecast_uncached(&self, asset: &str, series: &Series, field: &str, arm: &ServeArm, cache: &ForecastCache) -> Result<AssetForecast, EngineError> {
+    fn forecast_uncached(&self, asset: &str, series: &Series, field: &str, arm: &ServeArm, cache: &ForecastCache) -> Result<AssetForecast, ServeError> {
         if series.len() < MIN_HISTORY {
             return Err(invalid(field, format!("needs at least {MIN_HISTORY} days of `{asset}`, got {}", series.len())));
         }
-        let params = CalibrationParams::new(self.config.confidence, 1, series.periods_per_year).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let params = CalibrationParams::new(self.config.confidence, 1, series.periods_per_year).map_err(|e| ServeError::Internal(e.to_string()))?;
         let last_rate = |rates: Vec<Option<foresight_core::calibrate::SideRates>>| rates.last().copied().flatten().map(|r| r.long.max(r.short));
         let reactive = self.reactive.margin_rates(&series.closes, &params).map_err(|e| invalid(field, e.to_string()))?;
         let reactive_rate = last_rate(reactive).ok_or_else(|| invalid(field, format!("too short for the reactive arm {}", self.reactive)))?;
         let returns: Vec<f64> = series.returns.iter().skip(1).map(|r| r.unwrap_or(0.0)).collect();
-        let ewma = Ewma::new(Ewma::RISKMETRICS_LAMBDA).map_err(|e| EngineError::Internal(e.to_string()))?.variance_series(&returns);
+        let ewma = Ewma::new(Ewma::RISKMETRICS_LAMBDA).map_err(|e| ServeError::Internal(e.to_string()))?.variance_series(&returns);
         let reactive_sigma = ewma.last().copied().flatten().unwrap_or(0.0).sqrt();
 
         let regime = self.champion(asset, "regime").and_then(|served| {
@@ -553,7 +538,7 @@ impl Engine {
                 .card
                 .horizons
                 .iter()
-                .filter_map(|h| run.outputs.get(&format!("p_high_regime_h{h}")).and_then(|s| s.last().copied().flatten()).map(|p| (*h, p)))
+                .filter_map(|h| run.last(&format!("p_high_regime_h{h}")).map(|p| (*h, p)))
                 .collect();
             Some((served.reference.clone(), probabilities))
         });
@@ -590,7 +575,7 @@ impl Engine {
             .card
             .horizons
             .iter()
-            .filter_map(|h| run.outputs.get(&format!("variance_h{h}")).and_then(|s| s.last().copied().flatten()).filter(|v| *v > 0.0).map(|v| (*h, v)))
+            .filter_map(|h| run.last(&format!("variance_h{h}")).filter(|v| *v > 0.0).map(|v| (*h, v)))
             .collect();
         let card = &served.card;
         let columns = card.onnx.input_columns.len().max(1);
@@ -607,7 +592,7 @@ impl Engine {
     }
 
     /// The arm's FHS rate for the last day from a model's forecasts, with its APC options.
-    fn model_rate(served: &Served, run: &ModelRun, series: &Series, arm: &Arm, params: &CalibrationParams) -> Result<f64, Fallback> {
+    fn model_rate(served: &Served, run: &DailyRun, series: &Series, arm: &Arm, params: &CalibrationParams) -> Result<f64, Fallback> {
         if run.last_row.is_none() {
             return Err(Fallback::ForecastFailed { detail: "the last day's inputs are incomplete".into() });
         }
@@ -620,7 +605,7 @@ impl Engine {
             .forward_rates(
                 &series.returns,
                 |h| run.outputs.get(&format!("variance_h{h}")).map(Vec::as_slice),
-                ForwardInputs { implied_vol: Some(&series.implied_vol), stress: None },
+                ForwardInputs { implied_vol: Some(&series.implied_vol_percent), stress: None },
                 params,
             )
             .map_err(failed)?;
@@ -634,61 +619,42 @@ impl Engine {
             .ok_or_else(|| Fallback::ForecastFailed { detail: format!("needs {FHS_MIN_RESIDUALS} days of forecasts before a rate") })
     }
 
-    /// Checks `markets` and turns them into calibration inputs by asset; a market without
-    /// inline history takes the asset's days (and, where left unset, its last price, implied
-    /// vol and depth) from `state`.
-    pub fn prepare_markets(markets: &[proto::AssetMarket], field: &str, state: Option<&MarketState>) -> Result<HashMap<String, MarketInput>, EngineError> {
-        Self::prepare_markets_named(markets, |i| format!("{field}[{i}]"), state)
-    }
-
-    /// [`Engine::prepare_markets`] with each market's field path given by `field_of(index)`
-    /// (`market` for Forecast's single market).
-    pub fn prepare_markets_named(
-        markets: &[proto::AssetMarket],
-        field_of: impl Fn(usize) -> String,
-        state: Option<&MarketState>,
-    ) -> Result<HashMap<String, MarketInput>, EngineError> {
-        let mut out = HashMap::with_capacity(markets.len());
-        for (i, m) in markets.iter().enumerate() {
-            let field = field_of(i);
-            if m.asset.is_empty() || out.contains_key(&m.asset) {
-                return Err(invalid(format!("{field}.asset"), format!("`{}` is empty or given twice", m.asset)));
-            }
-            for (name, v, ok) in [
-                ("spot", m.spot, m.spot.is_finite() && m.spot >= 0.0),
-                ("implied_vol", m.implied_vol, m.implied_vol.is_finite() && m.implied_vol >= 0.0 && m.implied_vol < 10.0),
-                ("depth_notional", m.depth_notional.unwrap_or(1.0), m.depth_notional.is_none_or(|d| d.is_finite() && d > 0.0)),
-                ("data_age_seconds", m.data_age_seconds.unwrap_or(0.0), m.data_age_seconds.is_none_or(|a| a.is_finite() && a >= 0.0)),
-            ] {
-                if !ok {
-                    return Err(invalid(format!("{field}.{name}"), format!("invalid value {v}")));
-                }
-            }
-            let mut input = if m.history.is_empty() {
-                state.and_then(|s| s.input(&m.asset)).ok_or_else(|| {
-                    invalid(format!("{field}.history"), format!("empty, and the service holds no market data for `{}` (publish it or pass history inline)", m.asset))
-                })?
-            } else {
-                let days: Vec<Day> = m.history.iter().map(Day::from).collect();
-                let series = Series::from_days(&days, &format!("{field}.history"))?;
-                MarketInput { spot: 0.0, implied_vol: 0.0, depth_notional: None, age_secs: 0.0, series: Arc::new(series), field: format!("{field}.history") }
+    /// Calibration inputs by asset from checked quotes: a quote without inline history takes
+    /// the asset's days (and, where left unset, its last price, implied vol and depth) from
+    /// `state`.
+    pub fn resolve_markets(quotes: &[MarketQuote], state: Option<&MarketState>) -> Result<HashMap<String, MarketInput>, ServeError> {
+        let mut out = HashMap::with_capacity(quotes.len());
+        for q in quotes {
+            let field = &q.field;
+            let mut input = match &q.history {
+                None => state.and_then(|s| s.input(&q.asset)).ok_or_else(|| {
+                    invalid(format!("{field}.history"), format!("empty, and the service holds no market data for `{}` (publish it or pass history inline)", q.asset))
+                })?,
+                Some(series) => MarketInput {
+                    spot: 0.0,
+                    implied_vol_fraction: 0.0,
+                    depth_notional: None,
+                    age_secs: 0.0,
+                    series: series.clone(),
+                    field: format!("{field}.history"),
+                },
             };
-            if m.spot > 0.0 {
-                input.spot = m.spot;
+            if q.spot > 0.0 {
+                input.spot = q.spot;
             }
-            if m.implied_vol > 0.0 {
-                input.implied_vol = m.implied_vol;
+            if q.implied_vol_fraction > 0.0 {
+                input.implied_vol_fraction = q.implied_vol_fraction;
             }
-            if m.depth_notional.is_some() {
-                input.depth_notional = m.depth_notional;
+            if q.depth_notional.is_some() {
+                input.depth_notional = q.depth_notional;
             }
-            if let Some(age) = m.data_age_seconds {
+            if let Some(age) = q.age_secs {
                 input.age_secs = age;
             }
             if input.spot.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 return Err(invalid(format!("{field}.spot"), "must be > 0 (no published price to use instead)"));
             }
-            out.insert(m.asset.clone(), input);
+            out.insert(q.asset.clone(), input);
         }
         Ok(out)
     }
@@ -703,29 +669,16 @@ impl Engine {
     /// market `state`; the account's arm posts, and in shadow mode every arm is computed.
     pub fn calibrate(
         &self,
-        request: &proto::CalibrateRequest,
+        request: &AccountRequest,
         shared: &HashMap<String, MarketInput>,
         state: Option<&MarketState>,
         cache: &ForecastCache,
-    ) -> Result<Calibration, EngineError> {
-        if request.account_id.is_empty() || request.account_id.len() > 256 {
-            return Err(invalid("account_id", "required (1 to 256 bytes): the A/B split hashes it"));
-        }
-        if request.positions.is_empty() {
-            return Err(invalid("positions", "an account needs at least one position"));
-        }
-        if request.positions.len() > MAX_POSITIONS {
-            return Err(invalid("positions", format!("{} positions; at most {MAX_POSITIONS} per account", request.positions.len())));
-        }
-        if request.previous_initial_margin.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-            return Err(invalid("previous_initial_margin", "must be finite and ≥ 0"));
-        }
-        let own = Self::prepare_markets(&request.markets, "markets", state)?;
+    ) -> Result<Calibration, ServeError> {
+        let own = Self::resolve_markets(&request.markets, state)?;
         // The account's own markets first, then the batch's, then the published state.
         let market_of = |asset: &str| own.get(asset).or_else(|| shared.get(asset)).cloned().or_else(|| state.and_then(|s| s.input(asset)));
         let mut markets: BTreeMap<String, MarketInput> = BTreeMap::new();
-        let positions = Self::positions(request)?;
-        for (i, p) in positions.iter().enumerate() {
+        for (i, p) in request.positions.iter().enumerate() {
             if markets.contains_key(&p.underlying) {
                 continue;
             }
@@ -735,23 +688,17 @@ impl Engine {
         }
         // Collateral in a non-cash asset needs that asset's market, like a position.
         let mut collateral = Vec::with_capacity(request.collateral.len());
-        for (i, c) in request.collateral.iter().enumerate() {
-            if c.asset.is_empty() {
-                return Err(invalid(format!("collateral[{i}].asset"), "required"));
-            }
-            if !(c.quantity.is_finite() && (0.0..=MAX_QUANTITY).contains(&c.quantity)) {
-                return Err(invalid(format!("collateral[{i}].quantity"), format!("must be in [0, {MAX_QUANTITY:e}], got {}", c.quantity)));
-            }
+        for c in &request.collateral {
             let market = if self.config.collateral.cash.contains(&c.asset) {
                 None
             } else {
                 let market = market_of(&c.asset)
-                    .ok_or_else(|| invalid(format!("collateral[{i}].asset"), format!("`{}` is not cash and has no market given or published", c.asset)))?;
+                    .ok_or_else(|| invalid(format!("{}.asset", c.field), format!("`{}` is not cash and has no market given or published", c.asset)))?;
                 Some(market)
             };
             collateral.push((c, market));
         }
-        let account = Account { positions: &positions, markets: &markets, collateral: &collateral, previous_im: request.previous_initial_margin };
+        let account = Account { positions: &request.positions, markets: &markets, collateral: &collateral, previous_im: request.previous_initial_margin };
         let assigned = self.assigned_arm(&request.account_id);
         let posted = self.calibrate_arm(assigned, &account, cache)?;
         let mut shadow = Vec::new();
@@ -763,47 +710,7 @@ impl Engine {
         Ok(Calibration { posted, shadow, generation: self.generation })
     }
 
-    fn positions(request: &proto::CalibrateRequest) -> Result<Vec<Position>, EngineError> {
-        let mut positions = Vec::with_capacity(request.positions.len());
-        for (i, p) in request.positions.iter().enumerate() {
-            let field = format!("positions[{i}]");
-            if p.underlying.is_empty() {
-                return Err(invalid(format!("{field}.underlying"), "required"));
-            }
-            if !(p.quantity.is_finite() && p.quantity.abs() <= MAX_QUANTITY) {
-                return Err(invalid(format!("{field}.quantity"), format!("must be finite and at most {MAX_QUANTITY:e} in size, got {}", p.quantity)));
-            }
-            let instrument = match &p.instrument {
-                None | Some(proto::position::Instrument::Linear(_)) => Instrument::Linear,
-                Some(proto::position::Instrument::Option(o)) => {
-                    let kind = match proto::OptionType::try_from(o.r#type) {
-                        Ok(proto::OptionType::Call) => OptionKind::Call,
-                        Ok(proto::OptionType::Put) => OptionKind::Put,
-                        _ => return Err(invalid(format!("{field}.option.type"), "CALL or PUT")),
-                    };
-                    if !(o.strike.is_finite() && o.strike > 0.0) {
-                        return Err(invalid(format!("{field}.option.strike"), format!("must be finite and > 0, got {}", o.strike)));
-                    }
-                    if !(o.expiry_years.is_finite() && (0.0..=50.0).contains(&o.expiry_years)) {
-                        return Err(invalid(format!("{field}.option.expiry_years"), format!("must be in [0, 50], got {}", o.expiry_years)));
-                    }
-                    Instrument::Option { kind, strike: o.strike, expiry_years: o.expiry_years }
-                }
-                Some(proto::position::Instrument::Greeks(g)) => {
-                    for (name, v) in [("delta", g.delta), ("gamma", g.gamma), ("vega", g.vega)] {
-                        if !v.is_finite() {
-                            return Err(invalid(format!("{field}.greeks.{name}"), format!("must be finite, got {v}")));
-                        }
-                    }
-                    Instrument::Greeks { delta: g.delta, gamma: g.gamma, vega: g.vega }
-                }
-            };
-            positions.push(Position { underlying: p.underlying.clone(), quantity: p.quantity, instrument });
-        }
-        Ok(positions)
-    }
-
-    fn calibrate_arm(&self, arm: &ServeArm, account: &Account<'_>, cache: &ForecastCache) -> Result<ArmMargin, EngineError> {
+    fn calibrate_arm(&self, arm: &ServeArm, account: &Account<'_>, cache: &ForecastCache) -> Result<ArmMargin, ServeError> {
         let mut forecasts = BTreeMap::new();
         let mut inputs = BTreeMap::new();
         for (asset, m) in account.markets {
@@ -818,7 +725,7 @@ impl Engine {
                 UnderlyingInputs {
                     market: UnderlyingMarket {
                         spot: m.spot,
-                        implied_vol: m.implied_vol,
+                        implied_vol: m.implied_vol_fraction,
                         margin_rate: f.reactive_rate,
                         daily_vol: f.reactive_sigma,
                         depth_notional: m.depth_notional,
@@ -836,7 +743,7 @@ impl Engine {
         let margin = calibrate_account(account.positions, &inputs, correlation, &self.config.scenario, &self.config.rails, account.previous_im)
             .map_err(|e| invalid("positions", e.to_string()))?;
         if !(margin.posted.initial_margin.is_finite() && margin.posted.maintenance_margin.is_finite() && margin.posted.multiplier.is_finite()) {
-            return Err(EngineError::Internal(format!("arm {}: a non-finite margin was computed; refusing to post it", arm.name)));
+            return Err(ServeError::Internal(format!("arm {}: a non-finite margin was computed; refusing to post it", arm.name)));
         }
         let collateral = account
             .collateral
@@ -848,18 +755,18 @@ impl Engine {
 
     /// A collateral balance at its price less a haircut from the arm's volatility forecast of
     /// the asset (the next day's; the reactive σ where the arm has no forecast).
-    fn collateral_value(&self, c: &proto::CollateralBalance, market: Option<&MarketInput>, arm: &ServeArm, cache: &ForecastCache) -> Result<CollateralValue, EngineError> {
+    fn collateral_value(&self, c: &Collateral, market: Option<&MarketInput>, arm: &ServeArm, cache: &ForecastCache) -> Result<CollateralValue, ServeError> {
         let config = &self.config.collateral;
         let Some(m) = market else {
             return Ok(CollateralValue { asset: c.asset.clone(), quantity: c.quantity, price: 1.0, haircut: 0.0, value: c.quantity });
         };
         let f = self.forecast(&c.asset, m, arm, cache)?;
         let sigma = f.variance.iter().find(|(h, _)| *h == 1).map_or(f.reactive_sigma, |(_, v)| v.sqrt());
-        let z = CalibrationParams::new(self.config.confidence, 1, m.series.periods_per_year).map_err(|e| EngineError::Internal(e.to_string()))?.z();
+        let z = CalibrationParams::new(self.config.confidence, 1, m.series.periods_per_year).map_err(|e| ServeError::Internal(e.to_string()))?.z();
         let haircut = collateral_haircut(sigma, config.mpor_days, z, config.cap);
         let value = c.quantity * m.spot * (1.0 - haircut);
         if !value.is_finite() {
-            return Err(invalid("collateral", format!("{} {} at {} is too large a value to count", c.quantity, c.asset, m.spot)));
+            return Err(invalid(&c.field, format!("{} {} at {} is too large a value to count", c.quantity, c.asset, m.spot)));
         }
         Ok(CollateralValue { asset: c.asset.clone(), quantity: c.quantity, price: m.spot, haircut, value })
     }
@@ -868,7 +775,7 @@ impl Engine {
 /// Runs the scenario grid and rails once on a unit position, so settings that cannot work
 /// (an even number of price steps, a negative cap...) stop the start-up or the reload with
 /// their reason instead of failing every calibration.
-fn check_settings(config: &EngineConfig) -> anyhow::Result<()> {
+fn check_settings(config: &EngineConfig) -> Result<(), ServeError> {
     let market = UnderlyingMarket { spot: 100.0, implied_vol: 0.5, margin_rate: 0.05, daily_vol: 0.02, depth_notional: Some(1e6) };
     let inputs = BTreeMap::from([(
         "X".to_string(),
@@ -883,24 +790,23 @@ fn check_settings(config: &EngineConfig) -> anyhow::Result<()> {
     )]);
     let positions = [Position { underlying: "X".into(), quantity: 1.0, instrument: Instrument::Linear }];
     let margin = calibrate_account(&positions, &inputs, None, &config.scenario, &config.rails, Some(5.0))
-        .map_err(|e| anyhow::anyhow!("[scenario] / [rails] settings: {e}"))?;
+        .map_err(|e| invalid("[scenario] / [rails] settings", e.to_string()))?;
     if !(margin.posted.initial_margin.is_finite() && margin.posted.initial_margin > 0.0) {
-        anyhow::bail!("[rails] settings: a unit position would get initial margin {}", margin.posted.initial_margin);
+        return Err(invalid("[rails] settings", format!("a unit position would get initial margin {}", margin.posted.initial_margin)));
     }
     if !(config.confidence > 0.5 && config.confidence < 1.0) {
-        anyhow::bail!("confidence: must be in (0.5, 1), got {}", config.confidence);
+        return Err(invalid("confidence", format!("must be in (0.5, 1), got {}", config.confidence)));
     }
     Ok(())
 }
 
 /// The correlation artifact's assets and matrix.
-fn parse_correlation(value: &serde_json::Value) -> anyhow::Result<(Vec<String>, Vec<Vec<f64>>)> {
-    let assets: Vec<String> = serde_json::from_value(value.get("assets").cloned().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("correlation artifact: assets: {e}"))?;
-    let matrix: Vec<Vec<f64>> = serde_json::from_value(value.get("matrix").cloned().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("correlation artifact: matrix: {e}"))?;
+fn parse_correlation(value: &serde_json::Value) -> Result<(Vec<String>, Vec<Vec<f64>>), ServeError> {
+    let bad = |what: &str, message: String| ServeError::setup(format!("correlation artifact: {what}"), message);
+    let assets: Vec<String> = serde_json::from_value(value.get("assets").cloned().unwrap_or_default()).map_err(|e| bad("assets", e.to_string()))?;
+    let matrix: Vec<Vec<f64>> = serde_json::from_value(value.get("matrix").cloned().unwrap_or_default()).map_err(|e| bad("matrix", e.to_string()))?;
     if matrix.len() != assets.len() || matrix.iter().any(|row| row.len() != assets.len() || row.iter().any(|v| !v.is_finite())) {
-        anyhow::bail!("correlation artifact: a finite {0}×{0} matrix is needed for {1} assets", assets.len(), assets.len());
+        return Err(bad("matrix", format!("a finite {0}×{0} matrix is needed for {0} assets", assets.len())));
     }
     Ok((assets, matrix))
 }

@@ -3,18 +3,23 @@
 //! The gRPC calibration service. Layout, from the wire inwards:
 //! - [`server`]: transport, TLS, bearer auth, health and reflection around
 //! - [`service`]: thin tonic services (calibration, market data, models) and [`inference`]
-//!   (the Open Inference Protocol over the raw forecasters), over
+//!   (the Open Inference Protocol over the raw forecasters), which turn messages into domain
+//!   types and back through [`convert`] and errors into gRPC codes through [`error`], over
 //! - [`serving`]: the shared state: the current [`engine`] generation (hot-swapped), the
 //!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`];
 //! - [`engine`]: the registry's models through ONNX Runtime, arms and their A/B split, and
 //!   `foresight-core::margin` for the account, over a [`series`] of completed days.
+//!
+//! Modules depend on the ones below them only (checked by `tests/serve_shape.rs`).
 //!
 //! Links ONNX Runtime, never libtorch.
 #![deny(missing_docs)]
 
 pub mod audit;
 pub mod config;
+pub mod convert;
 pub mod engine;
+pub mod error;
 pub mod inference;
 pub mod journal;
 pub mod market;
@@ -40,7 +45,8 @@ pub mod oip {
     tonic::include_proto!("inference");
 }
 
-pub use engine::{Engine, EngineConfig, EngineError, Split};
+pub use engine::{Engine, EngineConfig, Split};
+pub use error::ServeError;
 pub use inference::InferenceApi;
 pub use service::{CalibrationApi, MarketDataApi, ModelApi};
 pub use serving::{Serving, ServingConfig};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use foresight_serve::config::ServeFile;
 use foresight_serve::journal::Durability;
-use foresight_serve::{Serving, server};
+use foresight_serve::{ServeError, Serving, server};
 
 /// Serve forward-looking margin over gRPC from the model registry.
 #[derive(Debug, Parser)]
@@ -61,13 +61,13 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             std::process::ExitCode::from(2)
         }
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run() -> Result<(), ServeError> {
     use std::io::IsTerminal;
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).init();
     let args = Args::parse();
@@ -97,10 +97,10 @@ async fn run() -> anyhow::Result<()> {
         serving.watch_registry(Duration::from_secs(settings.reload_interval_secs));
     }
     if let Some(address) = settings.metrics_listen {
-        let bound = foresight_serve::metrics::spawn(serving.clone(), address).await?;
+        let bound = foresight_serve::server::spawn_metrics(serving.clone(), address).await?;
         tracing::info!(%bound, "metrics on GET /metrics");
     }
-    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", settings.listen))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| ServeError::setup(format!("listen {}", settings.listen), e))?;
     let tls = if settings.server.tls.is_some() { "TLS" } else { "plaintext" };
     tracing::info!(listen = %settings.listen, tls, tokens = settings.server.tokens.len(), "listening");
     server::run(serving, &settings.server, listener, shutdown()).await?;

@@ -4,9 +4,6 @@
 //! `GET /metrics` of a separate plain-HTTP port (`metrics_listen`), for a scraper inside the
 //! deployment's network.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,6 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::engine::{ArmMargin, Calibration};
+use crate::market::{Ack, AckStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ArmLabels {
@@ -110,10 +108,14 @@ impl Metrics {
     }
 
     /// Counts market-update acknowledgements.
-    pub fn market_acks(&self, acks: &[crate::proto::PublishAck]) {
+    pub fn market_acks(&self, acks: &[Ack]) {
         for ack in acks {
-            let status = crate::proto::AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| s.as_str_name().to_lowercase());
-            self.market_updates.get_or_create(&StatusLabels { status }).inc();
+            let status = match ack.status {
+                AckStatus::Stored => "stored",
+                AckStatus::Duplicate => "duplicate",
+                AckStatus::Rejected => "rejected",
+            };
+            self.market_updates.get_or_create(&StatusLabels { status: status.to_string() }).inc();
         }
     }
 
@@ -128,26 +130,3 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(metrics: Arc<crate::Serving>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let serving = metrics.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], serving.metrics.encode(serving.engine().generation())) }
-        }),
-    );
-    axum::serve(listener, app).await
-}
-
-/// Binds `address` and serves the metrics there in the background.
-pub async fn spawn(serving: Arc<crate::Serving>, address: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("metrics_listen {address}: {e}"))?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = serve(serving, listener).await {
-            tracing::error!("metrics endpoint stopped: {e}");
-        }
-    });
-    Ok(bound)
-}

@@ -1,12 +1,13 @@
-//! An asset's daily history as the feature code takes it, from a request's inline history or
-//! from the service's market state, checked once and fingerprinted so forecasts can be cached.
+//! The market data the engine works on, free of the wire format: an asset's daily history as
+//! the feature code takes it (checked once and fingerprinted so forecasts can be cached), the
+//! updates the market state stores, and one underlying's market for a calibration.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineError, invalid};
-use crate::proto;
+use crate::error::{ServeError, invalid};
 
 /// One completed day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,20 +19,21 @@ pub struct Day {
     /// Realized variance of the day's log returns.
     pub realized_variance: Option<f64>,
     /// Annualised implied volatility in percent (DVOL, VIX), last of the day.
-    pub implied_vol: Option<f64>,
+    #[serde(alias = "implied_vol")]
+    pub implied_vol_percent: Option<f64>,
 }
 
 impl Day {
     /// Checks one day against the day before (`previous_date`); the error names `field`.
-    pub fn check(&self, previous_date: Option<&str>, field: &str) -> Result<(), EngineError> {
+    pub fn check(&self, previous_date: Option<&str>, field: &str) -> Result<(), ServeError> {
         if !(self.close.is_finite() && self.close > 0.0) {
             return Err(invalid(format!("{field}.close"), format!("must be finite and > 0, got {}", self.close)));
         }
         if self.realized_variance.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
             return Err(invalid(format!("{field}.realized_variance"), "must be finite and ≥ 0"));
         }
-        if self.implied_vol.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-            return Err(invalid(format!("{field}.implied_vol"), "must be finite and ≥ 0 (annualised percent)"));
+        if self.implied_vol_percent.is_some_and(|v| !(v.is_finite() && (0.0..=MAX_IMPLIED_VOL_PERCENT).contains(&v))) {
+            return Err(invalid(format!("{field}.implied_vol_percent"), format!("must be in [0, {MAX_IMPLIED_VOL_PERCENT}] (annualised percent)")));
         }
         // Canonical dates only (`2024-09-30`, not `2024-9-30`): dates are compared as text.
         let canonical = chrono::NaiveDate::parse_from_str(&self.date, "%Y-%m-%d").is_ok_and(|d| d.format("%Y-%m-%d").to_string() == self.date);
@@ -47,11 +49,8 @@ impl Day {
     }
 }
 
-impl From<&proto::DailyObservation> for Day {
-    fn from(o: &proto::DailyObservation) -> Self {
-        Self { date: o.date.clone(), close: o.close, realized_variance: o.realized_variance, implied_vol: o.implied_vol }
-    }
-}
+/// Largest implied volatility taken, annualised percent (1000%: no market quotes more).
+pub const MAX_IMPLIED_VOL_PERCENT: f64 = 1000.0;
 
 /// A checked daily history.
 #[derive(Debug, Clone)]
@@ -65,7 +64,7 @@ pub struct Series {
     /// Realized variance per day.
     pub rv: Vec<Option<f64>>,
     /// Implied volatility (annualised percent) per day.
-    pub implied_vol: Vec<Option<f64>>,
+    pub implied_vol_percent: Vec<Option<f64>>,
     /// 365 for calendar-daily history (crypto), 252 for business days (indices).
     pub periods_per_year: f64,
     /// Identifies the history's content (a cache key).
@@ -74,7 +73,7 @@ pub struct Series {
 
 impl Series {
     /// Checks `days` (oldest first) and builds the series; errors name `field[i]`.
-    pub fn from_days(days: &[Day], field: &str) -> Result<Self, EngineError> {
+    pub fn from_days(days: &[Day], field: &str) -> Result<Self, ServeError> {
         let mut previous: Option<&str> = None;
         for (i, day) in days.iter().enumerate() {
             day.check(previous, &format!("{field}[{i}]"))?;
@@ -92,7 +91,7 @@ impl Series {
             d.date.hash(&mut hasher);
             d.close.to_bits().hash(&mut hasher);
             d.realized_variance.map(f64::to_bits).hash(&mut hasher);
-            d.implied_vol.map(f64::to_bits).hash(&mut hasher);
+            d.implied_vol_percent.map(f64::to_bits).hash(&mut hasher);
         }
         // Calendar-daily history (crypto) has weekends; business-daily (indices) does not.
         let weekend = days.iter().any(|d| is_weekend(&d.date));
@@ -100,7 +99,7 @@ impl Series {
             dates: days.iter().map(|d| d.date.clone()).collect(),
             returns,
             rv: days.iter().map(|d| d.realized_variance).collect(),
-            implied_vol: days.iter().map(|d| d.implied_vol).collect(),
+            implied_vol_percent: days.iter().map(|d| d.implied_vol_percent).collect(),
             closes,
             periods_per_year: if weekend { 365.0 } else { 252.0 },
             fingerprint: hasher.finish(),
@@ -118,6 +117,104 @@ impl Series {
     }
 }
 
+/// One update the market state stores (its journal's line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Update {
+    /// A trade or mark price now.
+    Tick {
+        /// The asset.
+        asset: String,
+        /// Its per-asset sequence number.
+        sequence: u64,
+        /// Unix milliseconds, UTC.
+        timestamp_ms: i64,
+        /// The price.
+        price: f64,
+        /// Annualised implied volatility, percent.
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "implied_vol")]
+        implied_vol_percent: Option<f64>,
+        /// Order-book notional near mid.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth_notional: Option<f64>,
+    },
+    /// A completed day (backfill).
+    Day {
+        /// The asset.
+        asset: String,
+        /// Its per-asset sequence number.
+        sequence: u64,
+        /// The day.
+        day: Day,
+    },
+}
+
+impl Update {
+    /// The asset.
+    pub fn asset(&self) -> &str {
+        match self {
+            Self::Tick { asset, .. } | Self::Day { asset, .. } => asset,
+        }
+    }
+
+    /// Its sequence number.
+    pub fn sequence(&self) -> u64 {
+        match self {
+            Self::Tick { sequence, .. } | Self::Day { sequence, .. } => *sequence,
+        }
+    }
+}
+
+/// A published update refused before it reached the market state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The asset, as given.
+    pub asset: String,
+    /// The sequence number, as given.
+    pub sequence: u64,
+    /// The field at fault.
+    pub field: String,
+    /// Why.
+    pub message: String,
+}
+
+/// One underlying's market as a request gives it, checked: zero or `None` where the request
+/// leaves the value to the published market state.
+#[derive(Debug, Clone)]
+pub struct MarketQuote {
+    /// The underlying.
+    pub asset: String,
+    /// Spot (0: the last published price).
+    pub spot: f64,
+    /// Implied volatility, annual fraction (0: the last published one).
+    pub implied_vol_fraction: f64,
+    /// Order-book notional near mid.
+    pub depth_notional: Option<f64>,
+    /// Age of `spot`, seconds.
+    pub age_secs: Option<f64>,
+    /// Inline history (`None`: the published one).
+    pub history: Option<Arc<Series>>,
+    /// The quote's field path, for errors: `markets[0]`.
+    pub field: String,
+}
+
+/// One underlying's market for a calibration: the quote over the published state.
+#[derive(Debug, Clone)]
+pub struct MarketInput {
+    /// Spot, > 0.
+    pub spot: f64,
+    /// Implied volatility, annual fraction (option revaluation).
+    pub implied_vol_fraction: f64,
+    /// Order-book notional near mid.
+    pub depth_notional: Option<f64>,
+    /// Age of `spot` in seconds.
+    pub age_secs: f64,
+    /// Completed days.
+    pub series: Arc<Series>,
+    /// Where the days came from, for errors: `markets[0].history`, `market state of BTC`.
+    pub field: String,
+}
+
 fn is_weekend(date: &str) -> bool {
     use chrono::Datelike;
     chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok_and(|d| d.weekday().number_from_monday() >= 6)
@@ -128,7 +225,7 @@ mod tests {
     use super::*;
 
     fn day(date: &str, close: f64) -> Day {
-        Day { date: date.into(), close, realized_variance: Some(1e-4), implied_vol: None }
+        Day { date: date.into(), close, realized_variance: Some(1e-4), implied_vol_percent: None }
     }
 
     #[test]

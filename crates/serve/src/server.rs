@@ -4,6 +4,7 @@
 //! start it through [`run`].
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,11 +21,15 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Status};
 
+use crate::error::ServeError;
+use crate::inference::InferenceApi;
+use crate::oip::grpc_inference_service_server::GrpcInferenceServiceServer;
+use crate::proto;
 use crate::proto::calibration_service_server::CalibrationServiceServer;
 use crate::proto::market_data_service_server::MarketDataServiceServer;
 use crate::proto::model_service_server::ModelServiceServer;
-use crate::oip::grpc_inference_service_server::GrpcInferenceServiceServer;
-use crate::{CalibrationApi, InferenceApi, MarketDataApi, ModelApi, Serving, proto};
+use crate::service::{CalibrationApi, MarketDataApi, ModelApi};
+use crate::serving::Serving;
 
 /// How the server talks to callers.
 #[derive(Debug, Clone)]
@@ -76,18 +81,18 @@ impl Interceptor for BearerAuth {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization: a `Bearer <token>` header is required"))?;
+            .ok_or(ServeError::Unauthenticated("a `Bearer <token>` header is required"))?;
         if self.tokens.iter().any(|t| same(t.as_bytes(), given.as_bytes())) {
             Ok(request)
         } else {
-            Err(Status::unauthenticated("authorization: the token is not accepted"))
+            Err(ServeError::Unauthenticated("the token is not accepted").into())
         }
     }
 }
 
 /// Serves every service on `listener` until `shutdown` resolves, then lets calls in progress
 /// finish.
-pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let max = options.max_message_bytes;
     let auth = BearerAuth::new(options.tokens.clone());
     let calibration = CalibrationServiceServer::new(CalibrationApi::new(serving.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
@@ -107,13 +112,13 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection = reflection_builder().build_v1()?;
-    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
+    let reflection = reflection_builder().build_v1().map_err(|e| ServeError::setup("reflection", e))?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha().map_err(|e| ServeError::setup("reflection", e))?;
 
     let mut builder = Server::builder().timeout(options.request_timeout);
     if let Some((cert, key)) = &options.tls {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("tls: {}: {e}", p.display()));
-        builder = builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))?;
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| ServeError::setup(format!("tls: {}", p.display()), e));
+        builder = builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?))).map_err(|e| ServeError::setup("tls", e))?;
     }
     builder
         .add_service(health_service)
@@ -129,13 +134,34 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
             // Probes see the server going before it stops accepting.
             health.set_not_serving::<CalibrationServiceServer<CalibrationApi>>().await;
         })
-        .await?;
+        .await
+        .map_err(|e| ServeError::setup("server", e))?;
     // Connections finish closing before the process may exit.
     let deadline = tokio::time::Instant::now() + LINGER;
     while LINGERING.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Binds `address` and serves `GET /metrics` (Prometheus text) there in the background, for a
+/// scraper inside the deployment's network; returns the address bound.
+pub async fn spawn_metrics(serving: Arc<Serving>, address: SocketAddr) -> Result<SocketAddr, ServeError> {
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| ServeError::setup(format!("metrics_listen {address}"), e))?;
+    let bound = listener.local_addr().map_err(|e| ServeError::setup(format!("metrics_listen {address}"), e))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let serving = serving.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], serving.metrics.encode(serving.engine().generation())) }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(bound)
 }
 
 /// How long a closing connection waits for its peer to close.

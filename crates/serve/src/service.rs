@@ -9,83 +9,16 @@ use prost::Message;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit::{AuditRecord, records, sha256_hex, snake_name};
-use crate::engine::{ArmMargin, ArmWeight, Calibration, Engine, EngineError, MarketInput, Split};
+use crate::audit::{AuditRecord, records, sha256_hex};
+use crate::convert::{calibrate_response, calibrate_result, forecast_response, market_quotes, served_model};
+use crate::engine::{AccountRequest, Engine, Split};
+use crate::error::{ServeError, invalid};
 use crate::proto::calibration_service_server::CalibrationService;
 use crate::proto::market_data_service_server::MarketDataService;
 use crate::proto::model_service_server::ModelService;
-use crate::proto::{self, calibrate_result::Outcome};
+use crate::proto;
+use crate::series::{MarketInput, Update};
 use crate::serving::Serving;
-
-fn status(e: EngineError) -> Status {
-    match e {
-        EngineError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-        EngineError::Internal(m) => Status::internal(m),
-    }
-}
-
-fn horizons(values: &[(usize, f64)]) -> Vec<proto::HorizonValue> {
-    values.iter().map(|(h, v)| proto::HorizonValue { horizon_days: *h as u32, value: *v }).collect()
-}
-
-/// The response of one calibration.
-fn response(account_id: &str, c: &Calibration) -> proto::CalibrateResponse {
-    let ArmMargin { arm, margin, forecasts, collateral } = &c.posted;
-    let collateral_value: f64 = collateral.iter().map(|v| v.value).sum();
-    let components = margin
-        .forward
-        .underlyings
-        .iter()
-        .map(|u| {
-            let f = &forecasts[&u.underlying];
-            let i = &margin.inputs[&u.underlying];
-            proto::UnderlyingComponents {
-                asset: u.underlying.clone(),
-                model: f.model.clone().unwrap_or_default(),
-                fallback: i.forward_rate.as_ref().err().map(snake_name),
-                reactive_rate: i.reactive_rate,
-                forward_rate: *i.forward_rate.as_ref().unwrap_or(&i.reactive_rate),
-                reactive_sigma: i.reactive_sigma,
-                forecast_sigma: horizons(&i.forecast_sigma),
-                regime_probability: horizons(&i.regime_probability),
-                core_im: u.core_im,
-                binding_price_shock: u.binding.price_shock,
-                binding_vol_shock: u.binding.vol_shock,
-                liquidity_addon: u.liquidity_addon,
-                approximate: u.approximate,
-            }
-        })
-        .collect();
-    let shadow = c
-        .shadow
-        .iter()
-        .map(|s| proto::ArmOutcome {
-            arm: s.arm.clone(),
-            initial_margin: s.margin.posted.initial_margin,
-            maintenance_margin: s.margin.posted.maintenance_margin,
-            multiplier: s.margin.posted.multiplier,
-            fallbacks: s.margin.fallbacks.iter().map(|(asset, f)| format!("{asset}: {}", snake_name(f))).collect(),
-        })
-        .collect();
-    proto::CalibrateResponse {
-        account_id: account_id.to_string(),
-        initial_margin: margin.posted.initial_margin,
-        maintenance_margin: margin.posted.maintenance_margin,
-        multiplier: margin.posted.multiplier,
-        raw_multiplier: margin.raw_multiplier,
-        reactive_initial_margin: margin.base.initial_margin,
-        guards_applied: margin.posted.applied.iter().map(snake_name).collect(),
-        components,
-        arm: arm.clone(),
-        shadow,
-        collateral_value,
-        excess: collateral_value - margin.posted.initial_margin,
-        collateral: collateral
-            .iter()
-            .map(|v| proto::CollateralValue { asset: v.asset.clone(), quantity: v.quantity, price: v.price, haircut: v.haircut, value: v.value })
-            .collect(),
-    }
-}
 
 /// Accounts per thread below which a batch is calibrated on one thread.
 const PARALLEL_FROM: usize = 256;
@@ -109,9 +42,9 @@ impl CalibrationApi {
         method: &str,
         requests: Vec<proto::CalibrateRequest>,
         shared: Vec<proto::AssetMarket>,
-    ) -> Result<Vec<Result<proto::CalibrateResponse, Status>>, Status> {
+    ) -> Result<Vec<AccountOutcome>, ServeError> {
         let started = std::time::Instant::now();
-        let permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let permit = self.serving.admit()?;
         // One account on published market data is microseconds of work once the day's forecast
         // is cached (the day's first call runs the model, a few milliseconds): cheaper here than
         // a hand-off to the blocking pool. Inline history or many accounts go to the pool.
@@ -127,13 +60,11 @@ impl CalibrationApi {
                 let _permit = permit;
                 calibrate_all(&serving, &requests, &shared)
             })
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-        }
-        .map_err(status)?;
+            .await?
+        }?;
         if let Some(journal) = self.serving.audit.as_ref().filter(|_| !audit.is_empty()) {
             // Every margin is on record before it is returned.
-            journal.append(&audit).await.map_err(|e| Status::unavailable(format!("audit log: {e}")))?;
+            journal.append(&audit).await.map_err(|source| ServeError::Storage { what: "audit log", source })?;
         }
         self.serving.metrics.observe_latency(method, started.elapsed().as_secs_f64());
         Ok(results)
@@ -141,7 +72,7 @@ impl CalibrationApi {
 }
 
 /// One account's response, or why it has none.
-type AccountOutcome = Result<proto::CalibrateResponse, Status>;
+type AccountOutcome = Result<proto::CalibrateResponse, ServeError>;
 
 /// Calibrates `requests` on one engine generation: one result per request, and the audit
 /// records of the successful ones, both in request order. A large batch is split over the cores.
@@ -149,21 +80,22 @@ fn calibrate_all(
     serving: &Serving,
     requests: &[proto::CalibrateRequest],
     shared: &[proto::AssetMarket],
-) -> Result<(Vec<AccountOutcome>, Vec<AuditRecord>), EngineError> {
+) -> Result<(Vec<AccountOutcome>, Vec<AuditRecord>), ServeError> {
     let engine: Arc<Engine> = serving.engine();
     let state = serving.market.as_ref();
-    let shared: HashMap<String, MarketInput> = Engine::prepare_markets(shared, "markets", state)?;
+    let shared: HashMap<String, MarketInput> = Engine::resolve_markets(&market_quotes(shared, |i| format!("markets[{i}]"))?, state)?;
     let calibrate = |chunk: &[proto::CalibrateRequest]| {
         let mut audit = Vec::new();
         let results: Vec<_> = chunk
             .iter()
             .map(|request| {
-                let calibration = engine.calibrate(request, &shared, state, &serving.cache).map_err(status)?;
+                let account = AccountRequest::try_from(request)?;
+                let calibration = engine.calibrate(&account, &shared, state, &serving.cache)?;
                 serving.metrics.record(&calibration);
                 if serving.audit.is_some() {
                     audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
                 }
-                Ok(response(&request.account_id, &calibration))
+                Ok(calibrate_response(&request.account_id, &calibration))
             })
             .collect();
         (results, audit)
@@ -183,7 +115,7 @@ fn calibrate_all(
     });
     let (mut results, mut audit) = (Vec::with_capacity(requests.len()), Vec::new());
     for part in parts {
-        let (r, a) = part.map_err(|_| EngineError::Internal("a batch worker panicked".into()))?;
+        let (r, a) = part.map_err(|_| ServeError::Internal("a batch worker panicked".into()))?;
         results.extend(r);
         audit.extend(a);
     }
@@ -192,43 +124,23 @@ fn calibrate_all(
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<proto::CalibrateResult, Status>> + Send>>;
 
-fn result(account_id: String, outcome: Result<proto::CalibrateResponse, Status>) -> proto::CalibrateResult {
-    let outcome = match outcome {
-        Ok(margin) => Outcome::Margin(margin),
-        Err(s) => Outcome::Error(proto::CalibrateError { code: code_name(s.code()).into(), message: s.message().to_string() }),
-    };
-    proto::CalibrateResult { account_id, outcome: Some(outcome) }
-}
-
-/// The canonical name of the codes a calibration returns.
-fn code_name(code: tonic::Code) -> &'static str {
-    match code {
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        _ => "INTERNAL",
-    }
-}
-
 #[tonic::async_trait]
 impl CalibrationService for CalibrationApi {
     async fn calibrate(&self, request: Request<proto::CalibrateRequest>) -> Result<Response<proto::CalibrateResponse>, Status> {
         let mut results = self.calibrate_many("calibrate", vec![request.into_inner()], Vec::new()).await?;
-        results.pop().unwrap_or_else(|| Err(Status::internal("no result"))).map(Response::new)
+        let result = results.pop().unwrap_or_else(|| Err(ServeError::Internal("no result".into())));
+        Ok(Response::new(result?))
     }
 
     async fn calibrate_batch(&self, request: Request<proto::CalibrateBatchRequest>) -> Result<Response<proto::CalibrateBatchResponse>, Status> {
         let request = request.into_inner();
         if request.accounts.is_empty() || request.accounts.len() > self.serving.max_batch {
-            return Err(Status::invalid_argument(format!(
-                "accounts: {} accounts; a batch takes 1 to {}",
-                request.accounts.len(),
-                self.serving.max_batch
-            )));
+            let message = format!("{} accounts; a batch takes 1 to {}", request.accounts.len(), self.serving.max_batch);
+            return Err(invalid("accounts", message).into());
         }
         let ids: Vec<String> = request.accounts.iter().map(|a| a.account_id.clone()).collect();
         let results = self.calibrate_many("calibrate_batch", request.accounts, request.markets).await?;
-        Ok(Response::new(proto::CalibrateBatchResponse { results: ids.into_iter().zip(results).map(|(id, r)| result(id, r)).collect() }))
+        Ok(Response::new(proto::CalibrateBatchResponse { results: ids.into_iter().zip(results).map(|(id, r)| calibrate_result(id, r)).collect() }))
     }
 
     type CalibrateStreamStream = ResultStream;
@@ -243,9 +155,9 @@ impl CalibrationService for CalibrationApi {
                     Ok(request) => {
                         let id = request.account_id.clone();
                         match api.calibrate_many("calibrate_stream", vec![request], Vec::new()).await {
-                            Ok(mut r) => Ok(result(id, r.pop().unwrap_or_else(|| Err(Status::internal("no result"))))),
-                            Err(s) if s.code() == tonic::Code::ResourceExhausted => Ok(result(id, Err(s))),
-                            Err(s) => Err(s),
+                            Ok(mut r) => Ok(calibrate_result(id, r.pop().unwrap_or_else(|| Err(ServeError::Internal("no result".into()))))),
+                            Err(e @ ServeError::Overloaded(_)) => Ok(calibrate_result(id, Err(e))),
+                            Err(e) => Err(e.into()),
                         }
                     }
                     Err(s) => Err(s),
@@ -260,27 +172,19 @@ impl CalibrationService for CalibrationApi {
     }
 
     async fn forecast(&self, request: Request<proto::ForecastRequest>) -> Result<Response<proto::ForecastResponse>, Status> {
-        let market = request.into_inner().market.ok_or_else(|| Status::invalid_argument("market: required"))?;
-        let permit = self.serving.admit().map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let market = request.into_inner().market.ok_or_else(|| invalid("market", "required"))?;
+        let quotes = market_quotes(std::slice::from_ref(&market), |_| "market".into())?;
+        let permit = self.serving.admit()?;
         let serving = self.serving.clone();
-        let asset = market.asset.clone();
         let f = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let engine = serving.engine();
-            let inputs = Engine::prepare_markets_named(std::slice::from_ref(&market), |_| "market".into(), serving.market.as_ref())?;
-            engine.forecast(&market.asset, &inputs[&market.asset], &engine.champion_arm(), &serving.cache)
+            let inputs = Engine::resolve_markets(&quotes, serving.market.as_ref())?;
+            engine.forecast(&market.asset, &inputs[&market.asset], &engine.champion_arm(), &serving.cache).map(|f| (market.asset, f))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(status)?;
-        Ok(Response::new(proto::ForecastResponse {
-            asset,
-            model: f.model.clone().unwrap_or_default(),
-            sigma: horizons(&f.variance.iter().map(|(h, v)| (*h, v.sqrt())).collect::<Vec<_>>()),
-            variance: horizons(&f.variance),
-            regime_probability: f.regime.as_ref().map(|(_, p)| horizons(p)).unwrap_or_default(),
-            regime_model: f.regime.as_ref().map(|(m, _)| m.clone()).unwrap_or_default(),
-        }))
+        .map_err(ServeError::from)??;
+        Ok(Response::new(forecast_response(f.0, &f.1)))
     }
 }
 
@@ -308,7 +212,7 @@ impl MarketDataService for MarketDataApi {
 
     async fn publish(&self, request: Request<Streaming<proto::MarketUpdate>>) -> Result<Response<AckStream>, Status> {
         if self.serving.market.is_none() {
-            return Err(Status::failed_precondition("this server keeps no market state (start it with a state folder)"));
+            return Err(ServeError::Unsupported("this server keeps no market state (start it with a state folder)").into());
         }
         let mut inbound = request.into_inner();
         let serving = self.serving.clone();
@@ -330,7 +234,7 @@ impl MarketDataService for MarketDataApi {
                 let mut failed = None;
                 for m in std::iter::once(first).chain(std::iter::from_fn(|| updates.try_recv().ok())).take(PUBLISH_GROUP) {
                     match m {
-                        Ok(u) => group.push(u),
+                        Ok(u) => group.push(Update::try_from(&u)),
                         Err(s) => {
                             failed = Some(s);
                             break;
@@ -341,13 +245,13 @@ impl MarketDataService for MarketDataApi {
                     Ok(acks) => {
                         serving.metrics.market_acks(&acks);
                         for ack in acks {
-                            if sender.send(Ok(ack)).await.is_err() {
+                            if sender.send(Ok(ack.into())).await.is_err() {
                                 return;
                             }
                         }
                     }
                     Err(e) => {
-                        let _ = sender.send(Err(Status::unavailable(format!("market state not stored: {e}")))).await;
+                        let _ = sender.send(Err(ServeError::Storage { what: "market state not stored", source: e }.into())).await;
                         return;
                     }
                 }
@@ -363,8 +267,9 @@ impl MarketDataService for MarketDataApi {
 
     async fn get_asset_state(&self, request: Request<proto::AssetStateRequest>) -> Result<Response<proto::AssetState>, Status> {
         let asset = request.into_inner().asset;
-        let market = self.serving.market.as_ref().ok_or_else(|| Status::failed_precondition("this server keeps no market state"))?;
-        market.state(&asset).map(Response::new).ok_or_else(|| Status::not_found(format!("asset: no market data published for `{asset}`")))
+        let market = self.serving.market.as_ref().ok_or(ServeError::Unsupported("this server keeps no market state"))?;
+        let state = market.state(&asset).ok_or_else(|| ServeError::NotFound(format!("asset: no market data published for `{asset}`")))?;
+        Ok(Response::new(state.into()))
     }
 }
 
@@ -381,28 +286,15 @@ impl ModelApi {
     }
 }
 
-fn split_message(split: &Split) -> proto::TrafficSplit {
-    proto::TrafficSplit { arms: split.arms.iter().map(|a| proto::ArmWeight { arm: a.arm.clone(), weight: a.weight }).collect(), shadow: split.shadow }
-}
-
 #[tonic::async_trait]
 impl ModelService for ModelApi {
     async fn list_models(&self, _: Request<proto::ListModelsRequest>) -> Result<Response<proto::ListModelsResponse>, Status> {
         let engine = self.serving.engine();
-        let models = engine
-            .served()
-            .into_iter()
-            .map(|(slot, s)| proto::ServedModel {
-                slot,
-                model: s.reference.clone(),
-                sha256: s.card.onnx.sha256.clone(),
-                trained_through: s.card.training.end.to_string(),
-            })
-            .collect();
+        let models = engine.served().into_iter().map(|(slot, s)| served_model(slot, s)).collect();
         Ok(Response::new(proto::ListModelsResponse {
             registry: engine.config().registry.display().to_string(),
             models,
-            split: Some(split_message(engine.split())),
+            split: Some(engine.split().into()),
             reactive_arm: engine.reactive_arm(),
             generation: engine.generation(),
         }))
@@ -410,21 +302,15 @@ impl ModelService for ModelApi {
 
     async fn reload(&self, _: Request<proto::ReloadRequest>) -> Result<Response<proto::ReloadResponse>, Status> {
         let serving = self.serving.clone();
-        let (report, generation) = tokio::task::spawn_blocking(move || serving.reload())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
+        let (report, generation) =
+            tokio::task::spawn_blocking(move || serving.reload()).await.map_err(ServeError::from)?.map_err(|e| ServeError::ReloadRefused(Box::new(e)))?;
         Ok(Response::new(proto::ReloadResponse { changed: report.changed, refused: report.refused, generation }))
     }
 
     async fn set_split(&self, request: Request<proto::SetSplitRequest>) -> Result<Response<proto::TrafficSplit>, Status> {
-        let split = request.into_inner().split.ok_or_else(|| Status::invalid_argument("split: required"))?;
-        let split = Split { arms: split.arms.into_iter().map(|a| ArmWeight { arm: a.arm, weight: a.weight }).collect(), shadow: split.shadow };
+        let split = Split::from(request.into_inner().split.ok_or_else(|| invalid("split", "required"))?);
         let serving = self.serving.clone();
-        let engine = tokio::task::spawn_blocking(move || serving.set_split(split))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
-        Ok(Response::new(split_message(engine.split())))
+        let engine = tokio::task::spawn_blocking(move || serving.set_split(split)).await.map_err(ServeError::from)??;
+        Ok(Response::new(engine.split().into()))
     }
 }

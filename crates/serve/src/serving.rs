@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{Engine, EngineConfig, ForecastCache, ReloadReport, Split};
+use crate::error::ServeError;
 use crate::journal::{Durability, Journal};
 use crate::market::MarketState;
 use crate::metrics::Metrics;
@@ -60,19 +61,14 @@ pub struct Serving {
     swap: std::sync::Mutex<()>,
 }
 
-/// Why a request was shed.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} calibrations are in flight, the most this server takes at once; retry with backoff")]
-pub struct Overloaded(pub usize);
-
 impl Serving {
     /// Opens the state folder (market state replayed, split restored) and loads the engine.
-    pub fn open(config: ServingConfig) -> anyhow::Result<Self> {
+    pub fn open(config: ServingConfig) -> Result<Self, ServeError> {
         let mut engine_config = config.engine.clone();
         let (mut market, mut audit, mut split_file) = (None, None, None);
         if let Some(dir) = &config.state_dir {
-            market = Some(MarketState::open(dir, config.durability)?);
-            audit = Some(Journal::open(&dir.join(AUDIT_FILE), config.durability)?);
+            market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
+            audit = Some(Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?);
             let path = dir.join(SPLIT_FILE);
             // A split set through ModelService outlives restarts.
             if let Some(split) = read_split(&path)? {
@@ -107,7 +103,7 @@ impl Serving {
 
     /// Re-reads the registry and swaps in the new generation (blocking: models are loaded and
     /// checked). Requests in progress finish on the generation they started with.
-    pub fn reload(&self) -> anyhow::Result<(ReloadReport, u64)> {
+    pub fn reload(&self) -> Result<(ReloadReport, u64), ServeError> {
         let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let (engine, report) = self.engine().reload()?;
         let generation = engine.generation();
@@ -119,21 +115,21 @@ impl Serving {
     }
 
     /// Sets the A/B split (checked, stored in the state folder) and swaps it in.
-    pub fn set_split(&self, split: Split) -> anyhow::Result<Arc<Engine>> {
+    pub fn set_split(&self, split: Split) -> Result<Arc<Engine>, ServeError> {
         let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let engine = self.engine().with_split(split.clone())?;
         if let Some(path) = &self.split_file {
-            foresight_registry::atomic::write_json_atomic(path, &split)?;
+            foresight_registry::atomic::write_json_atomic(path, &split).map_err(|e| ServeError::Internal(format!("the split was not stored: {e}")))?;
         }
         self.install(engine);
         Ok(self.engine())
     }
 
-    /// A slot for one calibration call, or [`Overloaded`].
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Overloaded> {
+    /// A slot for one calibration call, or [`ServeError::Overloaded`].
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, ServeError> {
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
             self.metrics.shed();
-            Overloaded(self.max_in_flight)
+            ServeError::Overloaded(self.max_in_flight)
         })
     }
 
@@ -157,7 +153,7 @@ impl Serving {
                 match tokio::task::spawn_blocking(move || s.reload()).await {
                     Ok(Ok((report, _))) if report.refused.is_empty() => seen = now,
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!("reload failed, the current models keep serving: {e:#}"),
+                    Ok(Err(e)) => tracing::error!("reload failed, the current models keep serving: {e}"),
                     Err(e) => tracing::error!("reload task failed: {e}"),
                 }
             }
@@ -165,10 +161,10 @@ impl Serving {
     }
 }
 
-fn read_split(path: &Path) -> anyhow::Result<Option<Split>> {
+fn read_split(path: &Path) -> Result<Option<Split>, ServeError> {
     match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)),
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| ServeError::setup(path.display().to_string(), e))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) => Err(ServeError::setup(path.display().to_string(), e)),
     }
 }

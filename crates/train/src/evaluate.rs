@@ -18,10 +18,10 @@ use foresight_core::volatility::ArchData;
 use serde::Serialize;
 
 use foresight_registry::ModelCard;
-use foresight_registry::inputs::ModelInput;
+use foresight_registry::inputs::{ModelInput, run_over_days};
 use foresight_registry::runtime::LoadedModel;
 
-use crate::data::{ExogenousSource, Frequency, Ohlcv, Series, Transform, Values, load_daily_closes, load_ohlcv};
+use crate::data::{ExogenousSpec, Frequency, Ohlcv, Series, Transform, Values, load_daily_closes, load_exogenous, load_ohlcv};
 use crate::error::{DataError, Result};
 use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
 
@@ -49,7 +49,7 @@ pub struct MarketDay {
     /// Realized variance of the day.
     pub realized_variance: Option<f64>,
     /// Implied volatility of the day, annualised percent (DVOL, VIX).
-    pub implied_vol: Option<f64>,
+    pub implied_vol_percent: Option<f64>,
 }
 
 /// The days of `bars` (realized variance as [`DailyHistory::from_bars`] computes it) that have a
@@ -59,7 +59,7 @@ pub fn market_days(closes: &Path, bars: &Path, implied_vol: Option<&Path>) -> Re
     let history = DailyHistory::from_bars(&load_ohlcv(bars)?)?;
     let daily = load_daily_closes(closes)?;
     let iv = match implied_vol {
-        Some(file) => ExogenousSource { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: 365.0 }.load(&history.dates)?,
+        Some(file) => load_exogenous(&ExogenousSpec { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: 365.0 }, &history.dates)?,
         None => vec![None; history.dates.len()],
     };
     let close_of: HashMap<NaiveDate, f64> = daily.timestamps.iter().map(|t| t.date()).zip(daily.values.iter().copied()).collect();
@@ -67,7 +67,7 @@ pub fn market_days(closes: &Path, bars: &Path, implied_vol: Option<&Path>) -> Re
         .dates
         .iter()
         .enumerate()
-        .filter_map(|(t, d)| Some(MarketDay { date: *d, close: *close_of.get(d)?, realized_variance: history.rv[t], implied_vol: iv[t] }))
+        .filter_map(|(t, d)| Some(MarketDay { date: *d, close: *close_of.get(d)?, realized_variance: history.rv[t], implied_vol_percent: iv[t] }))
         .collect())
 }
 
@@ -575,9 +575,10 @@ pub struct ArmInputs {
 pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, prices: &Values, burn_in: usize, refit_every: usize) -> Result<ArmInputs> {
     let wants_iv = |a: &&Arm| a.implied.is_some() || a.base == foresight_core::calibrate::BaseCalibrator::Model { forecaster: ModelName::HarX };
     let implied_vol = match (iv_data, arms.iter().find(wants_iv)) {
-        (Some(file), Some(_)) => Some(
-            ExogenousSource { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() }.load(&history.dates)?,
-        ),
+        (Some(file), Some(_)) => {
+            let spec = ExogenousSpec { file: file.to_path_buf(), transform: Transform::Last, periods_per_year: prices.frequency.periods_per_year() };
+            Some(load_exogenous(&spec, &history.dates)?)
+        }
         (None, Some(arm)) => {
             eprintln!("note: {arm} uses implied volatility, but no implied-volatility file is given: it forecasts without it (HAR-X as log-HAR)");
             None
@@ -651,23 +652,18 @@ pub fn registered_forecasts(
     if !missing.is_empty() {
         return Err(DataError::Fit { model: name, message: format!("it forecasts horizons {:?}, not {missing:?}", card.horizons) });
     }
-    let input = ModelInput::from_card(card)?;
-    let exogenous = card_exogenous(card, history)?;
-    let rows = input.rows(&history.rv, &history.returns, &exogenous);
-    let days: Vec<usize> = (0..rows.len()).filter(|&t| rows[t].is_some()).collect();
-    let mut out = vec![vec![None; rows.len()]; horizons.len()];
-    if days.is_empty() {
-        return Ok(out);
-    }
-    let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].clone().unwrap_or_default()).collect();
-    let outputs = model.run(&flat)?;
-    for (k, h) in horizons.iter().enumerate() {
-        let values = &outputs[&format!("variance_h{h}")];
-        for (i, &t) in days.iter().enumerate() {
-            out[k][t] = Some(values[i]).filter(|v| v.is_finite() && *v > 0.0);
-        }
-    }
-    Ok(out)
+    let exogenous = match ExogenousSpec::from_card(card)? {
+        Some(spec) => load_exogenous(&spec, &history.dates)?,
+        None => Vec::new(),
+    };
+    let run = run_over_days(model, &ModelInput::from_card(card)?, &history.rv, &history.returns, &exogenous, 0)?;
+    Ok(horizons
+        .iter()
+        .map(|h| {
+            let name = format!("variance_h{h}");
+            (0..history.dates.len()).map(|t| run.value(&name, t).filter(|v| *v > 0.0)).collect()
+        })
+        .collect())
 }
 
 /// Base margin rates of a `model:<name>@vN` arm aligned with `prices`: the registered model's
@@ -861,21 +857,18 @@ pub fn registered_regime_scores(
     let states = mixture.states();
     let features = regime_features(&history.rv, &history.returns);
     let labels: Vec<Option<usize>> = features.iter().map(|f| f.and_then(|f| mixture.classify([f[0], f[3]]))).collect();
-    let rows = ModelInput::from_card(card)?.rows(&history.rv, &history.returns, &[]);
-    let days: Vec<usize> = (first_origin..rows.len()).filter(|&t| rows[t].is_some()).collect();
-    let flat: Vec<f64> = days.iter().flat_map(|&t| rows[t].clone().unwrap_or_default()).collect();
-    if days.is_empty() {
+    let run = run_over_days(model, &ModelInput::from_card(card)?, &history.rv, &history.returns, &[], first_origin)?;
+    if run.outputs.values().all(|v| v.iter().all(Option::is_none)) {
         return Err(DataError::Fit { model: name, message: "no day with complete inputs to score".into() });
     }
-    let outputs = model.run(&flat)?;
     let mut out = Vec::new();
     for h in &card.horizons {
-        let Some(p) = outputs.get(&format!("p_high_regime_h{h}")) else { continue };
+        let Some(p) = run.outputs.get(&format!("p_high_regime_h{h}")) else { continue };
         let train_end = history.dates.iter().rposition(|d| *d <= card.training.end).unwrap_or(0);
         let training: Vec<bool> = (0..=train_end.saturating_sub(*h)).filter_map(|t| stressed_within(&labels, t, *h, states)).collect();
         let base = training.iter().filter(|y| **y).count() as f64 / training.len().max(1) as f64;
         let (probabilities, events): (Vec<f64>, Vec<bool>) =
-            days.iter().zip(p).filter_map(|(&t, &p)| stressed_within(&labels, t, *h, states).map(|y| (p, y))).unzip();
+            p.iter().enumerate().filter_map(|(t, p)| Some((p.as_ref()?, stressed_within(&labels, t, *h, states)?))).map(|(p, y)| (*p, y)).unzip();
         if probabilities.is_empty() {
             continue;
         }
@@ -891,12 +884,3 @@ pub fn registered_regime_scores(
     Ok(out)
 }
 
-/// The exogenous regressor a HAR-X card names (`params.exogenous`), loaded and aligned with
-/// `history`; empty for models without one.
-fn card_exogenous(card: &ModelCard, history: &DailyHistory) -> Result<Vec<Option<f64>>> {
-    let Some(spec) = card.params.get("exogenous") else { return Ok(Vec::new()) };
-    let text = |k: &str| spec.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-    let transform = text("transform").parse().map_err(|message| DataError::Fit { model: card.reference().to_string(), message })?;
-    let periods_per_year = spec.get("periods_per_year").and_then(|v| v.as_f64()).unwrap_or(365.0);
-    ExogenousSource { file: text("file").into(), transform, periods_per_year }.load(&history.dates)
-}

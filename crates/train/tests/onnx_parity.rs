@@ -191,14 +191,13 @@ fn neural_forecaster_is_deterministic_and_round_trips_through_onnx() {
 
 #[test]
 fn har_x_round_trips_and_falls_back_to_log_har_where_the_input_is_missing() {
-    use foresight_train::data::ExogenousSource;
+    use foresight_train::data::{ExogenousSpec, load_exogenous};
     use foresight_train::fit::HarXParams;
     use foresight_train::onnx::export_har_x;
 
     let history = DailyHistory::from_bars(&load_ohlcv(&data("btc_usdt_2h.csv")).unwrap()).unwrap();
-    let dvol = ExogenousSource::parse(data("btc_dvol_1d.csv").to_str().unwrap(), 365.0).unwrap();
-    let dvol = ExogenousSource { transform: foresight_train::data::Transform::ImpliedVol, ..dvol };
-    let x = dvol.load(&history.dates).unwrap();
+    let dvol = ExogenousSpec::parse(&format!("{}:iv", data("btc_dvol_1d.csv").display()), 365.0).unwrap();
+    let x = load_exogenous(&dvol, &history.dates).unwrap();
     let train_end = history.dates.iter().position(|d| d.to_string() == "2024-06-30").unwrap();
     let fits: Vec<_> = [1, 5].iter().map(|&h| HarXParams::new(h).fit(&history.rv, &x, train_end, 250).unwrap()).collect();
     let fallback: Vec<_> = [1, 5].iter().map(|&h| HarParams::log(h).fit(&history.rv, train_end).unwrap()).collect();

@@ -19,7 +19,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use foresight_core::features::{Bar, DailyRv, daily_realized_variance};
 
 pub use calendar::{Frequency, Gap, GapReport};
-pub use exogenous::{ExogenousSource, Transform, daily_input};
+pub use exogenous::{ExogenousSpec, Transform, daily_input, load_exogenous};
 use table::Table;
 
 use crate::error::{DataError, Result};

@@ -10,7 +10,7 @@ use foresight_registry::{GoldenRow, HorizonMetrics, Task};
 use serde_json::json;
 
 use super::{Built, Export, Recipe, target_name, variance_outputs};
-use crate::data::{ExogenousSource, Frequency};
+use crate::data::{ExogenousSpec, Frequency, load_exogenous};
 use crate::error::{DataError, Result};
 use crate::evaluate::{DailyHistory, Forecaster, WalkForward, contiguous_percent_returns, evaluate, forecast_variances, realized_mean};
 use crate::fit::{FittedHar, FittedHarX, GarchParams, HarParams, HarXParams};
@@ -133,8 +133,8 @@ pub(super) fn export_garch_model(model: ModelName, history: &DailyHistory, t_end
 /// against EWMA with log-HAR beside it.
 pub(super) fn build_har_x(recipe: &Recipe, frequency: &Frequency, history: &DailyHistory, t_end: usize, metadata: &[(String, String)]) -> Result<Built> {
     let spec = recipe.exogenous.as_deref().expect("checked by Recipe::check");
-    let source = ExogenousSource::parse(spec, frequency.periods_per_year()).map_err(|message| DataError::Recipe { file: "recipe".into(), message })?;
-    let x = source.load(&history.dates)?;
+    let source = ExogenousSpec::parse(spec, frequency.periods_per_year()).map_err(|message| DataError::Recipe { file: "recipe".into(), message })?;
+    let x = load_exogenous(&source, &history.dates)?;
     let fits: Vec<FittedHarX> = recipe.horizons.iter().map(|&h| HarXParams::new(h).fit(&history.rv, &x, t_end, 250)).collect::<Result<_>>()?;
     let fallback: Vec<FittedHar> = recipe.horizons.iter().map(|&h| HarParams::log(h).fit(&history.rv, t_end)).collect::<Result<_>>()?;
     let mut meta = metadata.to_vec();
@@ -200,7 +200,7 @@ pub(super) fn build_har_x(recipe: &Recipe, frequency: &Frequency, history: &Dail
                 "residual_variance": f.residual_variance(), "nobs": f.nobs() })
     };
     let params = json!({
-        "exogenous": { "file": source.file.display().to_string(), "transform": source.transform_name(), "periods_per_year": source.periods_per_year },
+        "exogenous": source.to_json(),
         "regressions": fits.iter().map(regression).collect::<Vec<_>>(),
         "fallback_log_har": fallback.iter().map(|f| { let (b, [d, w, m]) = f.coefficients(); json!({ "horizon": f.horizon(), "intercept": b, "beta_daily": d, "beta_weekly": w, "beta_monthly": m, "residual_variance": f.residual_variance() }) }).collect::<Vec<_>>(),
     });
@@ -213,7 +213,7 @@ pub(super) fn build_har_x(recipe: &Recipe, frequency: &Frequency, history: &Dail
     Ok(Built {
         task: Task::Volatility,
         model_type: "har-x".into(),
-        description: format!("Log-HAR + {} ({}), log-HAR where the input is missing; OLS through linfa", source.file.display(), source.transform_name()),
+        description: format!("Log-HAR + {} ({}), log-HAR where the input is missing; OLS through linfa", source.file.display(), source.transform.name()),
         export: Export { onnx, params, holdout },
         metrics,
         refit_every: None,
