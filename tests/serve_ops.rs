@@ -217,7 +217,7 @@ fn http_get(address: std::net::SocketAddr, path: &str) -> String {
 }
 
 /// A scratch copy of the committed registry.
-fn scratch_registry() -> tempfile::TempDir {
+pub fn scratch_registry() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("cp").arg("-r").arg(root().join("models/.")).arg(dir.path()).status().unwrap();
     assert!(status.success());

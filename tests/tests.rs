@@ -12,5 +12,6 @@ mod serve;
 mod serve_inference;
 mod serve_ops;
 mod serve_security;
+mod serve_shape;
 mod registry_arms;
 mod train_cli;

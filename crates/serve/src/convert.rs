@@ -303,10 +303,7 @@ pub fn calibrate_result(account_id: String, outcome: Result<proto::CalibrateResp
     use proto::calibrate_result::Outcome;
     let outcome = match outcome {
         Ok(margin) => Outcome::Margin(margin),
-        Err(e) => {
-            let status = tonic::Status::from(e);
-            Outcome::Error(proto::CalibrateError { code: code_name(status.code()).into(), message: status.message().to_string() })
-        }
+        Err(e) => Outcome::Error(proto::CalibrateError { code: code_name(e.code()).into(), message: e.to_string() }),
     };
     proto::CalibrateResult { account_id, outcome: Some(outcome) }
 }

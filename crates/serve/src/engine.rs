@@ -202,12 +202,21 @@ impl Served {
     /// Runs the model over every day of `series`, fed as training fed it (the registry's one
     /// run over days; the exogenous input from the days' implied volatility, by the card's spec).
     fn run(&self, series: &Series) -> Result<DailyRun, String> {
-        let exogenous: Vec<Option<f64>> = match &self.exogenous {
+        let mut model = self.model.lock().map_err(|_| "model lock poisoned".to_string())?;
+        run_over_days(&mut model, &self.input, &series.rv, &series.returns, &self.exogenous(series), 0).map_err(|e| format!("{}: {e}", self.reference))
+    }
+
+    /// The exogenous regressor per day of `series` (empty for models without one).
+    fn exogenous(&self, series: &Series) -> Vec<Option<f64>> {
+        match &self.exogenous {
             Some(spec) => series.implied_vol_percent.iter().map(|v| v.and_then(|v| spec.transform.of_day(v, v, spec.periods_per_year))).collect(),
             None => Vec::new(),
-        };
-        let mut model = self.model.lock().map_err(|_| "model lock poisoned".to_string())?;
-        run_over_days(&mut model, &self.input, &series.rv, &series.returns, &exogenous, 0).map_err(|e| format!("{}: {e}", self.reference))
+        }
+    }
+
+    /// The input row the model is fed for each day of `series` (`None` where incomplete).
+    pub fn rows(&self, series: &Series) -> Vec<Option<Vec<f64>>> {
+        self.input.rows(&series.rv, &series.returns, &self.exogenous(series))
     }
 }
 

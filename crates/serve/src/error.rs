@@ -2,7 +2,7 @@
 //! engine return [`ServeError`], and only [`From<ServeError> for Status`] chooses a code.
 
 use foresight_registry::RegistryError;
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::journal::JournalError;
 
@@ -86,18 +86,24 @@ pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ServeErr
     ServeError::invalid(field, message)
 }
 
+impl ServeError {
+    /// The gRPC code of this error: the one place a code is chosen.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Invalid { .. } => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Unsupported(_) | Self::Registry { .. } | Self::ReloadRefused(_) => Code::FailedPrecondition,
+            Self::Overloaded(_) => Code::ResourceExhausted,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Storage { .. } => Code::Unavailable,
+            Self::Setup { .. } | Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
 impl From<ServeError> for Status {
     fn from(e: ServeError) -> Self {
-        let message = e.to_string();
-        match e {
-            ServeError::Invalid { .. } => Status::invalid_argument(message),
-            ServeError::NotFound(_) => Status::not_found(message),
-            ServeError::Unsupported(_) | ServeError::Registry { .. } | ServeError::ReloadRefused(_) => Status::failed_precondition(message),
-            ServeError::Overloaded(_) => Status::resource_exhausted(message),
-            ServeError::Unauthenticated(_) => Status::unauthenticated(message),
-            ServeError::Storage { .. } => Status::unavailable(message),
-            ServeError::Setup { .. } | ServeError::Internal(_) => Status::internal(message),
-        }
+        Status::new(e.code(), e.to_string())
     }
 }
 
@@ -114,13 +120,13 @@ mod tests {
     #[test]
     fn each_error_has_its_code_and_keeps_its_message() {
         let cases = [
-            (invalid("positions[0].quantity", "must be finite"), tonic::Code::InvalidArgument),
-            (ServeError::NotFound("asset: no market data".into()), tonic::Code::NotFound),
-            (ServeError::Unsupported("no state folder"), tonic::Code::FailedPrecondition),
-            (ServeError::Overloaded(64), tonic::Code::ResourceExhausted),
-            (ServeError::Unauthenticated("the token is not accepted"), tonic::Code::Unauthenticated),
-            (ServeError::Internal("x".into()), tonic::Code::Internal),
-            (ServeError::ReloadRefused(Box::new(invalid("split", "empty"))), tonic::Code::FailedPrecondition),
+            (invalid("positions[0].quantity", "must be finite"), Code::InvalidArgument),
+            (ServeError::NotFound("asset: no market data".into()), Code::NotFound),
+            (ServeError::Unsupported("no state folder"), Code::FailedPrecondition),
+            (ServeError::Overloaded(64), Code::ResourceExhausted),
+            (ServeError::Unauthenticated("the token is not accepted"), Code::Unauthenticated),
+            (ServeError::Internal("x".into()), Code::Internal),
+            (ServeError::ReloadRefused(Box::new(invalid("split", "empty"))), Code::FailedPrecondition),
         ];
         for (error, code) in cases {
             let message = error.to_string();
