@@ -7,6 +7,7 @@ mod backtest_cli;
 mod doctor;
 mod evidence;
 mod margin;
+mod properties;
 mod reference;
 mod serve;
 mod serve_inference;
