@@ -345,6 +345,8 @@ fn run(forecaster: Forecaster, history: &DailyHistory, config: &WalkForward) -> 
             let components = har_components(&history.rv);
             for (k, &h) in config.horizons.iter().enumerate() {
                 let params = if model == ModelName::LogHar { HarParams::log(h) } else { HarParams::levels(h) };
+                // Checked here: `refitted` below takes a failed fit for a window still too short.
+                params.check()?;
                 let mut fitted: Option<FittedHar> = None;
                 for t in config.train_days..n {
                     if refit(t) {
@@ -490,15 +492,19 @@ pub fn model_forecasts(
 fn neural_forecasts(history: &DailyHistory, burn_in: usize, refit_every: usize, horizons: &[usize]) -> Result<ByHorizon> {
     let n = history.dates.len();
     let features = regime_features(&history.rv, &history.returns);
-    let params = crate::fit::NeuralParams::new(horizons);
     let window = 10;
+    let params = crate::fit::NeuralParams::new(horizons).window(window);
+    let regime_params = crate::fit::RegimeParams::new(3, &[1]);
+    // Checked here: `refitted` below takes a failed fit for a window still too short.
+    params.check()?;
+    regime_params.check()?;
     let mut model: Option<crate::fit::FittedNeural> = None;
     let mut out: ByHorizon = horizons.iter().map(|&h| (h, vec![None; n])).collect();
     for t in burn_in..n {
         if (t - burn_in).is_multiple_of(refit_every.max(1)) {
-            let attempt = crate::fit::RegimeParams::new(3, &[1]).fit(&features, t).and_then(|regimes| {
+            let attempt = regime_params.fit(&features, t).and_then(|regimes| {
                 let labels = regimes.classify(&features[..=t]);
-                params.clone().window(window).fit(&features, &history.rv, &labels, 3, t, &mut |_| {})
+                params.fit(&features, &history.rv, &labels, 3, t, &mut |_| {})
             });
             model = refitted(model, attempt);
         }
@@ -523,6 +529,9 @@ fn har_x_forecasts(history: &DailyHistory, x: &[Option<f64>], burn_in: usize, re
     let components = har_components(&history.rv);
     let mut out = ByHorizon::new();
     for &h in horizons {
+        // Checked here: `refitted` below takes a failed fit for a window still too short.
+        HarParams::log(h).check()?;
+        HarXParams::new(h).check()?;
         let mut series = vec![None; n];
         let (mut har, mut har_x) = (None::<FittedHar>, None::<FittedHarX>);
         for t in burn_in..n {
@@ -603,6 +612,8 @@ pub fn arm_inputs(arms: &[Arm], history: &DailyHistory, iv_data: Option<&Path>, 
 pub fn regime_stress(history: &DailyHistory, burn_in: usize, refit_every: usize, horizon: usize) -> Result<Vec<Option<Stress>>> {
     let features = foresight_core::features::regime_features(&history.rv, &history.returns);
     let params = crate::fit::RegimeParams::new(3, &[horizon]);
+    // Checked here: `refitted` below takes a failed fit for a window still too short.
+    params.check()?;
     let mut fitted: Option<(crate::fit::FittedRegime, f64)> = None;
     let mut out = vec![None; features.len()];
     for t in burn_in..features.len() {

@@ -41,10 +41,24 @@ impl GarchParams {
         self
     }
 
-    /// Caps optimizer iterations (at least 1).
+    /// Caps optimizer iterations (≥ 1, see [`check`](Self::check)).
     pub fn max_iters(mut self, max_iters: u64) -> Self {
-        self.max_iters = max_iters.max(1);
+        self.max_iters = max_iters;
         self
+    }
+
+    /// Rejects an iteration cap of 0 (the optimizer would return its start as the estimate),
+    /// naming it.
+    pub fn check(&self) -> Result<()> {
+        if self.max_iters == 0 {
+            return Err(super::invalid(self.name(), "max_iters", "≥ 1", self.max_iters));
+        }
+        Ok(())
+    }
+
+    /// `garch` or `gjr`, then the distribution: `garch-normal`, `gjr-t`, ...
+    pub fn name(&self) -> String {
+        model_name(&self.model)
     }
 
     /// Fits the model to percent returns (100 × log return), with a constant mean.
@@ -53,13 +67,18 @@ impl GarchParams {
     }
 
     /// Re-fits on `returns_pct` (typically the previous sample plus new days) starting from the
-    /// `previous` estimate instead of the grid search, as a walk-forward refit does; falls back to
-    /// the grid when the previous estimate is not a usable start.
+    /// `previous` estimate instead of the grid search, as a walk-forward refit does. A previous
+    /// fit of another model is refused, naming both; an estimate of this model that the new
+    /// sample makes unusable (a likelihood that is not finite there) falls back to the grid.
     pub fn refit(&self, returns_pct: &[f64], previous: &FittedGarch) -> Result<FittedGarch> {
+        if previous.model != self.model {
+            return Err(super::invalid(self.name(), "the previous fit to start from", "of the same model", previous.name()));
+        }
         self.fit_from(returns_pct, Some(&previous.params))
     }
 
     fn fit_from(&self, returns_pct: &[f64], warm: Option<&[f64]>) -> Result<FittedGarch> {
+        self.check()?;
         let data = ArchData::new(returns_pct)?;
         let transform = Transform { model: self.model };
         let warm = warm
@@ -159,8 +178,7 @@ impl FittedGarch {
 
     /// `garch` or `gjr`, then the distribution: `garch-normal`, `gjr-t`, ...
     pub fn name(&self) -> String {
-        let process = if self.model.volatility.asymmetric { "gjr" } else { "garch" };
-        format!("{process}-{}", self.model.innovation.name())
+        model_name(&self.model)
     }
 
     /// The JSON object `foresight fit --json` prints.
@@ -184,6 +202,11 @@ impl FittedGarch {
         out.insert("iterations".into(), json!(self.iterations));
         Value::Object(out)
     }
+}
+
+fn model_name(model: &ArchModel) -> String {
+    let process = if model.volatility.asymmetric { "gjr" } else { "garch" };
+    format!("{process}-{}", model.innovation.name())
 }
 
 fn logistic(x: f64) -> f64 {
@@ -401,6 +424,57 @@ mod tests {
             }
             assert!(t.model.is_admissible(&back));
         }
+    }
+
+    /// Percent returns with volatility clustering (a GARCH(1,1) path driven by a fixed LCG).
+    fn garch_returns(n: usize) -> Vec<f64> {
+        let mut state: u64 = 11;
+        let mut normal = move || {
+            let mut uniform = || {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let (u, v) = (uniform(), uniform());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let (mut sigma2, mut last) = (1.0_f64, 0.0);
+        (0..n)
+            .map(|_| {
+                sigma2 = 0.05 + 0.1 * last * last + 0.85 * sigma2;
+                last = sigma2.sqrt() * normal();
+                last
+            })
+            .collect()
+    }
+
+    /// An iteration cap of 0 is refused by name where it used to be raised to 1 without a word;
+    /// a cap of 1 is accepted (and reported as not converged, as a capped fit is).
+    #[test]
+    fn a_zero_iteration_cap_is_rejected_naming_it() {
+        let returns = garch_returns(500);
+        let zero = GarchParams::new(false).max_iters(0);
+        for result in [zero.check(), zero.fit(&returns).map(|_| ())] {
+            assert_eq!(result.unwrap_err().to_string(), "fitting garch-normal: max_iters must be ≥ 1, got 0");
+        }
+        let capped = GarchParams::new(false).max_iters(1).fit(&returns).unwrap();
+        assert!(!capped.converged());
+        let full = GarchParams::new(false).fit(&returns).unwrap();
+        assert!(full.converged() && full.loglik() >= capped.loglik(), "{} vs {}", full.loglik(), capped.loglik());
+        // The refit checks the cap too.
+        assert!(zero.refit(&returns, &full).unwrap_err().to_string().contains("max_iters must be ≥ 1, got 0"));
+    }
+
+    /// A refit refuses to start from another model's estimate (it used to fall back to the grid
+    /// without a word), and starts from its own.
+    #[test]
+    fn a_refit_from_another_model_is_rejected_naming_both() {
+        let returns = garch_returns(500);
+        let garch = GarchParams::new(false).fit(&returns[..400]).unwrap();
+        let gjr_t = GarchParams::new(true).innovation(Innovation::StudentT);
+        let message = gjr_t.refit(&returns, &garch).unwrap_err().to_string();
+        assert_eq!(message, "fitting gjr-t: the previous fit to start from must be of the same model, got garch-normal");
+        let refit = GarchParams::new(false).refit(&returns, &garch).unwrap();
+        assert_eq!(refit.nobs(), 500);
     }
 
     #[test]

@@ -21,14 +21,22 @@ pub struct HarParams {
 }
 
 impl HarParams {
-    /// Log-HAR for the mean RV over the next `horizon` days (≥ 1).
+    /// Log-HAR for the mean RV over the next `horizon` days (≥ 1, see [`check`](Self::check)).
     pub fn log(horizon: usize) -> Self {
-        Self { log: true, horizon: horizon.max(1) }
+        Self { log: true, horizon }
     }
 
-    /// Level HAR for the mean RV over the next `horizon` days (≥ 1).
+    /// Level HAR for the mean RV over the next `horizon` days (≥ 1, see [`check`](Self::check)).
     pub fn levels(horizon: usize) -> Self {
-        Self { log: false, horizon: horizon.max(1) }
+        Self { log: false, horizon }
+    }
+
+    /// Rejects a horizon of 0 days (there is no mean over no days), naming it.
+    pub fn check(&self) -> Result<()> {
+        if self.horizon == 0 {
+            return Err(super::invalid(self.name(), "horizon", "≥ 1 day", self.horizon));
+        }
+        Ok(())
     }
 
     /// The forecast horizon in days.
@@ -40,12 +48,16 @@ impl HarParams {
     /// window ends at or before day `upto`: nothing after `upto` is looked at.
     pub fn fit(&self, rv: &[Option<f64>], upto: usize) -> Result<FittedHar> {
         let upto = upto.min(rv.len().saturating_sub(1));
-        self.fit_components(rv, &har_components(&rv[..=upto]), upto)
+        self.fit_components(rv, &har_components(rv.get(..=upto).unwrap_or_default()), upto)
     }
 
     /// [`fit`](Self::fit) with the HAR components of `rv` computed once by the caller (a
     /// component at `t` looks back only, so the walk-forward refits can share them).
     pub fn fit_components(&self, rv: &[Option<f64>], components: &[Option<HarComponents>], upto: usize) -> Result<FittedHar> {
+        self.check()?;
+        if rv.is_empty() || components.is_empty() {
+            return Err(self.too_few_days(0));
+        }
         let upto = upto.min(rv.len().saturating_sub(1)).min(components.len().saturating_sub(1));
         // Prefix sums of RV and of missing days: each target window in O(1).
         let mut sum = Vec::with_capacity(upto + 2);
@@ -72,10 +84,7 @@ impl HarParams {
             targets.push(if self.log { target.ln() } else { target });
         }
         if rows.len() < 30 {
-            return Err(DataError::Fit {
-                model: self.name(),
-                message: format!("needs at least 30 complete training days, found {}", rows.len()),
-            });
+            return Err(self.too_few_days(rows.len()));
         }
         let x = Array2::from_shape_fn((rows.len(), 3), |(i, j)| rows[i][j]);
         let y = Array1::from(targets.clone());
@@ -89,6 +98,10 @@ impl HarParams {
         let resid_var = sse / (rows.len() as f64 - 4.0);
         let floor = if self.log { 0.0 } else { targets.iter().copied().fold(f64::INFINITY, f64::min).max(1e-12) };
         Ok(FittedHar { params: *self, intercept, coef, resid_var, floor, nobs: rows.len() })
+    }
+
+    fn too_few_days(&self, found: usize) -> DataError {
+        DataError::Fit { model: self.name(), message: format!("needs at least 30 complete training days, found {found}") }
     }
 
     fn regressors(&self, c: &HarComponents) -> [f64; 3] {
@@ -198,5 +211,25 @@ mod tests {
         let want = (y + fit.residual_variance() / 2.0).exp();
         assert!((fit.predict(&c).unwrap() - want).abs() < 1e-18);
         assert!(HarParams::log(5).fit(&rv, 40).is_err(), "too few complete days");
+    }
+
+    /// A horizon of 0 is refused by name, by both entry points and with no data at all, where it
+    /// used to be raised to 1 without a word; horizon 1 still fits.
+    #[test]
+    fn a_zero_horizon_is_rejected_naming_it() {
+        let rv: Vec<Option<f64>> = (0..300).map(|i| Some((1.0 + ((i * 7919) % 13) as f64 / 13.0) * 1e-4)).collect();
+        let components = har_components(&rv);
+        for params in [HarParams::log(0), HarParams::levels(0)] {
+            for result in [params.check().map(|_| ()), params.fit(&rv, 299).map(|_| ()), params.fit_components(&rv, &components, 299).map(|_| ()), params.fit(&[], 0).map(|_| ())] {
+                let message = result.unwrap_err().to_string();
+                assert!(message.contains("horizon must be ≥ 1 day, got 0"), "{message}");
+            }
+        }
+        for params in [HarParams::log(1), HarParams::levels(1)] {
+            assert_eq!(params.fit(&rv, 299).unwrap().horizon(), 1);
+        }
+        // No data is too little data, not a panic.
+        let message = HarParams::log(1).fit(&[], 0).unwrap_err().to_string();
+        assert!(message.contains("found 0"), "{message}");
     }
 }

@@ -29,17 +29,32 @@ pub struct FittedHarX {
 }
 
 impl HarXParams {
-    /// For the mean RV over the next `horizon` days (≥ 1).
+    /// For the mean RV over the next `horizon` days (≥ 1, see [`check`](Self::check)).
     pub fn new(horizon: usize) -> Self {
-        Self { horizon: horizon.max(1) }
+        Self { horizon }
+    }
+
+    /// Rejects a horizon of 0 days (there is no mean over no days), naming it.
+    pub fn check(&self) -> Result<()> {
+        if self.horizon == 0 {
+            return Err(super::invalid(self.name(), "horizon", "≥ 1 day", self.horizon));
+        }
+        Ok(())
+    }
+
+    /// `har-x` with the horizon, e.g. `har-x(h=5)`.
+    pub fn name(&self) -> String {
+        format!("har-x(h={})", self.horizon)
     }
 
     /// Fits on the days whose target window ends by `upto` and whose `x` is known; needs
-    /// `min_rows` such days.
+    /// `min_rows` such days, and never fewer than 30 (a data requirement of the regression,
+    /// stated in the error, not a hyper-parameter).
     pub fn fit(&self, rv: &[Option<f64>], x: &[Option<f64>], upto: usize, min_rows: usize) -> Result<FittedHarX> {
-        let name = format!("har-x(h={})", self.horizon);
+        self.check()?;
+        let name = self.name();
         let upto = upto.min(rv.len().saturating_sub(1));
-        let components = har_components(&rv[..=upto]);
+        let components = har_components(rv.get(..=upto).unwrap_or_default());
         let (mut rows, mut targets) = (Vec::new(), Vec::new());
         for t in 0..(upto + 1).saturating_sub(self.horizon) {
             let (Some(c), Some(xt)) = (components[t], x.get(t).copied().flatten()) else { continue };
@@ -98,5 +113,32 @@ impl FittedHarX {
     /// Training rows used.
     pub fn nobs(&self) -> usize {
         self.nobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A horizon of 0 is refused by name where it used to be raised to 1 without a word; with
+    /// a usable input, horizon 1 still fits.
+    #[test]
+    fn a_zero_horizon_is_rejected_naming_it() {
+        // A deterministic LCG drives the noise, so the test is reproducible.
+        let mut state: u64 = 7;
+        let mut uniform = move || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let rv: Vec<Option<f64>> = (0..400).map(|_| Some((1.0 + uniform()) * 1e-4)).collect();
+        let x: Vec<Option<f64>> = (0..400).map(|_| Some(uniform())).collect();
+        for result in [HarXParams::new(0).check(), HarXParams::new(0).fit(&rv, &x, 399, 30).map(|_| ()), HarXParams::new(0).fit(&[], &[], 0, 30).map(|_| ())] {
+            let message = result.unwrap_err().to_string();
+            assert_eq!(message, "fitting har-x(h=0): horizon must be ≥ 1 day, got 0");
+        }
+        let fit = HarXParams::new(1).fit(&rv, &x, 399, 30).unwrap();
+        assert_eq!((fit.horizon(), fit.nobs() > 300), (1, true));
+        // No data is too little data, not a panic.
+        assert!(HarXParams::new(1).fit(&[], &[], 0, 30).unwrap_err().to_string().contains("found 0"));
     }
 }

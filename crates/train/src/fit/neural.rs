@@ -68,26 +68,58 @@ impl NeuralParams {
         }
     }
 
-    /// Days of features per input.
+    /// Days of features per input (≥ 1, see [`check`](Self::check)).
     pub fn window(mut self, window: usize) -> Self {
         self.window = window;
         self
     }
 
-    /// Epoch limit.
+    /// Epoch limit (≥ 1, see [`check`](Self::check)).
     pub fn max_epochs(mut self, max_epochs: usize) -> Self {
         self.max_epochs = max_epochs;
         self
     }
 
-    /// Random seed of the weight initialisation.
+    /// Random seed of the weight initialisation (any value).
     pub fn seed(mut self, seed: i64) -> Self {
         self.seed = seed;
         self
     }
 
+    /// Rejects a hyper-parameter outside its domain, naming it and its value: horizons (at
+    /// least one, each ≥ 1, distinct), window, hidden units, max_epochs and patience ≥ 1, a
+    /// finite learning rate > 0, a finite weight decay ≥ 0 and a validation fraction in (0, 1).
+    /// The seed may be any value.
+    pub fn check(&self) -> Result<()> {
+        let invalid = |name: &str, domain: &str, value: &dyn std::fmt::Display| Err(super::invalid("neural", name, domain, value));
+        super::check_horizons("neural", &self.horizons)?;
+        if self.window == 0 {
+            return invalid("window", "≥ 1 day", &self.window);
+        }
+        if self.hidden.contains(&0) {
+            return invalid("hidden", "≥ 1 unit per layer", &format!("{:?}", self.hidden));
+        }
+        if self.max_epochs == 0 {
+            return invalid("max_epochs", "≥ 1", &self.max_epochs);
+        }
+        if self.patience == 0 {
+            return invalid("patience", "≥ 1 epoch", &self.patience);
+        }
+        // `!(x > 0.0)` is also true of NaN, which a plain `x <= 0.0` would let through.
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return invalid("learning_rate", "finite and > 0", &self.learning_rate);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return invalid("weight_decay", "finite and ≥ 0", &self.weight_decay);
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return invalid("validation_fraction", "in (0, 1)", &self.validation_fraction);
+        }
+        Ok(())
+    }
+
     /// Fits on the days `..=upto`: `features` per day, `rv` the daily realized variance the
-    /// variance heads target, `labels` each day's regime (stressed = `states − 1`).
+    /// variance heads target, `labels` each day's regime (stressed = `states − 1`, `states` ≥ 2).
     pub fn fit(
         &self,
         features: &[Option<[f64; WIDTH]>],
@@ -97,8 +129,9 @@ impl NeuralParams {
         upto: usize,
         on_epoch: &mut dyn FnMut(&Epoch),
     ) -> Result<FittedNeural> {
-        if self.window == 0 || self.horizons.is_empty() || self.horizons.contains(&0) || self.max_epochs == 0 {
-            return Err(fit_error("window, horizons and max_epochs must be ≥ 1"));
+        self.check()?;
+        if states < 2 {
+            return Err(super::invalid("neural", "states", "≥ 2 (calm and stressed at least)", states));
         }
         let k = self.horizons.len();
         // Rows: origins whose window and every target are known by `upto`.
@@ -323,5 +356,64 @@ impl FittedNeural {
             variance: (0..k).map(|i| (out[i] * scale[i] + shift[i]).exp()).collect(),
             p_high_regime: (0..k).map(|i| 1.0 / (1.0 + (-out[k + i]).exp())).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each hyper-parameter outside its domain is refused by `check` and by `fit`, with a
+    /// message naming the parameter and the value; the defaults pass.
+    #[test]
+    fn bad_hyper_parameters_are_rejected_naming_the_value() {
+        let good = NeuralParams::new(&[1, 5]);
+        good.check().unwrap();
+        let cases = [
+            (NeuralParams::new(&[]), "horizons must be at least one horizon, got []"),
+            (NeuralParams::new(&[1, 0]), "horizons must be ≥ 1 day each, got [1, 0]"),
+            (NeuralParams::new(&[5, 1, 5]), "horizons must be distinct, got [5, 1, 5]"),
+            (good.clone().window(0), "window must be ≥ 1 day, got 0"),
+            (good.clone().max_epochs(0), "max_epochs must be ≥ 1, got 0"),
+            (NeuralParams { hidden: [32, 0], ..good.clone() }, "hidden must be ≥ 1 unit per layer, got [32, 0]"),
+            (NeuralParams { patience: 0, ..good.clone() }, "patience must be ≥ 1 epoch, got 0"),
+            (NeuralParams { learning_rate: 0.0, ..good.clone() }, "learning_rate must be finite and > 0, got 0"),
+            (NeuralParams { learning_rate: -1e-3, ..good.clone() }, "learning_rate must be finite and > 0, got -0.001"),
+            (NeuralParams { learning_rate: f64::NAN, ..good.clone() }, "learning_rate must be finite and > 0, got NaN"),
+            (NeuralParams { weight_decay: -1e-4, ..good.clone() }, "weight_decay must be finite and ≥ 0, got -0.0001"),
+            (NeuralParams { weight_decay: f64::INFINITY, ..good.clone() }, "weight_decay must be finite and ≥ 0, got inf"),
+            (NeuralParams { validation_fraction: 0.0, ..good.clone() }, "validation_fraction must be in (0, 1), got 0"),
+            (NeuralParams { validation_fraction: 1.0, ..good.clone() }, "validation_fraction must be in (0, 1), got 1"),
+            (NeuralParams { validation_fraction: f64::NAN, ..good.clone() }, "validation_fraction must be in (0, 1), got NaN"),
+        ];
+        for (params, want) in cases {
+            let want = format!("fitting neural: {want}");
+            assert_eq!(params.check().unwrap_err().to_string(), want);
+            // `fit` checks before it looks at the data (none here).
+            assert_eq!(params.fit(&[], &[], &[], 3, 0, &mut |_| {}).unwrap_err().to_string(), want);
+        }
+        let message = good.fit(&[], &[], &[], 1, 0, &mut |_| {}).unwrap_err().to_string();
+        assert_eq!(message, "fitting neural: states must be ≥ 2 (calm and stressed at least), got 1");
+        // Good values reach the data, which here is too short.
+        let message = good.fit(&[], &[], &[], 3, 0, &mut |_| {}).unwrap_err().to_string();
+        assert!(message.contains("needs ≥ 300 training rows"), "{message}");
+    }
+
+    /// Good values at the edge of their domains (window 1, one epoch, patience 1) still train.
+    #[test]
+    fn edge_values_still_fit() {
+        let mut state: u64 = 3;
+        let mut uniform = move || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let n = 420;
+        let features: Vec<Option<[f64; WIDTH]>> = (0..n).map(|_| Some(std::array::from_fn(|_| uniform()))).collect();
+        let rv: Vec<Option<f64>> = (0..n).map(|_| Some((1.0 + uniform()) * 1e-4)).collect();
+        let labels: Vec<Option<usize>> = (0..n).map(|t| Some(if t % 7 == 0 { 1 } else { 0 })).collect();
+        let params = NeuralParams { patience: 1, ..NeuralParams::new(&[1]).window(1).max_epochs(1) };
+        let mut epochs = 0;
+        let fit = params.fit(&features, &rv, &labels, 2, n - 1, &mut |_| epochs += 1).unwrap();
+        assert_eq!((fit.window(), fit.horizons(), fit.training_summary().0, epochs), (1, &[1][..], 1, 1));
     }
 }

@@ -37,22 +37,32 @@ impl RegimeParams {
         Self { states, horizons: horizons.to_vec(), l2: 1.0 }
     }
 
-    /// L2 penalty of the logistic regressions (linfa's `alpha`, on standardised features).
+    /// L2 penalty of the logistic regressions (linfa's `alpha`, on standardised features;
+    /// finite and ≥ 0, see [`check`](Self::check)).
     pub fn l2(mut self, l2: f64) -> Self {
         self.l2 = l2;
         self
     }
 
+    /// Rejects a hyper-parameter outside its domain, naming it and its value: states (2 or 3),
+    /// horizons (at least one, each ≥ 1, distinct) and a finite L2 penalty ≥ 0.
+    pub fn check(&self) -> Result<()> {
+        if !(2..=3).contains(&self.states) {
+            return Err(super::invalid("regime", "states", "2 or 3", self.states));
+        }
+        super::check_horizons("regime", &self.horizons)?;
+        // `!(x >= 0.0)` is also true of NaN, which a plain `x < 0.0` would let through.
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(super::invalid("regime", "l2", "finite and ≥ 0", self.l2));
+        }
+        Ok(())
+    }
+
     /// Fits on the days `..=upto` of `features` (one row per day, `None` where missing).
     pub fn fit(&self, features: &[Option<[f64; WIDTH]>], upto: usize) -> Result<FittedRegime> {
-        if !(2..=3).contains(&self.states) {
-            return Err(fit_error(format!("states must be 2 or 3, not {}", self.states)));
-        }
-        if self.horizons.is_empty() || self.horizons.contains(&0) {
-            return Err(fit_error("horizons must be ≥ 1"));
-        }
+        self.check()?;
         let upto = upto.min(features.len().saturating_sub(1));
-        let days: Vec<usize> = (0..=upto).filter(|&t| features[t].is_some()).collect();
+        let days: Vec<usize> = (0..=upto).filter(|&t| features.get(t).is_some_and(Option::is_some)).collect();
         if days.len() < 250 {
             return Err(fit_error(format!("needs ≥ 250 days with features before the end of training, has {}", days.len())));
         }
@@ -268,5 +278,42 @@ mod tests {
         let labels = [Some(0), Some(0), Some(1), Some(1), Some(0), None, Some(1)];
         let t = transition_frequencies(&labels, 2);
         assert_eq!(t, vec![vec![0.5, 0.5], vec![0.5, 0.5]]);
+    }
+
+    /// Each hyper-parameter outside its domain is refused by `check` and by `fit`, with a
+    /// message naming the parameter and the value.
+    #[test]
+    fn bad_hyper_parameters_are_rejected_naming_the_value() {
+        let cases = [
+            (RegimeParams::new(1, &[1]), "states must be 2 or 3, got 1"),
+            (RegimeParams::new(4, &[1]), "states must be 2 or 3, got 4"),
+            (RegimeParams::new(3, &[]), "horizons must be at least one horizon, got []"),
+            (RegimeParams::new(3, &[0, 5]), "horizons must be ≥ 1 day each, got [0, 5]"),
+            (RegimeParams::new(2, &[5, 5]), "horizons must be distinct, got [5, 5]"),
+            (RegimeParams::new(3, &[1]).l2(-1.0), "l2 must be finite and ≥ 0, got -1"),
+            (RegimeParams::new(3, &[1]).l2(f64::NAN), "l2 must be finite and ≥ 0, got NaN"),
+            (RegimeParams::new(3, &[1]).l2(f64::INFINITY), "l2 must be finite and ≥ 0, got inf"),
+        ];
+        for (params, want) in cases {
+            let want = format!("fitting regime: {want}");
+            assert_eq!(params.check().unwrap_err().to_string(), want);
+            assert_eq!(params.fit(&[], 0).unwrap_err().to_string(), want);
+        }
+        // Two well-separated regimes in blocks of 40 days: good values fit.
+        let features: Vec<Option<[f64; WIDTH]>> = (0..400)
+            .map(|t: usize| {
+                let noise = ((t * 7919) % 101) as f64 / 101.0 - 0.5;
+                let ln_rv = if (t / 40) % 2 == 1 { -7.0 } else { -10.0 } + 0.3 * noise;
+                Some([ln_rv, ln_rv, ln_rv, 0.01 * noise, 0.01 * noise.abs()])
+            })
+            .collect();
+        let fit = RegimeParams::new(2, &[1, 5]).l2(0.0).fit(&features, 399).unwrap();
+        assert_eq!((fit.states(), fit.horizons()), (2, &[1, 5][..]));
+        // Good values (including no penalty) pass and reach the data, which here is empty.
+        for params in [RegimeParams::new(2, &[1, 22]), RegimeParams::new(3, &[5]).l2(0.0)] {
+            params.check().unwrap();
+            let message = params.fit(&[], 0).unwrap_err().to_string();
+            assert!(message.contains("needs ≥ 250 days with features"), "{message}");
+        }
     }
 }

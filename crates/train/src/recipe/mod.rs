@@ -134,20 +134,28 @@ impl Recipe {
                 return Err("models: `har-x` needs `exogenous = \"FILE:iv|sum|last\"`".into());
             }
         }
-        if self.neural_window == 0 || self.neural_max_epochs == 0 {
-            return Err("neural_window and neural_max_epochs: must be ≥ 1".into());
+        // The fitters check these too, but only a model at a time and without the key's name:
+        // here every key is checked before anything is trained.
+        if self.neural_window == 0 {
+            return Err("neural_window: must be ≥ 1 day, got 0".into());
+        }
+        if self.neural_max_epochs == 0 {
+            return Err("neural_max_epochs: must be ≥ 1, got 0".into());
         }
         if !(2..=3).contains(&self.regime_states) {
-            return Err(format!("regime_states: 2 or 3, not {}", self.regime_states));
+            return Err(format!("regime_states: must be 2 or 3, got {}", self.regime_states));
         }
         if self.horizons.is_empty() || self.horizons.contains(&0) {
-            return Err("horizons: give days ≥ 1".into());
+            return Err(format!("horizons: give days ≥ 1, got {:?}", self.horizons));
+        }
+        if let Some(h) = self.horizons.iter().enumerate().find_map(|(i, h)| self.horizons[..i].contains(h).then_some(h)) {
+            return Err(format!("horizons: {h} is listed twice in {:?}", self.horizons));
         }
         if !self.horizons.contains(&self.primary_horizon) {
             return Err(format!("primary_horizon {} is not one of horizons {:?}", self.primary_horizon, self.horizons));
         }
         if self.refit_every == Some(0) {
-            return Err("refit_every: must be ≥ 1 (leave it out for a frozen model)".into());
+            return Err("refit_every: must be ≥ 1, got 0 (leave it out for a frozen model)".into());
         }
         Ok(())
     }
