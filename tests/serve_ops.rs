@@ -21,7 +21,7 @@ use crate::util::root;
 
 /// The 400 days of BTC history as backfill updates (sequences 1..=400), then `ticks` ticks of
 /// today, a minute apart and ending now, near the last close.
-fn btc_updates(ticks: usize) -> Vec<MarketUpdate> {
+pub fn btc_updates(ticks: usize) -> Vec<MarketUpdate> {
     let history = btc_market(400).history;
     let last_close = history.last().unwrap().close;
     let mut updates: Vec<MarketUpdate> =
@@ -40,14 +40,14 @@ fn btc_updates(ticks: usize) -> Vec<MarketUpdate> {
     updates
 }
 
-async fn publish(address: &str, updates: Vec<MarketUpdate>) -> Vec<proto::PublishAck> {
+pub async fn publish(address: &str, updates: Vec<MarketUpdate>) -> Vec<proto::PublishAck> {
     let mut client = MarketDataServiceClient::connect(address.to_string()).await.unwrap();
     let acks = client.publish(tokio_stream::iter(updates)).await.unwrap().into_inner();
     tokio_stream::StreamExt::collect::<Vec<_>>(acks).await.into_iter().map(Result::unwrap).collect()
 }
 
 /// A request that takes BTC from the service's market state.
-fn from_state(account: &str) -> CalibrateRequest {
+pub fn from_state(account: &str) -> CalibrateRequest {
     CalibrateRequest { account_id: account.into(), positions: vec![linear(1.0)], markets: vec![], previous_initial_margin: None, collateral: vec![] }
 }
 
@@ -60,7 +60,7 @@ fn serve_binary() -> PathBuf {
     binary
 }
 
-struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -76,7 +76,7 @@ async fn start_binary(state: &Path) -> (Process, String) {
 
 /// Starts `foresight-serve` on `registry` and `state`, checking the registry every
 /// `reload_secs` (0: never), and waits until it answers.
-async fn start_binary_on(registry: &Path, state: &Path, reload_secs: u64) -> (Process, String) {
+pub async fn start_binary_on(registry: &Path, state: &Path, reload_secs: u64) -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(serve_binary())
         .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])

@@ -13,6 +13,7 @@ mod serve;
 mod serve_inference;
 mod serve_ops;
 mod serve_security;
+mod serve_soak;
 mod serve_shape;
 mod registry_arms;
 mod train_cli;
