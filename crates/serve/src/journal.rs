@@ -128,6 +128,13 @@ struct Scan {
     checksummed: bool,
 }
 
+impl Scan {
+    /// The cut that keeps the good lines.
+    fn cut(&self) -> TailCut {
+        TailCut { bytes: self.len - self.good_len, records_kept: self.records, last_good_line: self.last_good_line, kept_len: self.good_len }
+    }
+}
+
 /// Checks one line (with its newline, if it has one). A checksummed line whose checksum holds
 /// is good anywhere, so a damaged version line cannot hide the good lines after it; a plain
 /// JSON object is good only before the first version line.
@@ -235,6 +242,16 @@ pub fn cut_damaged_tail(path: &Path) -> Result<Option<TailCut>, JournalError> {
     Ok(cut_tail(path)?.1)
 }
 
+/// What [`cut_damaged_tail`] would cut off the journal at `path`, without changing it (safe on a
+/// log being written, where a write in progress shows as a damaged tail).
+pub fn damaged_tail(path: &Path) -> Result<Option<TailCut>, JournalError> {
+    let Some(file) = open_existing(path, OpenOptions::new().read(true))? else {
+        return Ok(None);
+    };
+    let scanned = scan(path, file, |_, _| Ok(()))?;
+    Ok((scanned.good_len < scanned.len).then(|| scanned.cut()))
+}
+
 /// [`cut_damaged_tail`], also saying whether the kept lines end in the checksummed format.
 fn cut_tail(path: &Path) -> Result<(bool, Option<TailCut>), JournalError> {
     let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
@@ -247,8 +264,7 @@ fn cut_tail(path: &Path) -> Result<(bool, Option<TailCut>), JournalError> {
     }
     file.set_len(scanned.good_len).map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
-    let cut = TailCut { bytes: scanned.len - scanned.good_len, records_kept: scanned.records, last_good_line: scanned.last_good_line, kept_len: scanned.good_len };
-    Ok((scanned.checksummed, Some(cut)))
+    Ok((scanned.checksummed, Some(scanned.cut())))
 }
 
 /// Appends `record` to `lines` as one version-2 line.
@@ -525,8 +541,10 @@ mod tests {
         for tail in [vec![0u8; 4096], [vec![0u8; 100], complete_line.clone()].concat(), b"\x01garbage\nmore\n{}\n".to_vec()] {
             std::fs::write(&path, [good.as_slice(), &tail].concat()).unwrap();
             assert_eq!(read_lines::<Row>(&path).unwrap().len(), 3);
+            let seen = damaged_tail(&path).unwrap();
             let journal = Journal::open(&path, Durability::Buffered).unwrap();
             let cut = journal.cut_at_open().unwrap();
+            assert_eq!(seen, Some(cut), "seen before, cut at open");
             assert_eq!((cut.bytes, cut.records_kept, cut.last_good_line, cut.kept_len), (tail.len() as u64, 3, 4, good.len() as u64));
             assert!(cut.to_string().contains(&format!("cut {} damaged bytes after line 4", tail.len())), "{cut}");
         }

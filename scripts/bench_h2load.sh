@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Unary Calibrate against the same server's grpc.health.v1.Health/Check, driven by an outside
+# HTTP/2 load generator (h2load, Debian's nghttp2-client) with pre-encoded gRPC bodies: the
+# release binary, BTC published to its market state, audit log buffered. Counts only calls gRPC
+# answered OK: h2load counts HTTP 200 even when the trailer says RESOURCE_EXHAUSTED, so the
+# server's /metrics must show zero shed calls and one posted margin per Calibrate call.
+#   ./scripts/bench_h2load.sh              # 5 s per row
+#   SECONDS_PER_ROW=10 ./scripts/bench_h2load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROW_SECONDS="${SECONDS_PER_ROW:-5}"
+
+./scripts/bootstrap.sh >/dev/null
+if ! command -v h2load >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq nghttp2-client >/dev/null
+fi
+cargo build -q --workspace --bins
+cargo build -q --release -p foresight-serve --bin foresight-serve
+
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); metrics_port=$(free_port)
+target/release/foresight-serve --registry models --state-dir "$work/state" --durability buffered --reload-interval 0 \
+    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" 2>"$work/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  curl -s "http://127.0.0.1:$metrics_port/metrics" >/dev/null && break
+  sleep 0.1
+done
+target/debug/foresight publish --asset BTC --data data/btc_usdt_1d.csv --rv-data data/btc_usdt_2h.csv \
+    --implied-vol-data data/btc_dvol_1d.csv --server "http://127.0.0.1:$port" >/dev/null
+
+# The bodies: a gRPC frame (flag, big-endian length) around the protobuf message.
+spot=$(tail -1 data/btc_usdt_1d.csv | cut -d, -f5)
+cat > "$work/request.txtpb" <<TXT
+account_id: "h2load-account"
+positions { underlying: "BTC" quantity: 2 linear {} }
+positions { underlying: "BTC" quantity: -1 option { type: CALL strike: $spot expiry_years: 0.1 } }
+TXT
+protoc --proto_path=proto --encode=foresight.v1.CalibrateRequest foresight/v1/calibration.proto < "$work/request.txtpb" > "$work/request.pb"
+frame() { python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(); sys.stdout.buffer.write(struct.pack(">BI",0,len(b))+b)' "$1"; }
+frame "$work/request.pb" > "$work/calibrate.body"
+: > "$work/empty.pb"; frame "$work/empty.pb" > "$work/health.body"
+
+metric() { curl -s "http://127.0.0.1:$metrics_port/metrics" | awk -v m="$1" '$1 ~ "^"m { s += $2 } END { print s + 0 }'; }
+# Requests per second that finished with HTTP 200.
+run() { # path body connections streams
+  h2load -D "$ROW_SECONDS" --warm-up-time=1 -c "$3" -m "$4" -t "$(( $3 < 2 ? 1 : 2 ))" -d "$2" \
+      -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$port$1" > "$work/h2load.out"
+  local ok; ok=$(awk '/^status codes:/ { print $3 }' "$work/h2load.out")
+  local secs; secs=$(awk '/^finished in/ { gsub(/s,/, "", $3); print $3 }' "$work/h2load.out")
+  python3 -c "print(round($ok / $secs))"
+}
+
+run /foresight.v1.CalibrationService/Calibrate "$work/calibrate.body" 1 1 >/dev/null  # warm the forecast cache
+echo "| connections × streams | Health/Check calls/s | Calibrate calls/s | Calibrate / Health |"
+echo "|---|---:|---:|---:|"
+before=$(metric 'foresight_calibrations_total.*posted="true"')
+for shape in "1 1" "2 8" "4 16"; do
+  set -- $shape
+  health=$(run /grpc.health.v1.Health/Check "$work/health.body" "$1" "$2")
+  calibrate=$(run /foresight.v1.CalibrationService/Calibrate "$work/calibrate.body" "$1" "$2")
+  echo "| $1 × $2 | $health | $calibrate | $(python3 -c "print(f'{$calibrate / $health:.0%}')") |"
+done
+shed=$(metric foresight_shed_total)
+posted=$(( $(metric 'foresight_calibrations_total.*posted="true"') - before ))
+echo
+echo "shed calls: $shed; margins posted during the Calibrate rows: $posted"
+[ "$shed" = 0 ] || { echo "error: calls were shed; the figures above count them as answered" >&2; exit 1; }
