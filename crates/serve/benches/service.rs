@@ -74,6 +74,35 @@ fn account(i: usize, spot: f64) -> proto::CalibrateRequest {
     }
 }
 
+/// A seeded book of `n` distinct accounts: 1 to 4 positions each, futures and calls/puts with
+/// their own sizes, strikes and expiries, so no two requests are alike and no cache of
+/// identical requests can help.
+fn varied_book(n: usize, seed: u64, spot: f64) -> Vec<proto::CalibrateRequest> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let positions = (0..rng.random_range(1..=4))
+                .map(|_| {
+                    let instrument = if rng.random_bool(0.5) {
+                        proto::position::Instrument::Linear(proto::Linear {})
+                    } else {
+                        let kind = if rng.random_bool(0.5) { proto::OptionType::Call } else { proto::OptionType::Put };
+                        proto::position::Instrument::Option(proto::OptionTerms {
+                            r#type: kind as i32,
+                            strike: spot * rng.random_range(0.6..1.6),
+                            expiry_years: rng.random_range(1.0 / 365.0..1.0),
+                        })
+                    };
+                    let size = rng.random_range(0.01..50.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+                    proto::Position { underlying: "BTC".into(), quantity: size, instrument: Some(instrument) }
+                })
+                .collect();
+            proto::CalibrateRequest { account_id: format!("book-{seed}-{i}"), positions, markets: vec![], previous_initial_margin: None, collateral: vec![] }
+        })
+        .collect()
+}
+
 /// The same messages, no work.
 struct Echo(proto::CalibrateResponse);
 
@@ -153,12 +182,12 @@ async fn unary(channel: &Channel, concurrency: usize, spot: f64) -> (f64, Vec<f6
     .await
 }
 
-/// `CalibrateBatch` calls of `batch` from `callers` tasks.
-async fn batched(channel: &Channel, batch: Vec<proto::CalibrateRequest>, callers: usize) -> (f64, Vec<f64>) {
+/// `CalibrateBatch` calls of `batch` (with `markets` shared) from `callers` tasks.
+async fn batched(channel: &Channel, batch: Vec<proto::CalibrateRequest>, markets: Vec<proto::AssetMarket>, callers: usize) -> (f64, Vec<f64>) {
     let c = channel.clone();
     load(callers, move |_| {
         let mut client = CalibrationServiceClient::new(c.clone());
-        let request = proto::CalibrateBatchRequest { accounts: batch.clone(), markets: vec![] };
+        let request = proto::CalibrateBatchRequest { accounts: batch.clone(), markets: markets.clone() };
         async move {
             let r = client.calibrate_batch(request).await.unwrap().into_inner();
             assert!(r.results.iter().all(|r| matches!(r.outcome, Some(proto::calibrate_result::Outcome::Margin(_)))));
@@ -184,6 +213,13 @@ async fn start(serving: Option<Arc<Serving>>, echo: Option<proto::CalibrateRespo
         (None, None) => unreachable!(),
     }
     Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
+}
+
+/// A server without a state folder: no market state, no audit log.
+fn stateless() -> Arc<Serving> {
+    let mut config = ServingConfig::new(EngineConfig::new(root().join("models")));
+    config.max_in_flight = 1024;
+    Arc::new(Serving::open(config).unwrap())
 }
 
 async fn serving(durability: Durability, days: &[proto::DailyObservation]) -> (Arc<Serving>, tempfile::TempDir) {
@@ -276,16 +312,45 @@ async fn run() -> Vec<Row> {
                 push("Calibrate", &durability.to_string(), concurrency, 1, unary(&channel, concurrency, spot).await);
             }
         }
-        if wanted(&format!("CalibrateBatch {durability}")) {
-            for callers in [1, 2] {
-                let batch: Vec<proto::CalibrateRequest> = (0..1000).map(|i| account(i, spot)).collect();
-                push("CalibrateBatch (1000 accounts)", &durability.to_string(), callers, 1000, batched(&channel, batch, callers).await);
-            }
+    }
+
+    // CalibrateBatch of a varied, seeded book: without audit (no state folder, BTC's 400 days
+    // shared inline in the batch), then with the audit log buffered and group-committed.
+    let book = varied_book(1000, 42, spot);
+    let btc = proto::AssetMarket { asset: "BTC".into(), spot, implied_vol_fraction: 0.45, depth_notional: Some(5e7), history: days.clone(), data_age_seconds: Some(1.0) };
+    if wanted("engine only") {
+        // The engine alone over the same book on every core: no gRPC, no audit.
+        let s = stateless();
+        let shared = foresight_serve::Engine::resolve_markets(&foresight_serve::convert::market_quotes(std::slice::from_ref(&btc), |i| format!("markets[{i}]")).unwrap(), None).unwrap();
+        let accounts: Vec<_> = book.iter().map(|r| foresight_serve::engine::AccountRequest::try_from(r).unwrap()).collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let started = Instant::now();
+        let mut us = Vec::new();
+        while started.elapsed() < RUN {
+            let at = Instant::now();
+            std::thread::scope(|scope| {
+                for chunk in accounts.chunks(accounts.len().div_ceil(cores)) {
+                    let (engine, shared, cache) = (s.engine(), &shared, &s.cache);
+                    scope.spawn(move || chunk.iter().for_each(|a| drop(std::hint::black_box(engine.calibrate(a, shared, None, cache).unwrap()))));
+                }
+            });
+            us.push(at.elapsed().as_secs_f64() * 1e6);
         }
-        if durability == Durability::GroupCommit && wanted("CalibrateBatch futures") {
-            let futures_only = |i| proto::CalibrateRequest { positions: account(i, spot).positions[..1].to_vec(), ..account(i, spot) };
-            let batch: Vec<proto::CalibrateRequest> = (0..1000).map(futures_only).collect();
-            push("CalibrateBatch (1000 accounts, futures only)", &durability.to_string(), 2, 1000, batched(&channel, batch, 2).await);
+        push("engine only, 1000 varied accounts (no gRPC)", "none", cores, 1000, (started.elapsed().as_secs_f64(), us));
+    }
+    if wanted("CalibrateBatch none") {
+        let channel = start(Some(stateless()), None).await;
+        for callers in [1, 2] {
+            push("CalibrateBatch (1000 varied accounts)", "none", callers, 1000, batched(&channel, book.clone(), vec![btc.clone()], callers).await);
+        }
+    }
+    for durability in [Durability::Buffered, Durability::GroupCommit] {
+        if wanted(&format!("CalibrateBatch {durability}")) {
+            let (s, _dir) = serving(durability, &days).await;
+            let channel = start(Some(s.clone()), None).await;
+            for callers in [1, 2] {
+                push("CalibrateBatch (1000 varied accounts)", &durability.to_string(), callers, 1000, batched(&channel, book.clone(), vec![], callers).await);
+            }
         }
     }
     rows

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS, ForwardInputs};
 use foresight_core::features::Ewma;
@@ -295,19 +295,20 @@ type ForecastKey = (u64, String, String, u64);
 /// run per asset and completed day, however many accounts and arms use it.
 #[derive(Default)]
 pub struct ForecastCache {
-    runs: Mutex<HashMap<(String, u64), Arc<DailyRun>>>,
-    forecasts: Mutex<HashMap<ForecastKey, Arc<AssetForecast>>>,
+    // Read locks: every call reads, a new day or generation writes once.
+    runs: RwLock<HashMap<(String, u64), Arc<DailyRun>>>,
+    forecasts: RwLock<HashMap<ForecastKey, Arc<AssetForecast>>>,
 }
 
 /// Entries a cache map holds before it is emptied (old days and generations age out).
 const CACHE_LIMIT: usize = 4096;
 
-fn cached<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> Result<V, ServeError>) -> Result<Arc<V>, ServeError> {
-    if let Some(v) = map.lock().map_err(|_| poisoned())?.get(&key) {
+fn cached<K: std::hash::Hash + Eq, V>(map: &RwLock<HashMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> Result<V, ServeError>) -> Result<Arc<V>, ServeError> {
+    if let Some(v) = map.read().map_err(|_| poisoned())?.get(&key) {
         return Ok(v.clone());
     }
     let value = Arc::new(make()?);
-    let mut map = map.lock().map_err(|_| poisoned())?;
+    let mut map = map.write().map_err(|_| poisoned())?;
     if map.len() >= CACHE_LIMIT {
         map.clear();
     }

@@ -20,7 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -290,16 +290,58 @@ struct Pending {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// The end of a journal file that lines are appended to. After a failed write the file is cut
+/// back to its last good length and every later line is refused: what memory holds beyond the
+/// disk is then only made good by a restart, which rebuilds from the disk.
+struct Appender {
+    file: File,
+    good_len: u64,
+    failed: Option<String>,
+}
+
+impl Appender {
+    /// Writes `bytes` (whole lines), synced to disk when `sync`.
+    fn append(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(io::Error::other(format!("an earlier write failed ({reason}); restart the service")));
+        }
+        let written = self.file.write_all(bytes).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        match written {
+            Ok(()) => {
+                self.good_len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // A partial line must not be followed by the next lines.
+                let _ = self.file.set_len(self.good_len).and_then(|()| self.file.sync_all());
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Who writes a journal's lines.
+#[derive(Clone)]
+enum Writer {
+    /// A thread that groups the lines of concurrent calls into one write and one fsync.
+    Thread(mpsc::Sender<Pending>),
+    /// The caller itself, under a lock (buffered: a write is a system call, not worth a hand-off
+    /// to another thread and back).
+    Direct(Arc<Mutex<Appender>>),
+}
+
 /// A journal open for appending. Cloning shares the writer.
 #[derive(Clone)]
 pub struct Journal {
     path: PathBuf,
-    sender: mpsc::Sender<Pending>,
+    writer: Writer,
     cut_at_open: Option<TailCut>,
 }
 
 impl Journal {
-    /// Opens `path` for appending (creating it and its folder), with a writer thread. A damaged
+    /// Opens `path` for appending (creating it and its folder), with a writer thread unless
+    /// `durability` is buffered. A damaged
     /// tail is cut first ([`Journal::cut_at_open`] says what was cut); a journal that does not
     /// end in the checksummed format gets its version line, so what is appended is checksummed.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, JournalError> {
@@ -320,13 +362,19 @@ impl Journal {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
         }
         let good_len = file.seek(SeekFrom::End(0)).map_err(io_error)?;
-        let (sender, receiver) = mpsc::channel::<Pending>();
-        let thread_path = path.to_path_buf();
-        std::thread::Builder::new()
-            .name(format!("journal:{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?")))
-            .spawn(move || write_groups(file, good_len, &receiver, durability, &thread_path))
-            .map_err(io_error)?;
-        Ok(Self { path: path.to_path_buf(), sender, cut_at_open })
+        let appender = Appender { file, good_len, failed: None };
+        let writer = if durability == Durability::Buffered {
+            Writer::Direct(Arc::new(Mutex::new(appender)))
+        } else {
+            let (sender, receiver) = mpsc::channel::<Pending>();
+            let thread_path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name(format!("journal:{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?")))
+                .spawn(move || write_groups(appender, &receiver, durability, &thread_path))
+                .map_err(io_error)?;
+            Writer::Thread(sender)
+        };
+        Ok(Self { path: path.to_path_buf(), writer, cut_at_open })
     }
 
     /// The journal file.
@@ -347,7 +395,13 @@ impl Journal {
             push_line(&mut lines, record).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
         }
         let (done, receiver) = oneshot::channel();
-        self.sender.send(Pending { lines, done }).map_err(|_| JournalError::Closed(self.path.clone()))?;
+        match &self.writer {
+            Writer::Thread(sender) => sender.send(Pending { lines, done }).map_err(|_| JournalError::Closed(self.path.clone()))?,
+            Writer::Direct(appender) => {
+                let mut appender = appender.lock().map_err(|_| JournalError::Closed(self.path.clone()))?;
+                let _ = done.send(appender.append(&lines, false).map_err(|e| format!("{}: {e}", self.path.display())));
+            }
+        }
         Ok(receiver)
     }
 
@@ -367,14 +421,11 @@ impl Journal {
     }
 }
 
-/// The writer thread: one write (and one fsync, in group-commit mode) per group of waiting lines.
-/// After a failed write the file is cut back to its last good length and the journal refuses
-/// every later line: what memory holds beyond the disk is then only made good by a restart,
-/// which rebuilds from the disk.
-fn write_groups(mut file: File, mut good_len: u64, receiver: &mpsc::Receiver<Pending>, durability: Durability, path: &Path) {
+/// The writer thread: one write and one fsync per group of waiting lines (group commit), or
+/// one fsync per call's lines (fsync-each).
+fn write_groups(mut appender: Appender, receiver: &mpsc::Receiver<Pending>, durability: Durability, path: &Path) {
     let mut group = Vec::with_capacity(64);
     let mut bytes = Vec::with_capacity(64 * 1024);
-    let mut failed: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -383,31 +434,16 @@ fn write_groups(mut file: File, mut good_len: u64, receiver: &mpsc::Receiver<Pen
                 Err(_) => break,
             }
         }
-        let result = match &failed {
-            Some(reason) => Err(io::Error::other(format!("an earlier write failed ({reason}); restart the service"))),
-            None => match durability {
-                Durability::FsyncEach => group.iter().try_for_each(|p| {
-                    file.write_all(&p.lines)?;
-                    file.sync_data()?;
-                    good_len += p.lines.len() as u64;
-                    Ok(())
-                }),
-                Durability::GroupCommit | Durability::Buffered => {
-                    bytes.clear();
-                    for p in &group {
-                        bytes.extend_from_slice(&p.lines);
-                    }
-                    file.write_all(&bytes).and_then(|()| if durability == Durability::GroupCommit { file.sync_data() } else { Ok(()) }).map(|()| {
-                        good_len += bytes.len() as u64;
-                    })
+        let result = match durability {
+            Durability::FsyncEach => group.iter().try_for_each(|p| appender.append(&p.lines, true)),
+            Durability::GroupCommit | Durability::Buffered => {
+                bytes.clear();
+                for p in &group {
+                    bytes.extend_from_slice(&p.lines);
                 }
-            },
+                appender.append(&bytes, durability == Durability::GroupCommit)
+            }
         };
-        if let (Err(e), None) = (&result, &failed) {
-            // A partial line must not be followed by the next group's lines.
-            let _ = file.set_len(good_len).and_then(|()| file.sync_all());
-            failed = Some(e.to_string());
-        }
         let result = result.map_err(|e| format!("{}: {e}", path.display()));
         for p in group.drain(..) {
             let _ = p.done.send(result.clone()); // a caller that stopped waiting needs no answer
