@@ -81,7 +81,7 @@ fn the_service_feeds_a_har_x_model_the_rows_training_fed_it() {
     use foresight_train::data::{load_exogenous, load_ohlcv};
     use foresight_train::evaluate::{DailyHistory, market_days};
 
-    let registry = Registry::open(&root().join("models")).unwrap();
+    let registry = Registry::open(root().join("models")).unwrap();
     let (card, _, _) = registry.load(&"btc-dvol-har-x@v1".parse().unwrap()).unwrap();
     let spec = ExogenousSpec::from_card(&card).unwrap().expect("a HAR-X card names its input");
     // Training: the card's bars and its exogenous file, through the card's spec.
