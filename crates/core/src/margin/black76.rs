@@ -28,22 +28,51 @@ fn pdf(x: f64) -> f64 {
 /// Black-76 price of a European option on forward `f` with strike `k`. At or past expiry, or
 /// with zero volatility, the discounted intrinsic value.
 pub fn price(kind: OptionKind, f: f64, k: f64, t: f64, r: f64, sigma: f64) -> f64 {
-    let discount = (-r * t.max(0.0)).exp();
-    let intrinsic = match kind {
-        OptionKind::Call => (f - k).max(0.0),
-        OptionKind::Put => (k - f).max(0.0),
-    };
-    if t <= 0.0 || sigma <= 0.0 || f <= 0.0 || k <= 0.0 {
-        return discount * intrinsic;
+    Contract::new(kind, k, t, r).price(f, (f / k).ln(), sigma)
+}
+
+/// One option's terms with what every revaluation of it shares worked out once (discount,
+/// √t): a scenario grid prices the same contract at many forwards and volatilities.
+#[derive(Debug, Clone, Copy)]
+pub struct Contract {
+    kind: OptionKind,
+    k: f64,
+    t: f64,
+    discount: f64,
+    sqrt_t: f64,
+}
+
+impl Contract {
+    /// The option `kind` struck at `k`, `t` years to expiry, discounted at `r`.
+    pub fn new(kind: OptionKind, k: f64, t: f64, r: f64) -> Self {
+        Self { kind, k, t, discount: (-r * t.max(0.0)).exp(), sqrt_t: t.sqrt() }
     }
-    let sd = sigma * t.sqrt();
-    let d1 = ((f / k).ln() + 0.5 * sd * sd) / sd;
-    let d2 = d1 - sd;
-    discount
-        * match kind {
-            OptionKind::Call => f * cdf(d1) - k * cdf(d2),
-            OptionKind::Put => k * cdf(-d2) - f * cdf(-d1),
+
+    /// `ln(f / k)`, which a grid shares across its volatility shocks.
+    pub fn log_moneyness(&self, f: f64) -> f64 {
+        (f / self.k).ln()
+    }
+
+    /// The price at forward `f` (whose [`log_moneyness`](Self::log_moneyness) is `ln_fk`) and
+    /// volatility `sigma`: [`price`].
+    pub fn price(&self, f: f64, ln_fk: f64, sigma: f64) -> f64 {
+        let (k, t) = (self.k, self.t);
+        let intrinsic = match self.kind {
+            OptionKind::Call => (f - k).max(0.0),
+            OptionKind::Put => (k - f).max(0.0),
+        };
+        if t <= 0.0 || sigma <= 0.0 || f <= 0.0 || k <= 0.0 {
+            return self.discount * intrinsic;
         }
+        let sd = sigma * self.sqrt_t;
+        let d1 = (ln_fk + 0.5 * sd * sd) / sd;
+        let d2 = d1 - sd;
+        self.discount
+            * match self.kind {
+                OptionKind::Call => f * cdf(d1) - k * cdf(d2),
+                OptionKind::Put => k * cdf(-d2) - f * cdf(-d1),
+            }
+    }
 }
 
 /// Delta (∂price/∂f), gamma (∂²price/∂f²) and vega (∂price/∂σ, per 1.00 of volatility).

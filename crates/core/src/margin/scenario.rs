@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::black76::{OptionKind, price};
+use super::black76::{Contract, OptionKind, price};
 use crate::error::{CoreError, Result};
 
 /// What a position holds.
@@ -156,27 +156,37 @@ pub fn scenarios(rate: f64, config: &ScenarioConfig) -> Vec<Scenario> {
 
 /// Today's value per unit of an option (the base every scenario is compared with); 0 for the
 /// others, whose value changes are computed directly.
-fn base_value(instrument: &Instrument, spot: f64, sigma: f64, rate: f64) -> f64 {
+/// Adds `quantity` × the instrument's value change in each scenario of `grid` to `change`. An
+/// option is revalued in full (Black-76), its contract terms and each shocked forward's
+/// log-moneyness worked out once for the grid.
+fn add_value_changes(instrument: &Instrument, quantity: f64, spot: f64, sigma: f64, rate: f64, grid: &[Scenario], change: &mut [f64]) {
+    let shocked = |s: &Scenario| (spot * (1.0 + s.price_shock), (sigma * (1.0 + s.vol_shock)).max(0.0));
     match *instrument {
-        Instrument::Option { kind, strike, expiry_years } => price(kind, spot, strike, expiry_years, rate, sigma),
-        Instrument::Linear | Instrument::Greeks { .. } => 0.0,
-    }
-}
-
-/// Value change of `quantity` units of `instrument` (worth `base` per unit today) when the
-/// underlying moves from `spot` by `s` and implied vol from `sigma` by `v` (relative).
-fn value_change(instrument: &Instrument, quantity: f64, base: f64, spot: f64, sigma: f64, s: Scenario, rate: f64) -> f64 {
-    let shocked_spot = spot * (1.0 + s.price_shock);
-    let shocked_vol = (sigma * (1.0 + s.vol_shock)).max(0.0);
-    quantity
-        * match *instrument {
-            Instrument::Linear => shocked_spot - spot,
-            Instrument::Option { kind, strike, expiry_years } => price(kind, shocked_spot, strike, expiry_years, rate, shocked_vol) - base,
-            Instrument::Greeks { delta, gamma, vega } => {
-                let ds = shocked_spot - spot;
-                delta * ds + 0.5 * gamma * ds * ds + vega * (shocked_vol - sigma)
+        Instrument::Linear => {
+            for (s, c) in grid.iter().zip(change.iter_mut()) {
+                *c += quantity * (shocked(s).0 - spot);
             }
         }
+        Instrument::Greeks { delta, gamma, vega } => {
+            for (s, c) in grid.iter().zip(change.iter_mut()) {
+                let (shocked_spot, shocked_vol) = shocked(s);
+                let ds = shocked_spot - spot;
+                *c += quantity * (delta * ds + 0.5 * gamma * ds * ds + vega * (shocked_vol - sigma));
+            }
+        }
+        Instrument::Option { kind, strike, expiry_years } => {
+            let contract = Contract::new(kind, strike, expiry_years, rate);
+            let base = contract.price(spot, contract.log_moneyness(spot), sigma);
+            let mut last = (f64::NAN, f64::NAN); // (forward, its log-moneyness): the grid repeats each forward
+            for (s, c) in grid.iter().zip(change.iter_mut()) {
+                let (shocked_spot, shocked_vol) = shocked(s);
+                if shocked_spot.to_bits() != last.0.to_bits() {
+                    last = (shocked_spot, contract.log_moneyness(shocked_spot));
+                }
+                *c += quantity * (contract.price(shocked_spot, last.1, shocked_vol) - base);
+            }
+        }
+    }
 }
 
 fn check(positions: &[Position], markets: &BTreeMap<String, UnderlyingMarket>, config: &ScenarioConfig) -> Result<()> {
@@ -256,11 +266,12 @@ pub fn portfolio_margin(
     for (name, group) in by_underlying {
         let m = markets[name];
         let grid = scenarios(m.margin_rate, config);
-        let base: Vec<f64> = group.iter().map(|p| base_value(&p.instrument, m.spot, m.implied_vol, config.rate)).collect();
-        let loss = |s: Scenario| {
-            -group.iter().zip(&base).map(|(p, b)| value_change(&p.instrument, p.quantity, *b, m.spot, m.implied_vol, s, config.rate)).sum::<f64>()
-        };
-        let (binding, worst) = grid.iter().map(|s| (*s, loss(*s))).fold((grid[0], f64::NEG_INFINITY), |best, (s, l)| if l > best.1 { (s, l) } else { best });
+        // The group's value change in each scenario, position after position.
+        let mut change = vec![0.0; grid.len()];
+        for p in &group {
+            add_value_changes(&p.instrument, p.quantity, m.spot, m.implied_vol, config.rate, &grid, &mut change);
+        }
+        let (binding, worst) = grid.iter().zip(&change).map(|(s, c)| (*s, -c)).fold((grid[0], f64::NEG_INFINITY), |best, (s, l)| if l > best.1 { (s, l) } else { best });
         let delta_of = |p: &Position| match p.instrument {
             Instrument::Linear => 1.0,
             Instrument::Greeks { delta, .. } => delta,
