@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::black76::{Contract, OptionKind, price};
+use super::black76::{Contract, OptionKind};
 use crate::error::{CoreError, Result};
 
 /// What a position holds.
