@@ -117,7 +117,7 @@ fn record(account_id: &str, arm: &ArmMargin, posted: bool, generation: u64, inpu
         multiplier: m.posted.multiplier,
         raw_multiplier: m.raw_multiplier,
         reactive_initial_margin: m.base.initial_margin,
-        guards: m.posted.applied.iter().map(snake_name).collect(),
+        guards: m.posted.applied.iter().map(|g| g.name().to_string()).collect(),
         collateral_value: arm.collateral.iter().map(|c| c.value).sum(),
         underlyings,
     }

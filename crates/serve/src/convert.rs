@@ -273,7 +273,7 @@ pub fn calibrate_response(account_id: &str, c: &Calibration) -> proto::Calibrate
         multiplier: margin.posted.multiplier,
         raw_multiplier: margin.raw_multiplier,
         reactive_initial_margin: margin.base.initial_margin,
-        guards_applied: margin.posted.applied.iter().map(snake_name).collect(),
+        guards_applied: margin.posted.applied.iter().map(|g| g.name().to_string()).collect(),
         components,
         arm: arm.clone(),
         shadow,

@@ -83,7 +83,22 @@ fn calibrate_all(
 ) -> Result<(Vec<AccountOutcome>, Vec<AuditRecord>), ServeError> {
     let engine: Arc<Engine> = serving.engine();
     let state = serving.market.as_ref();
-    let shared: HashMap<String, MarketInput> = Engine::resolve_markets(&market_quotes(shared, |i| format!("markets[{i}]"))?, state)?;
+    let mut shared: HashMap<String, MarketInput> = Engine::resolve_markets(&market_quotes(shared, |i| format!("markets[{i}]"))?, state)?;
+    if requests.len() > 1
+        && let Some(state) = state
+    {
+        // A batch reads each published market once, not once per account (the same snapshot
+        // for every account of the batch).
+        for r in requests {
+            for asset in r.positions.iter().map(|p| &p.underlying).chain(r.collateral.iter().map(|c| &c.asset)) {
+                if !shared.contains_key(asset)
+                    && let Some(input) = state.input(asset)
+                {
+                    shared.insert(asset.clone(), input);
+                }
+            }
+        }
+    }
     let calibrate = |chunk: &[proto::CalibrateRequest]| {
         let mut audit = Vec::new();
         let results: Vec<_> = chunk

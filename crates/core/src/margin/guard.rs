@@ -52,6 +52,19 @@ pub enum Guard {
     MaxFall,
 }
 
+impl Guard {
+    /// Its name as serialised (`cap`, `reactive_floor`...), for responses, audit lines and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cap => "cap",
+            Self::ReactiveFloor => "reactive_floor",
+            Self::StaticFloor => "static_floor",
+            Self::MaxRise => "max_rise",
+            Self::MaxFall => "max_fall",
+        }
+    }
+}
+
 /// The posted margin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Guarded {
@@ -132,6 +145,13 @@ pub fn apply(forward_im: f64, reactive_im: f64, gross_notional: f64, previous_im
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guards_name_is_its_serialised_form() {
+        for g in [Guard::Cap, Guard::ReactiveFloor, Guard::StaticFloor, Guard::MaxRise, Guard::MaxFall] {
+            assert_eq!(serde_json::to_value(g).unwrap(), g.name());
+        }
+    }
 
     #[test]
     fn each_rail_moves_the_margin_and_says_so() {
