@@ -79,10 +79,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The text of a serialisable enum value (`stale`, `max_rise`), or its debug form.
 pub fn snake_name<T: Serialize + std::fmt::Debug>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(v @ serde_json::Value::Object(_)) => v.to_string(),
-        _ => format!("{value:?}"),
+    // Serialised straight to text (no `Value` tree): a unit variant is a JSON string, a variant
+    // with fields an object, kept whole.
+    match serde_json::to_string(value) {
+        Ok(text) if text.starts_with('"') => serde_json::from_str(&text).unwrap_or(text),
+        Ok(text) => text,
+        Err(_) => format!("{value:?}"),
     }
 }
 
@@ -129,4 +131,19 @@ pub fn records(account_id: &str, calibration: &Calibration, inputs_sha256: &str)
     std::iter::once(record(account_id, &calibration.posted, true, calibration.generation, inputs_sha256, &time))
         .chain(calibration.shadow.iter().map(|s| record(account_id, s, false, calibration.generation, inputs_sha256, &time)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use foresight_core::margin::Fallback;
+
+    use super::snake_name;
+
+    #[test]
+    fn names_are_the_serialised_form() {
+        assert_eq!(snake_name(&Fallback::NoModel), r#"{"reason":"no_model"}"#);
+        let stale = Fallback::Stale { age_secs: 900.5, max_age_secs: 300.0 };
+        assert_eq!(snake_name(&stale), serde_json::to_value(&stale).unwrap().to_string());
+        assert_eq!(snake_name(&foresight_core::margin::OptionKind::Call), "call");
+    }
 }
