@@ -85,7 +85,7 @@ impl Series {
     /// Builds the series from days already checked (the market state checks on publish).
     pub fn from_checked(days: &[Day]) -> Self {
         let closes: Vec<f64> = days.iter().map(|d| d.close).collect();
-        let returns = std::iter::once(None).chain(closes.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
+        let returns = foresight_core::features::aligned_log_returns(&closes);
         let mut hasher = DefaultHasher::new();
         for d in days {
             d.date.hash(&mut hasher);

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use foresight_core::calibrate::{Arm, CalibrationParams, ForwardInputs, ModelName, SideRates, Stress};
-use foresight_core::features::{Ewma, VolEstimator, har_components, implied_log_variance, regime_features};
+use foresight_core::features::{Ewma, VolEstimator, aligned_log_returns, har_components, implied_log_variance, regime_features};
 use foresight_core::forecast::{DieboldMariano, MincerZarnowitz, brier, diebold_mariano, mincer_zarnowitz, qlike, squared_error};
 use foresight_core::regime::{Mixture, stressed_within};
 use foresight_core::volatility::ArchData;
@@ -76,8 +76,7 @@ impl DailyHistory {
     /// day's realized variance is its squared log return, the noisiest estimator but the only
     /// one a close gives. `rv_source` is `squared_return`.
     pub fn from_closes(closes: &Values) -> Self {
-        let returns: Vec<Option<f64>> =
-            std::iter::once(None).chain(closes.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
+        let returns = aligned_log_returns(&closes.values);
         Self {
             dates: closes.timestamps.iter().map(|t| t.date()).collect(),
             rv: returns.iter().map(|r| r.map(|r| r * r)).collect(),
@@ -720,8 +719,7 @@ pub fn policy_rates(
     let aligned: ByHorizon = forecasts.iter().map(|(h, series)| (*h, align(series, prices, &by_date))).collect();
     let implied = inputs.implied_vol.as_deref().map(|s| align(s, prices, &by_date));
     let stress = arm.regime.and_then(|h| inputs.stress.get(&h)).map(|s| align(s, prices, &by_date));
-    let returns: Vec<Option<f64>> =
-        std::iter::once(None).chain(prices.values.windows(2).map(|w| Some((w[1] / w[0]).ln()))).collect();
+    let returns = aligned_log_returns(&prices.values);
     let inputs = ForwardInputs { implied_vol: implied.as_deref(), stress: stress.as_deref() };
     Ok(arm.forward_rates(&returns, |h| aligned.get(&h).map(Vec::as_slice), inputs, params)?)
 }

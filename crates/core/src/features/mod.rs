@@ -16,5 +16,5 @@ pub use ewma::{DEFAULT_EWMA_INIT, Ewma};
 pub use realized::{DailyRv, daily_realized_variance};
 pub use har::{HAR_DAILY, HAR_MONTHLY, HAR_WEEKLY, HarComponents, har_components};
 pub use regime::{REGIME_FEATURES, feature_window, implied_log_variance, regime_features};
-pub use returns::{Side, horizon_losses, log_returns, percent_log_returns};
+pub use returns::{Side, aligned_log_returns, horizon_losses, log_returns, percent_log_returns};
 pub use spec::{FEATURE_SPEC_VERSION, FeatureSpec};

@@ -14,6 +14,20 @@ pub fn log_returns(prices: &[f64]) -> Result<Vec<f64>> {
     Ok(prices.windows(2).map(|w| (w[1] / w[0]).ln()).collect())
 }
 
+/// The log return into each day, aligned with the prices (`None` on the first): the daily
+/// returns of a history as training, backtests and the service all align them. Prices are
+/// checked by their callers (this never fails; a non-positive price gives a NaN or infinite
+/// return).
+///
+/// ```
+/// let r = foresight_core::features::aligned_log_returns(&[100.0, 110.0]);
+/// assert_eq!(r[0], None);
+/// assert!((r[1].unwrap() - (1.1f64).ln()).abs() < 1e-15);
+/// ```
+pub fn aligned_log_returns(prices: &[f64]) -> Vec<Option<f64>> {
+    std::iter::once(None).chain(prices.windows(2).map(|w| Some((w[1] / w[0]).ln()))).take(prices.len()).collect()
+}
+
 /// Log returns in percent (`100 · ln(P[t]/P[t-1])`), the scale GARCH models are fitted on.
 pub fn percent_log_returns(prices: &[f64]) -> Result<Vec<f64>> {
     Ok(log_returns(prices)?.into_iter().map(|r| 100.0 * r).collect())
