@@ -77,9 +77,14 @@ async fn start_binary(state: &Path) -> (Process, String) {
 /// Starts `foresight-serve` on `registry` and `state`, checking the registry every
 /// `reload_secs` (0: never), and waits until it answers.
 pub async fn start_binary_on(registry: &Path, state: &Path, reload_secs: u64) -> (Process, String) {
+    start_binary_with(registry, state, reload_secs, "group-commit").await
+}
+
+/// [`start_binary_on`] with the journals' `durability`.
+pub async fn start_binary_with(registry: &Path, state: &Path, reload_secs: u64, durability: &str) -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(serve_binary())
-        .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
+        .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "--durability", durability])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--reload-interval", &reload_secs.to_string()])
         // Its log, beside its state, for a failing test to show.
         .stderr(std::fs::OpenOptions::new().create(true).append(true).open(state.join("serve.log")).unwrap())

@@ -97,9 +97,9 @@ impl ExogenousSpec {
         Ok(Some(spec))
     }
 
-    /// The card's form (`params.exogenous`).
+    /// The card's form (`params.exogenous`; a path that is not UTF-8 is written lossily).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("a path, a name and a number serialise")
+        serde_json::json!({ "file": self.file.to_string_lossy(), "transform": self.transform.name(), "periods_per_year": self.periods_per_year })
     }
 
     fn check(&self) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! The wire and the domain: every `foresight.v1` and `inference` message the service takes is
 //! checked and turned into the engine's and the market state's types here (`TryFrom`, errors
-//! naming the field path), and every answer is built here from theirs. Nothing else in the
-//! crate reads a request message field by field.
+//! naming the field path), and every answer is built here from theirs. The services only route
+//! (which accounts, which markets are shared, the account id for the audit line).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::error::{ServeError, invalid};
 use crate::market::{Ack, AckStatus, AssetSummary};
 use crate::oip::{self, model_infer_response::InferOutputTensor, model_metadata_response::TensorMetadata};
 use crate::proto;
-use crate::series::{Day, MAX_IMPLIED_VOL_PERCENT, MarketQuote, Rejected, Series, Update};
+use crate::series::{Day, MarketQuote, Rejected, Series, Update};
 
 /// Most positions in one account.
 pub const MAX_POSITIONS: usize = 10_000;
@@ -24,8 +24,8 @@ const MAX_QUANTITY: f64 = 1e12;
 const MAX_ACCOUNT_ID: usize = 256;
 /// Longest asset name, bytes.
 const MAX_ASSET: usize = 64;
-/// Largest implied volatility as a fraction (1000%).
-const MAX_IMPLIED_VOL_FRACTION: f64 = MAX_IMPLIED_VOL_PERCENT / 100.0;
+/// Implied volatility as a fraction stays below this (1000%).
+const MAX_IMPLIED_VOL_FRACTION: f64 = 10.0;
 /// How far a tick's time may be ahead of the server's clock (clock skew), milliseconds.
 const MAX_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
 
@@ -104,14 +104,15 @@ impl From<AssetSummary> for proto::AssetState {
 /// or `market` for Forecast's single one).
 pub fn market_quotes(markets: &[proto::AssetMarket], field_of: impl Fn(usize) -> String) -> Result<Vec<MarketQuote>, ServeError> {
     let mut quotes: Vec<MarketQuote> = Vec::with_capacity(markets.len());
+    let mut seen = std::collections::HashSet::with_capacity(markets.len());
     for (i, m) in markets.iter().enumerate() {
         let field = field_of(i);
-        if m.asset.is_empty() || m.asset.len() > MAX_ASSET || quotes.iter().any(|q| q.asset == m.asset) {
+        if m.asset.is_empty() || m.asset.len() > MAX_ASSET || !seen.insert(m.asset.as_str()) {
             return Err(invalid(format!("{field}.asset"), format!("`{}` is empty, longer than {MAX_ASSET} bytes or given twice", m.asset)));
         }
         for (name, v, ok) in [
             ("spot", m.spot, m.spot.is_finite() && m.spot >= 0.0),
-            ("implied_vol_fraction", m.implied_vol_fraction, m.implied_vol_fraction.is_finite() && (0.0..=MAX_IMPLIED_VOL_FRACTION).contains(&m.implied_vol_fraction)),
+            ("implied_vol_fraction", m.implied_vol_fraction, m.implied_vol_fraction.is_finite() && (0.0..MAX_IMPLIED_VOL_FRACTION).contains(&m.implied_vol_fraction)),
             ("depth_notional", m.depth_notional.unwrap_or(1.0), m.depth_notional.is_none_or(|d| d.is_finite() && d > 0.0)),
             ("data_age_seconds", m.data_age_seconds.unwrap_or(0.0), m.data_age_seconds.is_none_or(|a| a.is_finite() && a >= 0.0)),
         ] {

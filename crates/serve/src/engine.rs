@@ -544,13 +544,10 @@ impl Engine {
 
         let regime = self.champion(asset, "regime").and_then(|served| {
             let run = Self::run_cached(served, series, cache).ok()?;
-            let probabilities = served
-                .card
-                .horizons
-                .iter()
-                .filter_map(|h| run.last(&format!("p_high_regime_h{h}")).map(|p| (*h, p)))
-                .collect();
-            Some((served.reference.clone(), probabilities))
+            let probabilities: Vec<(usize, f64)> =
+                served.card.horizons.iter().filter_map(|h| run.last(&format!("p_high_regime_h{h}")).map(|p| (*h, p))).collect();
+            // A run without a complete last day says nothing about the regime: left out.
+            (!probabilities.is_empty()).then(|| (served.reference.clone(), probabilities))
         });
         let mut forecast = AssetForecast {
             model: None,

@@ -1,7 +1,9 @@
-//! An append-only journal of JSON lines with group commit, for the market state and the audit
-//! log: a writer thread owns the file; callers hand it lines and wait for the acknowledgement
-//! that they are on disk. Lines that arrive while a write is in progress are written (and
-//! fsynced) together, so durability costs one fsync per group, not per line.
+//! An append-only journal of JSON lines, for the market state and the audit log. With group
+//! commit (and fsync-each) a writer thread owns the file: callers hand it lines and wait for the
+//! acknowledgement that they are on disk; lines that arrive while a write is in progress are
+//! written (and fsynced) together, so durability costs one fsync per group, not per line.
+//! Buffered journals are written by the caller itself under a lock: handing a line to the
+//! operating system is one system call, cheaper than a hand-off to a thread and back.
 //!
 //! ## Format
 //! Version 1 (before checksums) is one JSON document per line. Version 2 starts with the line
@@ -15,7 +17,11 @@
 //! lost page, garbage) is a damaged tail: readers ([`read_lines`]) leave it out without changing
 //! the file (safe on a log being written); the journal's owner cuts it off when it opens the
 //! file for writing and reports what it cut ([`TailCut`]). A bad line *followed by* a good one
-//! cannot come from a crash during an append: it is an error that names the file and offset.
+//! cannot come from a killed process; it can come from a disk that lost a page, or from a power
+//! loss that wrote a later unsynced page before an earlier one. It is an error that names the
+//! file and offset, never cut silently: the operator decides, since cutting there could drop
+//! good lines. Opening reads the whole file once (CRC32C runs at gigabytes a second; an audit
+//! log is never compacted, so its start-up read grows with it).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
@@ -72,7 +78,7 @@ pub enum JournalError {
         message: String,
     },
     /// A bad line (torn or failing its checksum) with good lines after it: damage inside the
-    /// journal, which no crash during an append leaves, so it is not cut.
+    /// journal, which a killed process does not leave, so it is not cut.
     #[error("{path}: line {line} at byte {offset} is damaged ({why}) and good lines follow it; restore the file from a copy or move it aside")]
     Corrupt {
         /// The journal file.
@@ -84,7 +90,7 @@ pub enum JournalError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// The writer thread is gone (the service is shutting down).
+    /// The writer is gone (the service is shutting down) or its lock was poisoned.
     #[error("journal {0} is closed")]
     Closed(PathBuf),
 }

@@ -10,7 +10,8 @@
 //! - [`engine`]: the registry's models through ONNX Runtime, arms and their A/B split, and
 //!   `foresight-core::margin` for the account, over a [`series`] of completed days.
 //!
-//! Modules depend on the ones below them only (checked by `tests/serve_shape.rs`).
+//! Modules import each other without a cycle, and protobuf types stay out of the engine, the
+//! market state, the series and the journal (checked by `tests/serve_shape.rs`).
 //!
 //! Links ONNX Runtime, never libtorch.
 #![deny(missing_docs)]

@@ -15,7 +15,7 @@ use foresight_registry::atomic::write_json_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Durability, Journal, JournalError, cut_damaged_tail, read_numbered_lines};
-use crate::series::{Day, MAX_IMPLIED_VOL_PERCENT, MarketInput, Rejected, Series, Update};
+use crate::series::{Day, MarketInput, Rejected, Series, Update};
 
 /// Completed days kept per asset (about 11 years of calendar days).
 const MAX_DAYS: usize = 4000;
@@ -84,8 +84,8 @@ impl AssetState {
         if !(price.is_finite() && price > 0.0) {
             return Err(("tick.price".into(), format!("must be finite and > 0, got {price}")));
         }
-        if implied_vol_percent.is_some_and(|v| !(v.is_finite() && (0.0..=MAX_IMPLIED_VOL_PERCENT).contains(&v))) {
-            return Err(("tick.implied_vol_percent".into(), format!("must be in [0, {MAX_IMPLIED_VOL_PERCENT}] (annualised percent)")));
+        if implied_vol_percent.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return Err(("tick.implied_vol_percent".into(), "must be finite and ≥ 0 (annualised percent)".into()));
         }
         if depth.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
             return Err(("tick.depth_notional".into(), "must be finite and > 0".into()));

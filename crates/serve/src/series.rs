@@ -32,8 +32,9 @@ impl Day {
         if self.realized_variance.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
             return Err(invalid(format!("{field}.realized_variance"), "must be finite and ≥ 0"));
         }
-        if self.implied_vol_percent.is_some_and(|v| !(v.is_finite() && (0.0..=MAX_IMPLIED_VOL_PERCENT).contains(&v))) {
-            return Err(invalid(format!("{field}.implied_vol_percent"), format!("must be in [0, {MAX_IMPLIED_VOL_PERCENT}] (annualised percent)")));
+        // No upper bound: journals written before the field was renamed replay through this check.
+        if self.implied_vol_percent.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return Err(invalid(format!("{field}.implied_vol_percent"), "must be finite and ≥ 0 (annualised percent)"));
         }
         // Canonical dates only (`2024-09-30`, not `2024-9-30`): dates are compared as text.
         let canonical = chrono::NaiveDate::parse_from_str(&self.date, "%Y-%m-%d").is_ok_and(|d| d.format("%Y-%m-%d").to_string() == self.date);
@@ -48,9 +49,6 @@ impl Day {
         Ok(())
     }
 }
-
-/// Largest implied volatility taken, annualised percent (1000%: no market quotes more).
-pub const MAX_IMPLIED_VOL_PERCENT: f64 = 1000.0;
 
 /// A checked daily history.
 #[derive(Debug, Clone)]

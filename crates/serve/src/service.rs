@@ -49,22 +49,28 @@ impl CalibrationApi {
         // is cached (the day's first call runs the model, a few milliseconds): cheaper here than
         // a hand-off to the blocking pool. Inline history or many accounts go to the pool.
         let light = requests.len() == 1 && shared.is_empty() && requests.iter().all(|r| r.markets.iter().all(|m| m.history.is_empty()));
-        let (results, audit) = if light {
+        // The audit lines are queued where the work ran: in buffered mode that is the write
+        // itself, which for a large batch belongs on the blocking pool, not an async worker.
+        let run = move |serving: &Serving, permit| {
             let _permit = permit;
-            calibrate_all(&self.serving, &requests, &shared)
+            let (results, audit) = calibrate_all(serving, &requests, &shared)?;
+            let stored = match serving.audit.as_ref().filter(|_| !audit.is_empty()) {
+                Some(journal) => Some(journal.queue(&audit).map_err(|source| ServeError::Storage { what: "audit log", source })?),
+                None => None,
+            };
+            Ok::<_, ServeError>((results, stored))
+        };
+        let (results, stored) = if light {
+            run(&self.serving, permit)?
         } else {
             let serving = self.serving.clone();
-            tokio::task::spawn_blocking(move || {
-                // The slot is held by the work, not the call: a caller that gives up (deadline)
-                // does not free it while its calibration still runs.
-                let _permit = permit;
-                calibrate_all(&serving, &requests, &shared)
-            })
-            .await?
-        }?;
-        if let Some(journal) = self.serving.audit.as_ref().filter(|_| !audit.is_empty()) {
+            // The slot is held by the work, not the call: a caller that gives up (deadline)
+            // does not free it while its calibration still runs.
+            tokio::task::spawn_blocking(move || run(&serving, permit)).await??
+        };
+        if let (Some(journal), Some(stored)) = (self.serving.audit.as_ref(), stored) {
             // Every margin is on record before it is returned.
-            journal.append(&audit).await.map_err(|source| ServeError::Storage { what: "audit log", source })?;
+            journal.stored(stored).await.map_err(|source| ServeError::Storage { what: "audit log", source })?;
         }
         self.serving.metrics.observe_latency(method, started.elapsed().as_secs_f64());
         Ok(results)

@@ -266,8 +266,9 @@ pub fn portfolio_margin(
     for (name, group) in by_underlying {
         let m = markets[name];
         let grid = scenarios(m.margin_rate, config);
-        // The group's value change in each scenario, position after position.
-        let mut change = vec![0.0; grid.len()];
+        // The group's value change in each scenario, position after position (from -0.0, as
+        // `Iterator::sum` starts, so a grid of zero changes is a zero loss, never -0).
+        let mut change = vec![-0.0; grid.len()];
         for p in &group {
             add_value_changes(&p.instrument, p.quantity, m.spot, m.implied_vol, config.rate, &grid, &mut change);
         }
