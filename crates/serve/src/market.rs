@@ -48,6 +48,9 @@ struct AssetState {
     /// The completed days as a series, built on first use after a day closes.
     #[serde(skip)]
     series: Option<Arc<Series>>,
+    /// The end of the last completed day (Unix ms), worked out on first use after a day closes.
+    #[serde(skip)]
+    day_end_ms: Option<i64>,
 }
 
 /// Why an update was rejected: the field and the reason.
@@ -132,6 +135,7 @@ impl AssetState {
             self.days.drain(..self.days.len() - MAX_DAYS);
         }
         self.series = None;
+        self.day_end_ms = None;
     }
 
     fn series(&mut self) -> Arc<Series> {
@@ -294,10 +298,13 @@ impl MarketState {
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         // Without a tick, the data is as old as the end of the last completed day.
-        let as_of_ms = state.last_tick_ms.or_else(|| {
-            let date = chrono::NaiveDate::parse_from_str(&state.days.last()?.date, "%Y-%m-%d").ok()?;
-            Some(date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
-        });
+        if state.last_tick_ms.is_none() && state.day_end_ms.is_none() {
+            state.day_end_ms = state.days.last().and_then(|d| {
+                let date = chrono::NaiveDate::parse_from_str(&d.date, "%Y-%m-%d").ok()?;
+                Some(date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+            });
+        }
+        let as_of_ms = state.last_tick_ms.or(state.day_end_ms);
         Some(MarketInput {
             spot: state.last_price.unwrap_or(0.0),
             implied_vol_fraction: state.implied_vol_percent.map_or(0.0, |v| v / 100.0),
