@@ -57,4 +57,5 @@ demo: build
 # `cargo test` alone does not build (it is another package's binary).
 test: build
 	cargo test --workspace
+	.venv/bin/python -m pytest -q clients/python/tests
 	python3 tests/reference/backtest_reference.py --check

@@ -10,6 +10,7 @@
 #                                 plus the two small CUDA runtime wheels libtorch_cpu.so links
 #   .venv/ tritonclient[grpc], grpcio-reflection
 #                              outside clients for the service's interoperability tests
+#   .venv/ foresight-client    the project's Python client (clients/python), pytest, pandas
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #
@@ -90,6 +91,16 @@ GRPCIO_VERSION=1.81.1   # grpcio-reflection 1.82+ needs protobuf 7, tritonclient
 if ! "$PY" -c "import importlib.metadata as m; assert m.version('tritonclient') == '$TRITONCLIENT_VERSION' and m.version('grpcio-reflection') == '$GRPCIO_VERSION'; import tritonclient.grpc, grpc_reflection" 2>/dev/null; then
   say "installing tritonclient[grpc]==$TRITONCLIENT_VERSION, grpcio-reflection==$GRPCIO_VERSION"
   "${PIP[@]}" install "tritonclient[grpc]==$TRITONCLIENT_VERSION" "grpcio==$GRPCIO_VERSION" "grpcio-reflection==$GRPCIO_VERSION"
+fi
+
+# The project's own Python client (clients/python: its gRPC stubs are generated from proto/ when
+# it is installed) with what its tests use, pytest and pandas. Reinstalled whenever the protos or
+# the client change, so it never lags behind the service.
+client_hash=$(cat proto/foresight/v1/*.proto clients/python/setup.py clients/python/pyproject.toml clients/python/foresight_client/*.py | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.foresight-client" 2>/dev/null)" != "$client_hash" ]; then
+  say "installing the Python client (clients/python) with pytest and pandas"
+  "${PIP[@]}" install "./clients/python[test]"
+  echo "$client_hash" > "$VENV/.foresight-client"
 fi
 
 say "ready: ONNX Runtime $ORT_VERSION at $VENV/onnxruntime, libtorch $TORCH_VERSION at $VENV/libtorch"

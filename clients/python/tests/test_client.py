@@ -1,0 +1,149 @@
+"""The Python client against the real `foresight-serve` binary: publish a pandas DataFrame of
+BTC history, calibrate from dicts, batch, forecast, list models, and refusals raised as
+ForesightError with the gRPC code and the field path; bearer tokens and TLS."""
+
+import math
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+
+from foresight_client import Client, ForesightError
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+BINARY = pathlib.Path(os.environ.get("FORESIGHT_SERVE", ROOT / "target" / "debug" / "foresight-serve"))
+TLS = ROOT / "tests" / "fixtures" / "tls"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(state: pathlib.Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """The binary on the committed registry and `state`, once it answers."""
+    assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --workspace --bins`"
+    address = f"127.0.0.1:{free_port()}"
+    log = open(state / "serve.log", "ab")
+    process = subprocess.Popen(
+        [str(BINARY), "--registry", str(ROOT / "models"), "--state-dir", str(state), "--listen", address, "--reload-interval", "0", *extra],
+        stderr=log,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", int(address.rsplit(":", 1)[1]))) == 0:
+                return process, address
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"foresight-serve did not start on {address}: {(state / 'serve.log').read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with tempfile.TemporaryDirectory() as state:
+        process, address = start(pathlib.Path(state))
+        yield address
+        process.kill()
+        process.wait()
+
+
+def btc_history(days: int = 400) -> pd.DataFrame:
+    """BTC's last `days` days as a margin engine keeps them: close, realized variance from the
+    2-hour bars, DVOL in percent."""
+    daily = pd.read_csv(ROOT / "data" / "btc_usdt_1d.csv", usecols=["date", "close"])
+    bars = pd.read_csv(ROOT / "data" / "btc_usdt_2h.csv", usecols=["date", "close"])
+    bars["day"] = bars["date"].str[:10]
+    bars["r2"] = np.log(bars["close"]).diff() ** 2
+    rv = bars.groupby("day")["r2"].sum(min_count=1).rename("realized_variance")
+    dvol = pd.read_csv(ROOT / "data" / "btc_dvol_1d.csv").rename(columns={"close": "implied_vol_percent"}).set_index("date")["implied_vol_percent"]
+    history = daily.set_index("date").join(rv).join(dvol).reset_index()
+    return history.tail(days)
+
+
+def test_publish_a_dataframe_then_calibrate_batch_and_forecast(server):
+    client = Client(server)
+    history = btc_history()
+    first = client.publish_days("BTC", history)
+    assert first == {"stored": 400, "duplicate": 0, "rejected": []}
+    # The same history again: nothing to send; the state holds every day.
+    assert client.publish_days("BTC", history) == {"stored": 0, "duplicate": 0, "rejected": []}
+    state = client.asset_state("BTC")
+    assert (state["days"], state["last_date"], int(state["last_sequence"])) == (400, history["date"].iloc[-1], 400)
+    assert client.asset_state("ETH") is None
+
+    spot = float(history["close"].iloc[-1])
+    positions = [
+        {"underlying": "BTC", "quantity": 2.5},
+        {"underlying": "BTC", "quantity": -1, "option": {"type": "call", "strike": spot * 1.1, "expiry_years": 30 / 365}},
+    ]
+    margin = client.calibrate("acct-42", positions, collateral={"USDT": 10_000.0}, previous_initial_margin=9_100.0)
+    assert margin["account_id"] == "acct-42" and margin["arm"]
+    assert math.isfinite(margin["initial_margin"]) and margin["initial_margin"] > margin["maintenance_margin"] > 0
+    component = margin["components"][0]
+    assert component["asset"] == "BTC" and component["model"].startswith("btc-")
+    assert [h["horizon_days"] for h in component["forecast_sigma"]] == [1, 5, 22]
+    assert margin["collateral"][0]["asset"] == "USDT" and margin["collateral_value"] == 10_000.0
+
+    results = client.calibrate_batch(
+        [
+            {"account_id": "a", "positions": positions},
+            {"account_id": "b", "positions": [{"underlying": "BTC", "quantity": 1, "greeks": {"delta": 0.5, "gamma": 1e-5, "vega": 30.0}}]},
+            {"account_id": "c", "positions": [{"underlying": "ETH", "quantity": 1}]},
+        ]
+    )
+    assert [r["account_id"] for r in results] == ["a", "b", "c"]
+    assert results[0]["initial_margin"] > 0 and results[0]["arm"] == margin["arm"]
+    assert results[1]["components"][0]["approximate"] is True
+    assert results[2]["error"]["code"] == "INVALID_ARGUMENT" and "positions[0].underlying" in results[2]["error"]["message"]
+
+    forecast = client.forecast("BTC")
+    assert forecast["model"] == component["model"] and len(forecast["sigma"]) == 3
+    assert all(0 < s["value"] < 1 for s in forecast["sigma"])
+
+    models = client.list_models()
+    assert any(m["slot"] == "BTC/volatility" for m in models["models"]) and int(models["generation"]) >= 1
+
+
+def test_refusals_carry_the_code_and_the_field(server):
+    client = Client(server)
+    with pytest.raises(ForesightError) as refused:
+        client.calibrate("acct-1", [{"underlying": "BTC", "quantity": float("nan")}])
+    assert (refused.value.code, refused.value.field) == ("INVALID_ARGUMENT", "positions[0].quantity")
+    with pytest.raises(ForesightError) as refused:
+        client.calibrate("acct-1", [{"underlying": "BTC", "quantity": 1}], markets=[{"asset": "BTC", "spot": -5}])
+    assert refused.value.field == "markets[0].spot"
+    # A history given inline is checked day by day.
+    bad = btc_history(40).assign(close=lambda d: d["close"].where(d.index != d.index[3], -1.0))
+    with pytest.raises(ForesightError) as refused:
+        client.calibrate("acct-1", [{"underlying": "BTC", "quantity": 1}], markets=[{"asset": "BTC", "spot": 1.0, "history": bad}])
+    assert refused.value.field == "markets[0].history[3].close"
+
+
+def test_bearer_tokens_and_tls():
+    with tempfile.TemporaryDirectory() as state:
+        tokens = pathlib.Path(state) / "tokens"
+        tokens.write_text("# the engine's token\ns3cret\n")
+        process, address = start(
+            pathlib.Path(state), "--auth-tokens", str(tokens), "--tls-cert", str(TLS / "server.crt"), "--tls-key", str(TLS / "server.key")
+        )
+        try:
+            guarded = Client(address, token="s3cret", root_certificates=TLS / "ca.crt", tls_server_name="localhost")
+            assert guarded.list_models()["models"]
+            with pytest.raises(ForesightError) as refused:
+                Client(address, token="wrong", root_certificates=TLS / "ca.crt", tls_server_name="localhost").list_models()
+            assert refused.value.code == "UNAUTHENTICATED"
+            # Plaintext to a TLS server does not get through.
+            with pytest.raises(ForesightError):
+                Client(address, token="s3cret", timeout=3).list_models()
+        finally:
+            process.kill()
+            process.wait()
