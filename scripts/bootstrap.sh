@@ -13,6 +13,7 @@
 #   .venv/ foresight-client    the project's Python client (clients/python), pytest, pandas
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
+#   prometheus                 scrapes a live service in the dashboard test (Debian package)
 #
 # `.cargo/config.toml` points LIBTORCH and ORT_DYLIB_PATH at these paths for every cargo command.
 set -euo pipefail
@@ -42,6 +43,11 @@ apt_install() {
 # Font for chart labels.
 if [ -z "${FORESIGHT_FONT:-}" ] && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
   apt_install fonts-dejavu-core
+fi
+
+# Prometheus, for the test that every panel of deploy/grafana/foresight.json has data.
+if [ ! -x /usr/bin/prometheus ]; then
+  apt_install --no-install-recommends prometheus
 fi
 
 # protoc for the gRPC API's code generation (tonic-prost-build).

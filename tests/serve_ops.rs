@@ -82,10 +82,17 @@ pub async fn start_binary_on(registry: &Path, state: &Path, reload_secs: u64) ->
 
 /// [`start_binary_on`] with the journals' `durability`.
 pub async fn start_binary_with(registry: &Path, state: &Path, reload_secs: u64, durability: &str) -> (Process, String) {
+    start_binary_args(registry, state, &["--reload-interval", &reload_secs.to_string(), "--durability", durability]).await
+}
+
+/// Starts `foresight-serve` on `registry` and `state` with more command-line `args`, and waits
+/// until it answers.
+pub async fn start_binary_args(registry: &Path, state: &Path, args: &[&str]) -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(serve_binary())
-        .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "--durability", durability])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--reload-interval", &reload_secs.to_string()])
+        .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
         // Its log, beside its state, for a failing test to show.
         .stderr(std::fs::OpenOptions::new().create(true).append(true).open(state.join("serve.log")).unwrap())
         .spawn()
@@ -211,7 +218,7 @@ async fn shadow_mode_posts_the_assigned_arm_and_audits_every_arm() {
 }
 
 /// The body of an HTTP GET.
-fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+pub fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();

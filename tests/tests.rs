@@ -4,6 +4,7 @@
 mod util;
 
 mod backtest_cli;
+mod dashboard;
 mod doctor;
 mod evidence;
 mod margin;
