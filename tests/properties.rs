@@ -82,8 +82,10 @@ fn any_request() -> impl Strategy<Value = proto::CalibrateRequest> {
         proptest::collection::vec(prop_oneof![3 => any_market(), 1 => valid_market("BTC")], 0..3),
         proptest::collection::vec((any_text(), any_f64()).prop_map(|(asset, quantity)| proto::CollateralBalance { asset, quantity }), 0..3),
         proptest::option::of(any_f64()),
+        any::<bool>(),
     )
-        .prop_map(|(account_id, positions, markets, collateral, previous_initial_margin)| proto::CalibrateRequest {
+        .prop_map(|(account_id, positions, markets, collateral, previous_initial_margin, explain)| proto::CalibrateRequest {
+            explain,
             account_id,
             positions,
             markets,
@@ -135,8 +137,9 @@ fn valid_request() -> impl Strategy<Value = proto::CalibrateRequest> {
         valid_market("XYZ"),
         proptest::collection::vec((proptest::sample::select(&["USD", "BTC", "XYZ"][..]), 0.0..1e6f64), 0..3),
         proptest::option::of(0.0..1e7f64),
+        any::<bool>(),
     )
-        .prop_map(|(account_id, mut positions, btc, xyz, collateral, previous_initial_margin)| {
+        .prop_map(|(account_id, mut positions, btc, xyz, collateral, previous_initial_margin, explain)| {
             // Strikes were drawn as moneyness: scale them by the underlying's spot.
             for p in &mut positions {
                 if let Some(Instrument::Option(o)) = &mut p.instrument {
@@ -144,7 +147,7 @@ fn valid_request() -> impl Strategy<Value = proto::CalibrateRequest> {
                 }
             }
             let collateral = collateral.into_iter().map(|(asset, quantity)| proto::CollateralBalance { asset: asset.into(), quantity }).collect();
-            proto::CalibrateRequest { account_id, positions, markets: vec![btc, xyz], collateral, previous_initial_margin }
+            proto::CalibrateRequest { explain, account_id, positions, markets: vec![btc, xyz], collateral, previous_initial_margin }
         })
 }
 
@@ -168,6 +171,15 @@ fn check_margins(request: &proto::CalibrateRequest, shared: &HashMap<String, for
         }
         for c in &arm.collateral {
             assert!(c.value.is_finite() && c.value >= 0.0 && (0.0..=1.0).contains(&c.haircut), "collateral {c:?}");
+        }
+        // Asked for, each underlying's forward grid has the margin's core IM as its worst loss.
+        assert_eq!(arm.grids.len(), if request.explain { arm.margin.forward.underlyings.len() } else { 0 });
+        for u in &arm.margin.forward.underlyings {
+            if let Some(grid) = arm.grids.get(&u.underlying) {
+                let worst = grid.forward.iter().map(|(_, loss)| *loss).fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(worst.max(0.0), u.core_im, "{}", u.underlying);
+                assert_eq!(grid.forward.len(), grid.reactive.len());
+            }
         }
     }
     Ok(())

@@ -61,7 +61,7 @@ pub fn linear(quantity: f64) -> Position {
 }
 
 pub fn request(positions: Vec<Position>, market: AssetMarket) -> CalibrateRequest {
-    CalibrateRequest { account_id: "acct-1".into(), positions, markets: vec![market], previous_initial_margin: None, collateral: vec![] }
+    CalibrateRequest { explain: false, account_id: "acct-1".into(), positions, markets: vec![market], previous_initial_margin: None, collateral: vec![] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

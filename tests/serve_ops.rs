@@ -48,7 +48,7 @@ pub async fn publish(address: &str, updates: Vec<MarketUpdate>) -> Vec<proto::Pu
 
 /// A request that takes BTC from the service's market state.
 pub fn from_state(account: &str) -> CalibrateRequest {
-    CalibrateRequest { account_id: account.into(), positions: vec![linear(1.0)], markets: vec![], previous_initial_margin: None, collateral: vec![] }
+    CalibrateRequest { explain: false, account_id: account.into(), positions: vec![linear(1.0)], markets: vec![], previous_initial_margin: None, collateral: vec![] }
 }
 
 /// The `foresight-serve` binary next to the test binary (`cargo test --workspace` builds it).
@@ -298,7 +298,7 @@ async fn batch_and_stream_return_one_result_per_account_in_order() {
     let (address, serving) = serve(config(&root().join("models"), None)).await;
     let mut client = CalibrationServiceClient::connect(format!("http://{address}")).await.unwrap();
     let market = btc_market(400);
-    let account = |id: &str, q: f64| CalibrateRequest { account_id: id.into(), positions: vec![linear(q)], markets: vec![], previous_initial_margin: None, collateral: vec![] };
+    let account = |id: &str, q: f64| CalibrateRequest { explain: false, account_id: id.into(), positions: vec![linear(q)], markets: vec![], previous_initial_margin: None, collateral: vec![] };
     let batch = proto::CalibrateBatchRequest { accounts: vec![account("a", 1.0), account("b", f64::NAN), account("c", -3.0)], markets: vec![market.clone()] };
     let results = client.calibrate_batch(batch).await.unwrap().into_inner().results;
     assert_eq!(results.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);

@@ -50,6 +50,7 @@ pub struct SoakCounts {
 fn account(k: u64, spot: f64) -> CalibrateRequest {
     let option = proto::OptionTerms { r#type: proto::OptionType::Call as i32, strike: spot * (0.8 + 0.01 * (k % 40) as f64), expiry_years: 0.05 + 0.01 * (k % 50) as f64 };
     CalibrateRequest {
+        explain: false,
         account_id: format!("soak-{k}"),
         positions: vec![
             proto::Position { underlying: "BTC".into(), quantity: 1.0 + (k % 7) as f64, instrument: Some(position::Instrument::Linear(proto::Linear {})) },

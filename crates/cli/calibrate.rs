@@ -130,7 +130,7 @@ fn request(p: Portfolio) -> anyhow::Result<CalibrateRequest> {
         .collect::<anyhow::Result<_>>()?;
     let markets = p.markets.iter().enumerate().map(|(i, m)| market(m).with_context(|| format!("markets[{i}]"))).collect::<anyhow::Result<_>>()?;
     let collateral = p.collateral.into_iter().map(|c| proto::CollateralBalance { asset: c.asset, quantity: c.quantity }).collect();
-    Ok(CalibrateRequest { account_id: p.account_id, positions, markets, previous_initial_margin: p.previous_initial_margin, collateral })
+    Ok(CalibrateRequest { explain: false, account_id: p.account_id, positions, markets, previous_initial_margin: p.previous_initial_margin, collateral })
 }
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {

@@ -179,17 +179,21 @@ class Client:
         markets: Iterable[Any] = (),
         collateral: Any = None,
         previous_initial_margin: float | None = None,
+        explain: bool = False,
     ) -> dict:
         """One account's margin. `positions`: dicts with `underlying`, `quantity` and optionally
         `option` (`type` call/put, `strike`, `expiry_years`) or `greeks` (`delta`, `gamma`,
         `vega`); `markets`: dicts with `asset`, `spot`, `implied_vol_fraction`, `history` (a
         DataFrame or records of `date`, `close`, `realized_variance`, `implied_vol_percent`),
-        or none to use the published market state; `collateral`: ``{"USDT": 10_000}``."""
+        or none to use the published market state; `collateral`: ``{"USDT": 10_000}``;
+        `explain`: also return each underlying's scenario grids (`components[i].scenarios`, the
+        forward-looking grid whose worst loss is `core_im`, and `reactive_scenarios`)."""
         request = calibration.CalibrateRequest(
             account_id=account_id,
             positions=[_position(p) for p in positions],
             markets=[_market(m) for m in markets],
             collateral=_collateral(collateral),
+            explain=explain,
         )
         if previous_initial_margin is not None:
             request.previous_initial_margin = float(previous_initial_margin)
@@ -206,6 +210,7 @@ class Client:
                 positions=[_position(p) for p in a["positions"]],
                 markets=[_market(m) for m in a.get("markets", ())],
                 collateral=_collateral(a.get("collateral")),
+                explain=bool(a.get("explain", False)),
             )
             if a.get("previous_initial_margin") is not None:
                 request.previous_initial_margin = float(a["previous_initial_margin"])

@@ -105,6 +105,15 @@ def test_publish_a_dataframe_then_calibrate_batch_and_forecast(server):
     assert results[1]["components"][0]["approximate"] is True
     assert results[2]["error"]["code"] == "INVALID_ARGUMENT" and "positions[0].underlying" in results[2]["error"]["message"]
 
+    # The scenario grid behind the margin, as a risk array: price shock × vol shock → loss.
+    explained = client.calibrate("acct-42", positions, explain=True)
+    grid = explained["components"][0]["scenarios"]
+    assert len(grid) == 27 and len(explained["components"][0]["reactive_scenarios"]) == 27
+    worst = max(grid, key=lambda s: s["loss"])
+    assert math.isclose(worst["loss"], explained["components"][0]["core_im"], rel_tol=1e-12)
+    assert (worst["price_shock"], worst["vol_shock"]) == (explained["components"][0]["binding_price_shock"], explained["components"][0]["binding_vol_shock"])
+    assert margin["components"][0]["scenarios"] == [], "only when asked"
+
     forecast = client.forecast("BTC")
     assert forecast["model"] == component["model"] and len(forecast["sigma"]) == 3
     assert all(0 < s["value"] < 1 for s in forecast["sigma"])

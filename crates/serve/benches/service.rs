@@ -63,6 +63,7 @@ fn btc_days() -> Vec<proto::DailyObservation> {
 fn account(i: usize, spot: f64) -> proto::CalibrateRequest {
     let option = proto::OptionTerms { r#type: proto::OptionType::Call as i32, strike: spot * 1.1, expiry_years: 30.0 / 365.0 };
     proto::CalibrateRequest {
+        explain: false,
         account_id: format!("acct-{i}"),
         positions: vec![
             proto::Position { underlying: "BTC".into(), quantity: 2.5, instrument: Some(proto::position::Instrument::Linear(proto::Linear {})) },
@@ -98,7 +99,7 @@ fn varied_book(n: usize, seed: u64, spot: f64) -> Vec<proto::CalibrateRequest> {
                     proto::Position { underlying: "BTC".into(), quantity: size, instrument: Some(instrument) }
                 })
                 .collect();
-            proto::CalibrateRequest { account_id: format!("book-{seed}-{i}"), positions, markets: vec![], previous_initial_margin: None, collateral: vec![] }
+            proto::CalibrateRequest { explain: false, account_id: format!("book-{seed}-{i}"), positions, markets: vec![], previous_initial_margin: None, collateral: vec![] }
         })
         .collect()
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use foresight_core::margin::{Instrument, OptionKind, Position};
+use foresight_core::margin::{Instrument, OptionKind, Position, Scenario};
 
 use crate::audit::snake_name;
 use crate::engine::{AccountRequest, ArmMargin, ArmWeight, AssetForecast, Calibration, Collateral, Served, Split};
@@ -220,6 +220,7 @@ impl TryFrom<&proto::CalibrateRequest> for AccountRequest {
             markets: market_quotes(&r.markets, |i| format!("markets[{i}]"))?,
             collateral,
             previous_initial_margin: r.previous_initial_margin,
+            explain: r.explain,
         })
     }
 }
@@ -230,7 +231,10 @@ fn horizons(values: &[(usize, f64)]) -> Vec<proto::HorizonValue> {
 
 /// The answer to one account's calibration.
 pub fn calibrate_response(account_id: &str, c: &Calibration) -> proto::CalibrateResponse {
-    let ArmMargin { arm, margin, forecasts, collateral } = &c.posted;
+    let ArmMargin { arm, margin, forecasts, collateral, grids } = &c.posted;
+    let losses = |grid: &[(Scenario, f64)]| -> Vec<proto::ScenarioLoss> {
+        grid.iter().map(|(s, loss)| proto::ScenarioLoss { price_shock: s.price_shock, vol_shock: s.vol_shock, loss: *loss }).collect()
+    };
     let collateral_value: f64 = collateral.iter().map(|v| v.value).sum();
     let components = margin
         .forward
@@ -253,6 +257,8 @@ pub fn calibrate_response(account_id: &str, c: &Calibration) -> proto::Calibrate
                 binding_vol_shock: u.binding.vol_shock,
                 liquidity_addon: u.liquidity_addon,
                 approximate: u.approximate,
+                scenarios: grids.get(&u.underlying).map(|g| losses(&g.forward)).unwrap_or_default(),
+                reactive_scenarios: grids.get(&u.underlying).map(|g| losses(&g.reactive)).unwrap_or_default(),
             }
         })
         .collect();

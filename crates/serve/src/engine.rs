@@ -13,8 +13,8 @@ use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_
 use foresight_core::features::Ewma;
 use foresight_core::margin::split::assign;
 use foresight_core::margin::{
-    AccountMargin, Fallback, GuardRails, InputLimits, Instrument, Position, ScenarioConfig, UnderlyingInputs, UnderlyingMarket,
-    calibrate_account, check_inputs, collateral_haircut,
+    AccountMargin, Fallback, GuardRails, InputLimits, Instrument, Position, Scenario, ScenarioConfig, UnderlyingInputs, UnderlyingMarket,
+    calibrate_account, check_inputs, collateral_haircut, scenario_losses,
 };
 use foresight_registry::card::{ModelRef, Task};
 use foresight_registry::exogenous::{ExogenousSpec, Transform};
@@ -43,6 +43,8 @@ pub struct AccountRequest {
     pub collateral: Vec<Collateral>,
     /// The initial margin posted before (for the guard rails).
     pub previous_initial_margin: Option<f64>,
+    /// Also work out each underlying's scenario grids.
+    pub explain: bool,
 }
 
 /// One collateral balance.
@@ -326,6 +328,7 @@ struct Account<'a> {
     markets: &'a BTreeMap<String, MarketInput>,
     collateral: &'a [(&'a Collateral, Option<MarketInput>)],
     previous_im: Option<f64>,
+    explain: bool,
 }
 
 /// The margin of one account under one arm.
@@ -339,6 +342,18 @@ pub struct ArmMargin {
     pub collateral: Vec<CollateralValue>,
     /// Per underlying, the cached forecast used.
     pub forecasts: BTreeMap<String, Arc<AssetForecast>>,
+    /// Per underlying, when asked: the scenario losses of the forward-looking grid and of the
+    /// reactive one.
+    pub grids: BTreeMap<String, ScenarioGrids>,
+}
+
+/// One underlying's scenario grids: `(scenario, loss)` each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioGrids {
+    /// At the rate the margin used (forward-looking, or reactive on a fallback).
+    pub forward: Vec<(Scenario, f64)>,
+    /// At the reactive rate.
+    pub reactive: Vec<(Scenario, f64)>,
 }
 
 /// An account's calibration: the posted arm first, then (shadow mode) every other arm.
@@ -705,7 +720,13 @@ impl Engine {
             };
             collateral.push((c, market));
         }
-        let account = Account { positions: &request.positions, markets: &markets, collateral: &collateral, previous_im: request.previous_initial_margin };
+        let account = Account {
+            positions: &request.positions,
+            markets: &markets,
+            collateral: &collateral,
+            previous_im: request.previous_initial_margin,
+            explain: request.explain,
+        };
         let assigned = self.assigned_arm(&request.account_id);
         let posted = self.calibrate_arm(assigned, &account, cache)?;
         let mut shadow = Vec::new();
@@ -757,7 +778,17 @@ impl Engine {
             .iter()
             .map(|(c, market)| self.collateral_value(c, market.as_ref(), arm, cache))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArmMargin { arm: arm.name.clone(), margin, collateral, forecasts })
+        let mut grids = BTreeMap::new();
+        if account.explain {
+            for (asset, i) in &margin.inputs {
+                let positions = account.positions.iter().filter(|p| p.underlying == *asset);
+                let at = |rate: f64| UnderlyingMarket { margin_rate: rate, ..i.market };
+                let forward = scenario_losses(positions.clone(), &at(*i.forward_rate.as_ref().unwrap_or(&i.reactive_rate)), &self.config.scenario);
+                let reactive = scenario_losses(positions, &at(i.reactive_rate), &self.config.scenario);
+                grids.insert(asset.clone(), ScenarioGrids { forward, reactive });
+            }
+        }
+        Ok(ArmMargin { arm: arm.name.clone(), margin, collateral, forecasts, grids })
     }
 
     /// A collateral balance at its price less a haircut from the arm's volatility forecast of

@@ -16,4 +16,4 @@ pub use account::{AccountMargin, UnderlyingInputs, calibrate_account};
 pub use black76::OptionKind;
 pub use guard::{Guard, GuardRails, Guarded};
 pub use inputs::{Fallback, InputLimits, check_inputs, collateral_haircut};
-pub use scenario::{Instrument, PortfolioMargin, Position, Scenario, ScenarioConfig, UnderlyingMargin, UnderlyingMarket, portfolio_margin, scenarios};
+pub use scenario::{Instrument, PortfolioMargin, Position, Scenario, ScenarioConfig, UnderlyingMargin, UnderlyingMarket, portfolio_margin, scenario_losses, scenarios};

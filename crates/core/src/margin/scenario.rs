@@ -189,6 +189,20 @@ fn add_value_changes(instrument: &Instrument, quantity: f64, spot: f64, sigma: f
     }
 }
 
+/// The loss of `positions` (all on one underlying, whose market is `market`) in each scenario of
+/// the grid `market.margin_rate` and `config` span, price shock by price shock: the risk array
+/// the margin is the worst of. Loss is minus the value change, so a gain is negative.
+pub fn scenario_losses<'a>(positions: impl IntoIterator<Item = &'a Position>, market: &UnderlyingMarket, config: &ScenarioConfig) -> Vec<(Scenario, f64)> {
+    let grid = scenarios(market.margin_rate, config);
+    // Value changes summed position after position, from -0.0 as `Iterator::sum` starts, so a
+    // grid of zero changes is a zero loss, never -0.
+    let mut change = vec![-0.0; grid.len()];
+    for p in positions {
+        add_value_changes(&p.instrument, p.quantity, market.spot, market.implied_vol, config.rate, &grid, &mut change);
+    }
+    grid.into_iter().zip(change).map(|(s, c)| (s, -c)).collect()
+}
+
 fn check(positions: &[Position], markets: &BTreeMap<String, UnderlyingMarket>, config: &ScenarioConfig) -> Result<()> {
     if positions.is_empty() {
         return Err(CoreError::InsufficientHistory { what: "a portfolio (at least one position)".into(), needed: 1, available: 0 });
@@ -265,14 +279,8 @@ pub fn portfolio_margin(
     let mut underlyings = Vec::new();
     for (name, group) in by_underlying {
         let m = markets[name];
-        let grid = scenarios(m.margin_rate, config);
-        // The group's value change in each scenario, position after position (from -0.0, as
-        // `Iterator::sum` starts, so a grid of zero changes is a zero loss, never -0).
-        let mut change = vec![-0.0; grid.len()];
-        for p in &group {
-            add_value_changes(&p.instrument, p.quantity, m.spot, m.implied_vol, config.rate, &grid, &mut change);
-        }
-        let (binding, worst) = grid.iter().zip(&change).map(|(s, c)| (*s, -c)).fold((grid[0], f64::NEG_INFINITY), |best, (s, l)| if l > best.1 { (s, l) } else { best });
+        let losses = scenario_losses(group.iter().copied(), &m, config);
+        let (binding, worst) = losses.iter().fold((losses[0].0, f64::NEG_INFINITY), |best, &(s, l)| if l > best.1 { (s, l) } else { best });
         let delta_of = |p: &Position| match p.instrument {
             Instrument::Linear => 1.0,
             Instrument::Greeks { delta, .. } => delta,
