@@ -58,4 +58,5 @@ demo: build
 test: build
 	cargo test --workspace
 	.venv/bin/python -m pytest -q clients/python/tests
+	.venv/bin/python notebooks/run.py
 	python3 tests/reference/backtest_reference.py --check

@@ -10,7 +10,8 @@
 #                                 plus the two small CUDA runtime wheels libtorch_cpu.so links
 #   .venv/ tritonclient[grpc], grpcio-reflection
 #                              outside clients for the service's interoperability tests
-#   .venv/ foresight-client    the project's Python client (clients/python), pytest, pandas
+#   .venv/ foresight-client    the project's Python client (clients/python), pytest, pandas,
+#                              matplotlib, nbclient + ipykernel (the notebooks)
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #   prometheus                 scrapes a live service in the dashboard test (Debian package)
@@ -100,12 +101,13 @@ if ! "$PY" -c "import importlib.metadata as m; assert m.version('tritonclient') 
 fi
 
 # The project's own Python client (clients/python: its gRPC stubs are generated from proto/ when
-# it is installed) with what its tests use, pytest and pandas. Reinstalled whenever the protos or
+# it is installed) with what its tests and the notebooks use (pytest, pandas, matplotlib, and
+# nbclient with ipykernel to execute the notebooks). Reinstalled whenever the protos or
 # the client change, so it never lags behind the service.
 client_hash=$(cat proto/foresight/v1/*.proto clients/python/setup.py clients/python/pyproject.toml clients/python/foresight_client/*.py | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.foresight-client" 2>/dev/null)" != "$client_hash" ]; then
-  say "installing the Python client (clients/python) with pytest and pandas"
-  "${PIP[@]}" install "./clients/python[test]"
+  say "installing the Python client (clients/python) with pytest, pandas and the notebooks' kit"
+  "${PIP[@]}" install "./clients/python[test,notebooks]"
   echo "$client_hash" > "$VENV/.foresight-client"
 fi
 

@@ -11,5 +11,6 @@ the field at fault (``positions[0].quantity``).
 """
 
 from .client import Client, ForesightError
+from .local import LocalServer, read_audit
 
-__all__ = ["Client", "ForesightError"]
+__all__ = ["Client", "ForesightError", "LocalServer", "read_audit"]
