@@ -15,6 +15,7 @@
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #   prometheus                 scrapes a live service in the dashboard test (Debian package)
+#   chromium, chromium-driver  headless browser for the HTML report's test (Debian packages)
 #
 # `.cargo/config.toml` points LIBTORCH and ORT_DYLIB_PATH at these paths for every cargo command.
 set -euo pipefail
@@ -44,6 +45,12 @@ apt_install() {
 # Font for chart labels.
 if [ -z "${FORESIGHT_FONT:-}" ] && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
   apt_install fonts-dejavu-core
+fi
+
+# Headless Chromium and its WebDriver, for the test that opens `foresight report`'s page in a
+# real browser (tests/clients/report_browser.py, driven by Selenium from the venv).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_install --no-install-recommends chromium chromium-driver
 fi
 
 # Prometheus, for the test that every panel of deploy/grafana/foresight.json has data.
@@ -109,6 +116,12 @@ if [ "$(cat "$VENV/.foresight-client" 2>/dev/null)" != "$client_hash" ]; then
   say "installing the Python client (clients/python) with pytest, pandas and the notebooks' kit"
   "${PIP[@]}" install "./clients/python[test,notebooks]"
   echo "$client_hash" > "$VENV/.foresight-client"
+fi
+
+SELENIUM_VERSION=4.51.0
+if ! "$PY" -c "import importlib.metadata as m; assert m.version('selenium') == '$SELENIUM_VERSION'" 2>/dev/null; then
+  say "installing selenium==$SELENIUM_VERSION (drives Chromium in the report's browser test)"
+  "${PIP[@]}" install "selenium==$SELENIUM_VERSION"
 fi
 
 say "ready: ONNX Runtime $ORT_VERSION at $VENV/onnxruntime, libtorch $TORCH_VERSION at $VENV/libtorch"

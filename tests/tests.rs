@@ -17,4 +17,5 @@ mod serve_security;
 mod serve_soak;
 mod serve_shape;
 mod registry_arms;
+mod report_cli;
 mod train_cli;

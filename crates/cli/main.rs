@@ -20,6 +20,7 @@ mod impulse;
 mod inspect;
 mod models;
 mod publish;
+mod report;
 mod serve;
 mod train;
 
@@ -66,6 +67,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Estimate the cross-asset correlation (common dates, shrinkage) into the registry.
     Correlation(correlation::CorrelationArgs),
+    /// One self-contained HTML page of an offline run (backtest, evaluation, frontier): arms side
+    /// by side, verdicts, margin paths, provenance.
+    Report(report::ReportArgs),
     /// Check that the native runtimes (ONNX Runtime, libtorch) are installed and load.
     Doctor(doctor::DoctorArgs),
 }
@@ -87,6 +91,7 @@ fn run() -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

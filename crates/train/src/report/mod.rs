@@ -1,6 +1,7 @@
 //! Backtest reports: `summary.json`, per-arm series CSV files and a PNG chart.
 
 mod chart;
+mod html;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use crate::data::Values;
 use crate::error::{DataError, Result};
 
 pub use chart::{FrontierPanel, draw_backtest_chart, draw_forecast_chart, draw_frontier_chart, draw_impulse_chart};
+pub use html::offline_report;
 
 /// How the statistics treat overlapping windows, written into every summary.
 pub const OVERLAP_NOTE: &str = "With a horizon h > 1 consecutive loss windows overlap. Exception counts, \
