@@ -54,6 +54,8 @@ demo: build
 	$(SERVE) --config foresight.toml --listen 127.0.0.1:50551 --metrics-listen 127.0.0.1:0 & pid=$$!; \
 	$(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551; rc=$$?; \
 	kill $$pid; wait $$pid; tail -n 1 $(REPORTS)/serve-state/audit.jsonl; exit $$rc
+	# The live page of that shadow run: what each arm posted or shadowed, from the audit log.
+	$(FORESIGHT) report --from-audit $(REPORTS)/serve-state/audit.jsonl --prices data/btc_usdt_1d.csv --out $(REPORTS)/live_report.html
 
 # The binaries first: the service's end-to-end tests start the real foresight-serve, which
 # `cargo test` alone does not build (it is another package's binary).

@@ -385,6 +385,28 @@ async fn audited_shadow_margins_replay_as_a_backtest() {
     assert_eq!(scored("ewma:0.94", "exceptions"), exceptions as f64);
     let champion = scored("model:champion", "avg_margin");
     assert!(champion > 0.0 && champion < 0.16, "{champion}");
+
+    // The live report of the same audit log, checked in headless Chromium like the offline one:
+    // the replay's rows, plus what the service posted and shadowed per arm.
+    let page = out.path().join("live.html");
+    crate::util::foresight_ok(&[
+        "report", "--from-audit", audit_file.to_str().unwrap(), "--prices", crate::util::data("btc_usdt_1d.csv").to_str().unwrap(),
+        "--out", page.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for arm in ["model:champion", "ewma:0.94", "static:0.16"] {
+        let row = html.split(&format!("<tr data-arm=\"{arm}\"><td class=\"arm\">{arm}</td>")).nth(1).unwrap_or_else(|| panic!("{arm}: no live row"));
+        let cells: Vec<&str> = row.trim_start_matches("<td>").split("</td><td>").take(2).collect();
+        let (posted, shadow) = (audit.iter().filter(|r| r.arm == arm && r.posted).count(), audit.iter().filter(|r| r.arm == arm && !r.posted).count());
+        assert_eq!(cells, [posted.to_string(), shadow.to_string()], "{arm}");
+    }
+    assert!(html.contains("audit sha256") && html.contains("model btc-"), "provenance cites the audit log and the model cards");
+    let checked = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/clients/report_browser.py"))
+        .args([&page, &out.path().join("live.replay/summary.json"), &out.path().join("live.png")])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}\n{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
 }
 
 /// Issue 4's end-to-end path on the real binary: market data published → calibrated from it →

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::error::{DataError, Result};
 
 /// `text` with HTML's special characters escaped.
-fn esc(text: &str) -> String {
+pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -169,15 +169,32 @@ svg .exception.long{fill:#d00}svg .exception.short{fill:#f90}svg .axis{font-size
 figure{margin:1em 0}figcaption{font-size:.85em;color:#555}img.chart{max-width:100%;border:1px solid #eee}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;font-size:.85em}dt{font-weight:600}dd{margin:0;word-break:break-all}";
 
+/// What a caller adds to a report: its own title, sections (a heading and ready HTML, escaped
+/// by the caller with [`esc`]) placed before the provenance, and provenance lines.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// The page's title (default: the folder's).
+    pub title: Option<String>,
+    /// `(heading, html)`.
+    pub sections: Vec<(String, String)>,
+    /// `(what, value)`.
+    pub provenance: Vec<(String, String)>,
+}
+
 /// The HTML report of the offline run in `dir` (a backtest, an evaluation or a frontier /
 /// impulse folder).
 pub fn offline_report(dir: &Path) -> Result<String> {
+    report(dir, &Extra::default())
+}
+
+/// [`offline_report`] with a caller's `extra` title, sections and provenance.
+pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
     let backtest = dir.join("summary.json");
     let scores = dir.join("forecast_scores.json");
     let charts: Vec<(&str, &str)> =
         vec![("frontier.png", "The cost–procyclicality frontier"), ("impulse.png", "Impulse responses"), ("forecast_chart.png", "Forecasts against realized variance")];
     let present: Vec<_> = charts.iter().filter(|(f, _)| dir.join(f).exists()).collect();
-    if !backtest.exists() && !scores.exists() && present.is_empty() {
+    if !backtest.exists() && !scores.exists() && present.is_empty() && extra.sections.is_empty() {
         return Err(DataError::Invalid {
             file: dir.to_path_buf(),
             row: 0,
@@ -187,7 +204,7 @@ pub fn offline_report(dir: &Path) -> Result<String> {
         });
     }
     let mut html = String::new();
-    let title = format!("Foresight report: {}", dir.display());
+    let title = extra.title.clone().unwrap_or_else(|| format!("Foresight report: {}", dir.display()));
     let _ = write!(html, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>", esc(&title));
     let _ = write!(html, "<h1>{}</h1>", esc(&title));
     let mut provenance: Vec<(String, String)> = vec![("foresight".into(), env!("CARGO_PKG_VERSION").into()), ("git commit".into(), git_commit())];
@@ -320,6 +337,10 @@ pub fn offline_report(dir: &Path) -> Result<String> {
             let _ = write!(html, "<figure><img class=\"chart\" alt=\"{}\" src=\"{uri}\"><figcaption>{}</figcaption></figure>", esc(caption), esc(caption));
         }
     }
+    for (heading, section) in &extra.sections {
+        let _ = write!(html, "<h2>{}</h2>{section}", esc(heading));
+    }
+    provenance.extend(extra.provenance.iter().cloned());
     html.push_str("<h2>Provenance</h2><dl id=\"provenance\">");
     for (k, v) in provenance {
         let _ = write!(html, "<dt>{}</dt><dd>{}</dd>", esc(&k), esc(&v));

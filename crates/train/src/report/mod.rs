@@ -15,7 +15,7 @@ use crate::data::Values;
 use crate::error::{DataError, Result};
 
 pub use chart::{FrontierPanel, draw_backtest_chart, draw_forecast_chart, draw_frontier_chart, draw_impulse_chart};
-pub use html::offline_report;
+pub use html::{Extra, esc, offline_report, report};
 
 /// How the statistics treat overlapping windows, written into every summary.
 pub const OVERLAP_NOTE: &str = "With a horizon h > 1 consecutive loss windows overlap. Exception counts, \
