@@ -124,7 +124,7 @@ fn margin_chart(arm: &str, s: &Series) -> String {
 }
 
 /// Whether an arm meets the coverage goal on both sides, and why not.
-fn verdict(summary: &Value, reject_at: f64) -> (bool, Vec<String>) {
+fn verdict(summary: &Value) -> (bool, Vec<String>) {
     let mut failures = Vec::new();
     for side in ["long", "short"] {
         let s = &summary[side];
@@ -138,7 +138,6 @@ fn verdict(summary: &Value, reject_at: f64) -> (bool, Vec<String>) {
             failures.push(format!("{side}: the worst 250 days are in the red zone ({} exceptions)", s["traffic_light"]["worst_250_exceptions"]));
         }
     }
-    let _ = reject_at;
     (failures.is_empty(), failures)
 }
 
@@ -227,7 +226,7 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
         let arms = summary["arms"].as_object().cloned().unwrap_or_default();
         html.push_str("<h2>Verdicts</h2><p>Coverage goal: neither Kupiec's nor Christoffersen's conditional-coverage test rejects on either side, and no 250-day window of the run is in the Basel red zone.</p><ul id=\"verdicts\">");
         for (arm, s) in &arms {
-            let (meets, failures) = verdict(s, reject_at);
+            let (meets, failures) = verdict(s);
             let class = if meets { "meets" } else { "fails" };
             let text = if meets { "meets the coverage goal".to_string() } else { format!("does not meet the coverage goal: {}", failures.join("; ")) };
             let _ = write!(
@@ -244,7 +243,7 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
         }
         html.push_str("</ul><h2>Arms side by side</h2><table id=\"arms\"><thead><tr><th>arm</th><th>side</th><th>exceptions</th><th>expected</th><th>Kupiec p</th><th>Christoffersen cc p</th><th>traffic light (last / worst 250)</th><th>average margin</th><th>peak/trough</th><th>largest 5-day rise</th><th>largest 30-day rise</th><th>mean shortfall</th></tr></thead><tbody>");
         for (arm, s) in &arms {
-            let fails = !verdict(s, reject_at).0;
+            let fails = !verdict(s).0;
             for side in ["long", "short"] {
                 let v = &s[side];
                 let light = &v["traffic_light"];
