@@ -70,6 +70,10 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 fn live_report(audit: &Path, prices: &Path, asset: Option<&str>, registry: &Path, out: &Path) -> anyhow::Result<String> {
     // Score every audited arm on the price history: the audit replay, kept beside the page.
     let replay = out.with_extension("replay");
+    // A fresh folder: nothing of an earlier replay may be read as this one's.
+    if replay.exists() {
+        std::fs::remove_dir_all(&replay).with_context(|| format!("clearing {}", replay.display()))?;
+    }
     let mut command = std::process::Command::new(std::env::current_exe()?);
     command.args(["backtest", "--from-audit"]).arg(audit).arg("--data").arg(prices).arg("--out").arg(&replay);
     if let Some(asset) = asset {
@@ -117,7 +121,7 @@ fn live_report(audit: &Path, prices: &Path, asset: Option<&str>, registry: &Path
         }
     }
     let mut section = String::from(
-        "<table id=\"live-arms\"><thead><tr><th>arm</th><th>posted</th><th>shadow</th><th>total initial margin</th><th>multiplier p5 / p50 / p95</th><th>fallbacks</th><th>guard rails</th></tr></thead><tbody>",
+        "<table id=\"live-arms\"><thead><tr><th>arm</th><th>posted</th><th>shadow</th><th>sum of audited initial margins (every account, every calibration)</th><th>multiplier p5 / p50 / p95</th><th>fallbacks</th><th>guard rails</th></tr></thead><tbody>",
     );
     for (arm, s) in &mut arms {
         s.multipliers.sort_by(f64::total_cmp);
@@ -141,13 +145,20 @@ fn live_report(audit: &Path, prices: &Path, asset: Option<&str>, registry: &Path
 
     // The registry's champion changes over the audited period (and the last one before it).
     let (first, last) = (records.first().map_or("", |r| r.time.as_str()), records.last().map_or("", |r| r.time.as_str()));
+    // Times are compared as instants (the audit log writes milliseconds, the registry seconds).
+    let instant = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let (period_start, period_end) = (instant(first), instant(last));
     let mut log = String::from("<table id=\"promotions\"><thead><tr><th>when</th><th>slot</th><th>action</th><th>model</th><th>replaced</th><th>evidence</th></tr></thead><tbody>");
     let mut changes = 0;
     let mut cards: Vec<(String, String)> = Vec::new();
-    if let Ok(registry) = Registry::open(registry) {
+    let mut unreadable = None;
+    match Registry::open(registry) {
+        Err(e) => unreadable = Some(format!("the registry at {} could not be read ({e}): its promotion log is not shown", registry.display())),
+        Ok(registry) => {
         for (slot, entry) in &registry.index().slots {
-            let before = entry.log.iter().rposition(|e| e.at.as_str() < first);
-            for (i, e) in entry.log.iter().enumerate().filter(|(i, e)| Some(*i) == before || (e.at.as_str() >= first && e.at.as_str() <= last)) {
+            let at = |e: &foresight_registry::store::LogEntry| instant(&e.at);
+            let before = entry.log.iter().rposition(|e| at(e) < period_start);
+            for (i, e) in entry.log.iter().enumerate().filter(|(i, e)| Some(*i) == before || (at(e) >= period_start && at(e) <= period_end)) {
                 changes += 1;
                 let note = if Some(i) == before { " (in force when the period began)" } else { "" };
                 let _ = write!(
@@ -170,9 +181,12 @@ fn live_report(audit: &Path, prices: &Path, asset: Option<&str>, registry: &Path
                 cards.push((format!("model {m}"), format!("onnx sha256 {}, trained {}..{}", card.onnx.sha256, card.training.start, card.training.end)));
             }
         }
+        }
     }
     log.push_str("</tbody></table>");
-    if changes == 0 {
+    if let Some(why) = unreadable {
+        log = format!("<p>{}</p>", esc(&why));
+    } else if changes == 0 {
         log = "<p>No champion change in the registry's log for this period.</p>".into();
     }
     let sha = |p: &Path| std::fs::read(p).map(|b| sha256_hex(&b)).unwrap_or_else(|_| "unreadable".into());

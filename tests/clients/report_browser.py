@@ -40,8 +40,20 @@ try:
             assert abs(float(cell("expected_exceptions")) - v["expected_exceptions"]) <= 0.05, (arm, side)
             assert abs(float(cell("kupiec_p")) - v["kupiec_p"]) <= 5e-4, (arm, side)
             assert abs(float(cell("christoffersen_cc_p")) - v["christoffersen_cc_p"]) <= 5e-4, (arm, side)
-            assert abs(float(cell("avg_margin").rstrip("%")) / 100 - v["avg_margin"]) <= 5e-5, (arm, side)
-            assert abs(float(cell("max_rise_30d").rstrip("%")) / 100 - v["max_rise_30d"]["abs"]) <= 5e-5, (arm, side)
+            # Percentages are shown with 2 decimals, ratios with 2: within half a last digit (and a hair).
+            rise = lambda key: (v.get(key) or {}).get("abs")
+            for field, value, scale, digits in [
+                ("avg_margin", v.get("avg_margin"), 100, 2),
+                ("max_rise_5d", rise("max_rise_5d"), 100, 2),
+                ("max_rise_30d", rise("max_rise_30d"), 100, 2),
+                ("mean_shortfall", v.get("mean_shortfall"), 100, 2),
+                ("peak_to_trough", v.get("peak_to_trough"), 1, 2),
+            ]:
+                shown = cell(field)
+                if value is None:
+                    assert shown == "–", (arm, side, field, shown)
+                else:
+                    assert abs(float(shown.rstrip("%")) - scale * value) <= 0.501 * 10 ** -digits, (arm, side, field, shown, value)
             last, worst = (t.strip() for t in cell("traffic_light").split("/"))
             assert (last, worst) == (v["traffic_light"]["last_250"], v["traffic_light"]["worst_250"]), (arm, side)
             rows += 1

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from typing import Any, Iterator
 
 
@@ -38,7 +39,14 @@ class LocalServer:
             args += ["--config", str(config_file)]
         self._log = open(pathlib.Path(self._temp.name) / "serve.log", "wb")
         self._process = subprocess.Popen(args, stderr=self._log)
-        self._wait()
+        # Stopped even when the caller never calls stop() (a notebook cell that failed): at
+        # garbage collection or interpreter exit.
+        self._finalizer = weakref.finalize(self, _terminate, self._process, self._log)
+        try:
+            self._wait()
+        except Exception:
+            self._finalizer()
+            raise
 
     def _wait(self, seconds: float = 60.0) -> None:
         host, port = self.address.rsplit(":", 1)
@@ -62,14 +70,7 @@ class LocalServer:
         return self.state_dir / "audit.jsonl"
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close()
+        self._finalizer()
 
     def __enter__(self) -> "LocalServer":
         return self
@@ -79,18 +80,47 @@ class LocalServer:
         self._temp.cleanup()
 
 
+def _terminate(process: subprocess.Popen, log) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log.close()
+
+
+def _record(line: bytes) -> dict | None:
+    """A line's record (`<crc32c> <json>`, or plain JSON before checksums), or None."""
+    if not line.startswith(b"{"):
+        line = line.split(b" ", 1)[1] if b" " in line else b""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def read_audit(path: str | pathlib.Path) -> Iterator[dict]:
     """The audit log's records, oldest first: one dict per margin an arm computed (posted or
-    shadow). Lines are `<crc32c> <json>` after the version line (plain JSON in logs written
-    before checksums); a last line without its newline (a write in progress) is left out. The
-    service checks the checksums when it opens the file; this reader only parses."""
+    shadow), none when the file does not exist. As the service reads it, a damaged tail (a write
+    in progress or cut short: whatever follows the last good line) is left out, and a damaged
+    line with good lines after it is an error naming the line. The service checks the lines'
+    CRC32C when it opens the file; this reader only parses them."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return
+    damaged = None
     with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
-            line = raw[:-1]
-            if line.startswith(b"#foresight-journal"):
+        for number, raw in enumerate(f, start=1):
+            line = raw[:-1] if raw.endswith(b"\n") else None
+            if line is not None and line.startswith(b"#foresight-journal"):
                 continue
-            if not line.startswith(b"{"):
-                line = line.split(b" ", 1)[1]
-            yield json.loads(line)
+            record = _record(line) if line else None
+            if record is None:
+                damaged = damaged or number
+                continue
+            if damaged is not None:
+                raise ValueError(f"{path}: line {damaged} is damaged and good lines follow it")
+            yield record

@@ -146,14 +146,17 @@ fn png(path: &Path) -> Option<String> {
     Some(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 
+/// The commit of the checkout the report is written from, marked when it has uncommitted
+/// changes.
 fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown (not a git checkout)".into())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(commit) if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) => format!("{commit} (with uncommitted changes)"),
+        Some(commit) => commit,
+        None => "unknown (not a git checkout)".into(),
+    }
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
@@ -206,7 +209,7 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
     let title = extra.title.clone().unwrap_or_else(|| format!("Foresight report: {}", dir.display()));
     let _ = write!(html, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>", esc(&title));
     let _ = write!(html, "<h1>{}</h1>", esc(&title));
-    let mut provenance: Vec<(String, String)> = vec![("foresight".into(), env!("CARGO_PKG_VERSION").into()), ("git commit".into(), git_commit())];
+    let mut provenance: Vec<(String, String)> = vec![("report written by".into(), format!("foresight {} at git commit {}", env!("CARGO_PKG_VERSION"), git_commit()))];
 
     if backtest.exists() {
         let summary = read_json(&backtest)?;
@@ -297,8 +300,8 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
         }
         html.push_str("<h2>Margin paths</h2><p>Each arm's long margin rate (blue) over the close (grey); dots mark exceptions, red long and orange short.</p>");
         for arm in arms.keys() {
-            let path = dir.join(format!("series_{}.csv", arm.replace(':', "-")));
-            let path = if path.exists() { path } else { dir.join("series.csv") };
+            // The file the backtest wrote for this arm (one arm: `series.csv`), no other.
+            let path = if arms.len() == 1 { dir.join("series.csv") } else { dir.join(format!("series_{}.csv", arm.replace(':', "-"))) };
             if let Ok(series) = read_series(&path) {
                 let _ = write!(html, "<figure data-arm=\"{}\">{}<figcaption>{}</figcaption></figure>", esc(arm), margin_chart(arm, &series), esc(arm));
             }
@@ -308,8 +311,9 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
         }
         let data_file = data["file"].as_str().unwrap_or("");
         let data_sha = std::fs::read(data_file).map(|b| foresight_registry::verify::sha256_hex(&b)).unwrap_or_else(|_| "file not found from here".into());
+        provenance.push(("run by".into(), format!("foresight {}", summary["foresight_version"].as_str().unwrap_or("?"))));
         provenance.push(("data".into(), format!("{data_file} ({} rows, {} to {})", data["rows"], data["first"].as_str().unwrap_or("?"), data["last"].as_str().unwrap_or("?"))));
-        provenance.push(("data sha256".into(), data_sha));
+        provenance.push(("data sha256 (as the file is now)".into(), data_sha));
         provenance.push(("settings".into(), serde_json::to_string(settings).unwrap_or_default()));
     }
 
