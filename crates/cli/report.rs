@@ -155,32 +155,32 @@ fn live_report(audit: &Path, prices: &Path, asset: Option<&str>, registry: &Path
     match Registry::open(registry) {
         Err(e) => unreadable = Some(format!("the registry at {} could not be read ({e}): its promotion log is not shown", registry.display())),
         Ok(registry) => {
-        for (slot, entry) in &registry.index().slots {
-            let at = |e: &foresight_registry::store::LogEntry| instant(&e.at);
-            let before = entry.log.iter().rposition(|e| at(e) < period_start);
-            for (i, e) in entry.log.iter().enumerate().filter(|(i, e)| Some(*i) == before || (at(e) >= period_start && at(e) <= period_end)) {
-                changes += 1;
-                let note = if Some(i) == before { " (in force when the period began)" } else { "" };
-                let _ = write!(
-                    log,
-                    "<tr><td>{}{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&e.at),
-                    esc(note),
-                    esc(slot),
-                    e.action,
-                    esc(&e.model.to_string()),
-                    esc(&e.previous.as_ref().map_or("-".into(), |p| p.to_string())),
-                    esc(&e.evidence)
-                );
+            for (slot, entry) in &registry.index().slots {
+                let at = |e: &foresight_registry::store::LogEntry| instant(&e.at);
+                let before = entry.log.iter().rposition(|e| at(e) < period_start);
+                for (i, e) in entry.log.iter().enumerate().filter(|(i, e)| Some(*i) == before || (at(e) >= period_start && at(e) <= period_end)) {
+                    changes += 1;
+                    let note = if Some(i) == before { " (in force when the period began)" } else { "" };
+                    let _ = write!(
+                        log,
+                        "<tr><td>{}{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(&e.at),
+                        esc(note),
+                        esc(slot),
+                        e.action,
+                        esc(&e.model.to_string()),
+                        esc(&e.previous.as_ref().map_or("-".into(), |p| p.to_string())),
+                        esc(&e.evidence)
+                    );
+                }
             }
-        }
-        for m in &models {
-            if let Ok(reference) = m.parse().and_then(|r| registry.resolve(&r))
-                && let Ok(card) = registry.card(&reference)
-            {
-                cards.push((format!("model {m}"), format!("onnx sha256 {}, trained {}..{}", card.onnx.sha256, card.training.start, card.training.end)));
+            for m in &models {
+                if let Ok(reference) = m.parse().and_then(|r| registry.resolve(&r))
+                    && let Ok(card) = registry.card(&reference)
+                {
+                    cards.push((format!("model {m}"), format!("onnx sha256 {}, trained {}..{}", card.onnx.sha256, card.training.start, card.training.end)));
+                }
             }
-        }
         }
     }
     log.push_str("</tbody></table>");
