@@ -202,7 +202,8 @@ class Client:
     def calibrate_batch(self, accounts: Iterable[Mapping[str, Any]], *, markets: Iterable[Any] = ()) -> list[dict]:
         """Many accounts in one call (dicts with the arguments of :meth:`calibrate`), with
         `markets` shared by all of them. One result per account, in order: its margin, or
-        ``{"account_id", "error": {"code", "message"}}``."""
+        ``{"account_id", "error": {"code", "message", "field"}}`` (`field`: the path the service
+        names, as in :class:`ForesightError`)."""
         requests = []
         for a in map(_plain, accounts):
             request = calibration.CalibrateRequest(
@@ -221,7 +222,8 @@ class Client:
             if result.WhichOneof("outcome") == "margin":
                 out.append(_dict(result.margin))
             else:
-                out.append({"account_id": result.account_id, "error": {"code": result.error.code, "message": result.error.message}})
+                error = {"code": result.error.code, "message": result.error.message, "field": _field_of(result.error.code, result.error.message)}
+                out.append({"account_id": result.account_id, "error": error})
         return out
 
     def forecast(self, asset: str, *, market: Any = None) -> dict:

@@ -103,7 +103,7 @@ def test_publish_a_dataframe_then_calibrate_batch_and_forecast(server):
     assert [r["account_id"] for r in results] == ["a", "b", "c"]
     assert results[0]["initial_margin"] > 0 and results[0]["arm"] == margin["arm"]
     assert results[1]["components"][0]["approximate"] is True
-    assert results[2]["error"]["code"] == "INVALID_ARGUMENT" and "positions[0].underlying" in results[2]["error"]["message"]
+    assert results[2]["error"]["code"] == "INVALID_ARGUMENT" and results[2]["error"]["field"] == "positions[0].underlying"
 
     # The scenario grid behind the margin, as a risk array: price shock × vol shock → loss.
     explained = client.calibrate("acct-42", positions, explain=True)
