@@ -172,8 +172,10 @@ fn check_margins(request: &proto::CalibrateRequest, shared: &HashMap<String, for
         for c in &arm.collateral {
             assert!(c.value.is_finite() && c.value >= 0.0 && (0.0..=1.0).contains(&c.haircut), "collateral {c:?}");
         }
-        // Asked for, each underlying's forward grid has the margin's core IM as its worst loss.
-        assert_eq!(arm.grids.len(), if request.explain { arm.margin.forward.underlyings.len() } else { 0 });
+        // Asked for, the posted arm's grids (each underlying's worst forward loss is its core IM);
+        // shadow arms' are never worked out.
+        let posted = std::ptr::eq(arm, &calibration.posted);
+        assert_eq!(arm.grids.len(), if request.explain && posted { arm.margin.forward.underlyings.len() } else { 0 });
         for u in &arm.margin.forward.underlyings {
             if let Some(grid) = arm.grids.get(&u.underlying) {
                 let worst = grid.forward.iter().map(|(_, loss)| *loss).fold(f64::NEG_INFINITY, f64::max);

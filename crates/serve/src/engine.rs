@@ -731,6 +731,8 @@ impl Engine {
         let posted = self.calibrate_arm(assigned, &account, cache)?;
         let mut shadow = Vec::new();
         if self.config.split.shadow {
+            // The scenario grids are returned for the posted arm only: not worked out for the others.
+            let account = Account { explain: false, ..account };
             for arm in self.arms.iter().filter(|a| a.name != assigned.name) {
                 shadow.push(self.calibrate_arm(arm, &account, cache)?);
             }

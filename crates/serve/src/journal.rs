@@ -354,10 +354,8 @@ impl Journal {
         let io_error = |source| JournalError::Io { path: path.to_path_buf(), source };
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_error)?;
+        // What was cut is the owner's to report, with what it knows of the kept lines.
         let (checksummed, cut_at_open) = cut_tail(path)?;
-        if let Some(cut) = &cut_at_open {
-            tracing::warn!(journal = %path.display(), "{cut}");
-        }
         let existed = path.exists();
         let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error)?;
         if !checksummed {

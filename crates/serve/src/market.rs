@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use foresight_registry::atomic::write_json_atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Durability, Journal, JournalError, cut_damaged_tail, read_numbered_lines};
+use crate::journal::{Durability, Journal, JournalError, damaged_tail, read_numbered_lines};
 use crate::series::{Day, MarketInput, Rejected, Series, Update};
 
 /// Completed days kept per asset (about 11 years of calendar days).
@@ -222,7 +222,8 @@ impl MarketState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io_error(&snapshot, e)),
         };
-        let cut = cut_damaged_tail(&journal_path)?;
+        // Replay the good lines (a damaged tail is left out here and cut when the journal opens
+        // for writing, one scan later: the file is read twice, not three times).
         let records: Vec<(usize, Update)> = read_numbered_lines(&journal_path)?;
         for (line, record) in &records {
             // Records were checked before they were stored; one that no longer applies means
@@ -233,18 +234,21 @@ impl MarketState {
                 message: format!("{field}: {message}"),
             })?;
         }
-        if let Some(cut) = cut {
-            // Only unacknowledged updates can be in a damaged tail: say where the kept ones end.
-            let last = records.last().map(|(_, r)| format!("{} sequence {}", r.asset(), r.sequence()));
-            tracing::warn!(journal = %journal_path.display(), last_good = last.as_deref().unwrap_or("none"), "{cut}");
-        }
+        let mut cut = None;
         if records.len() > COMPACT_AFTER {
+            // The compacted journal starts empty: say now what its damaged tail was.
+            cut = damaged_tail(&journal_path)?;
             // Snapshot first, then an empty journal: a crash between the two replays records
             // the snapshot already holds, which their sequence numbers make no-ops.
             write_json_atomic(&snapshot, &assets).map_err(|e| io_error(&snapshot, std::io::Error::other(e.to_string())))?;
             foresight_registry::atomic::write_atomic(&journal_path, b"").map_err(|e| io_error(&journal_path, std::io::Error::other(e.to_string())))?;
         }
         let journal = Journal::open(&journal_path, durability)?;
+        if let Some(cut) = cut.or(journal.cut_at_open()) {
+            // Only unacknowledged updates can be in a damaged tail: say where the kept ones end.
+            let last = records.last().map(|(_, r)| format!("{} sequence {}", r.asset(), r.sequence()));
+            tracing::warn!(journal = %journal_path.display(), last_good = last.as_deref().unwrap_or("none"), "{cut}");
+        }
         Ok(Self { assets: Mutex::new(assets), journal })
     }
 

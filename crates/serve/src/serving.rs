@@ -68,7 +68,12 @@ impl Serving {
         let (mut market, mut audit, mut split_file) = (None, None, None);
         if let Some(dir) = &config.state_dir {
             market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
-            audit = Some(Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?);
+            let journal = Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?;
+            if let Some(cut) = journal.cut_at_open() {
+                // Only margins never returned to a caller can be in a damaged tail.
+                tracing::warn!(journal = %journal.path().display(), "{cut}");
+            }
+            audit = Some(journal);
             let path = dir.join(SPLIT_FILE);
             // A split set through ModelService outlives restarts.
             if let Some(split) = read_split(&path)? {
