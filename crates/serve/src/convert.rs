@@ -316,10 +316,14 @@ pub fn calibrate_result(account_id: String, outcome: Result<proto::CalibrateResp
 }
 
 /// The canonical name of the codes a calibration returns.
+/// (Every code [`ServeError::code`] chooses, so a batch result says what a unary call would.)
 fn code_name(code: tonic::Code) -> &'static str {
     match code {
         tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
         tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
         tonic::Code::Unavailable => "UNAVAILABLE",
         _ => "INTERNAL",
     }
@@ -461,5 +465,28 @@ pub fn model_metadata(s: &Served) -> oip::ModelMetadataResponse {
         platform: "onnxruntime_onnx".into(),
         inputs: vec![TensorMetadata { name: s.card.onnx.input.clone(), datatype: FP64.into(), shape: input_shape }],
         outputs: s.card.onnx.outputs.iter().map(|o| TensorMetadata { name: o.clone(), datatype: FP64.into(), shape: vec![-1] }).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_result_names_the_code_a_unary_call_would_get() {
+        for (error, name) in [
+            (invalid("positions[0].quantity", "must be finite"), "INVALID_ARGUMENT"),
+            (ServeError::NotFound("asset".into()), "NOT_FOUND"),
+            (ServeError::Unsupported("no state"), "FAILED_PRECONDITION"),
+            (ServeError::Overloaded(64), "RESOURCE_EXHAUSTED"),
+            (ServeError::Internal("x".into()), "INTERNAL"),
+        ] {
+            let message = error.to_string();
+            let result = calibrate_result("a".into(), Err(error));
+            match result.outcome {
+                Some(proto::calibrate_result::Outcome::Error(e)) => assert_eq!((e.code.as_str(), e.message), (name, message)),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
