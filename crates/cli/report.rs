@@ -3,7 +3,7 @@
 //!   `foresight_train::report::offline_report`.
 //! - `--from-audit AUDIT --prices FILE`: what the live service posted and shadowed. Every arm of
 //!   the audit log is scored on the days whose later prices are known (the audit replay of
-//!   `foresight backtest --from-audit`, kept beside the page), with the arms' margin and
+//!   `foresight backtest --from-audit`, run in-process and kept beside the page), with the arms' margin and
 //!   multiplier distributions, the fallbacks and guard rails applied, and the registry's
 //!   promotion log over the period.
 
@@ -74,18 +74,29 @@ fn live_report(audit: &Path, prices: &Path, asset: Option<&str>, registry: &Path
     if replay.exists() {
         std::fs::remove_dir_all(&replay).with_context(|| format!("clearing {}", replay.display()))?;
     }
-    let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args(["backtest", "--from-audit"]).arg(audit).arg("--data").arg(prices).arg("--out").arg(&replay);
-    if let Some(asset) = asset {
-        command.args(["--asset", asset]);
-    }
-    let replayed = command.output().context("replaying the audit log")?;
+    let replayed = crate::backtest::execute(crate::backtest::Settings {
+        rv_data: None,
+        iv_data: None,
+        refit_every: 22,
+        data: prices.to_path_buf(),
+        arms: Vec::new(),
+        confidence: 0.99,
+        horizon: 1,
+        burn_in: 0, // an audit log's rates are what was posted: nothing to learn first
+        out: replay.clone(),
+        events: crate::backtest::parse_events(&[])?,
+        registry: registry.to_path_buf(),
+        audit: Some((audit.to_path_buf(), asset.map(str::to_string))),
+        from: None,
+        to: None,
+    });
     // Nothing to score yet (every audited day is the last one with a price) is a page that says
     // so; any other failure of the replay is an error.
-    let unscored = (!replayed.status.success()).then(|| String::from_utf8_lossy(&replayed.stderr).trim().to_string());
-    if let Some(why) = unscored.as_ref().filter(|why| !why.contains("not enough history")) {
-        bail!("--from-audit {}: {why}", audit.display());
-    }
+    let unscored = match replayed {
+        Ok(()) => None,
+        Err(e) if e.chain().any(|c| matches!(c.downcast_ref::<foresight_core::CoreError>(), Some(foresight_core::CoreError::InsufficientHistory { .. }))) => Some(e),
+        Err(e) => return Err(e.context(format!("--from-audit {}: replaying it", audit.display()))),
+    };
     std::fs::create_dir_all(&replay).with_context(|| format!("{}", replay.display()))?;
     let records: Vec<AuditRecord> = read_lines(audit).with_context(|| format!("--from-audit {}", audit.display()))?;
 
