@@ -770,7 +770,7 @@ impl Engine {
             forecasts.insert(asset.clone(), f);
         }
         let correlation = self.correlation.as_ref().map(|(a, m)| (a.as_slice(), m.as_slice()));
-        let margin = calibrate_account(account.positions, &inputs, correlation, &self.config.scenario, &self.config.rails, account.previous_im)
+        let margin = calibrate_account(account.positions, inputs, correlation, &self.config.scenario, &self.config.rails, account.previous_im)
             .map_err(|e| invalid("positions", e.to_string()))?;
         if !(margin.posted.initial_margin.is_finite() && margin.posted.maintenance_margin.is_finite() && margin.posted.multiplier.is_finite()) {
             return Err(ServeError::Internal(format!("arm {}: a non-finite margin was computed; refusing to post it", arm.name)));
@@ -829,7 +829,7 @@ fn check_settings(config: &EngineConfig) -> Result<(), ServeError> {
         },
     )]);
     let positions = [Position { underlying: "X".into(), quantity: 1.0, instrument: Instrument::Linear }];
-    let margin = calibrate_account(&positions, &inputs, None, &config.scenario, &config.rails, Some(5.0))
+    let margin = calibrate_account(&positions, inputs, None, &config.scenario, &config.rails, Some(5.0))
         .map_err(|e| invalid("[scenario] / [rails] settings", e.to_string()))?;
     if !(margin.posted.initial_margin.is_finite() && margin.posted.initial_margin > 0.0) {
         return Err(invalid("[rails] settings", format!("a unit position would get initial margin {}", margin.posted.initial_margin)));

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::guard::{GuardRails, Guarded, apply};
 use super::inputs::Fallback;
-use super::scenario::{PortfolioMargin, Position, ScenarioConfig, UnderlyingMarket, portfolio_margin};
+use super::scenario::{PortfolioMargin, Position, ScenarioConfig, UnderlyingMarket, margin_of};
 use crate::error::Result;
 
 /// What is known about one underlying for one account's calibration.
@@ -49,25 +49,25 @@ pub struct AccountMargin {
 
 /// Calibrates one account: `positions` over `inputs` per underlying, optionally with the
 /// cross-underlying correlation, the scenario settings, the guard rails and the margin posted at
-/// the previous update.
+/// the previous update. The inputs are kept in the result, for the explanation.
 pub fn calibrate_account(
     positions: &[Position],
-    inputs: &BTreeMap<String, UnderlyingInputs>,
+    inputs: BTreeMap<String, UnderlyingInputs>,
     correlation: Option<(&[String], &[Vec<f64>])>,
     config: &ScenarioConfig,
     rails: &GuardRails,
     previous_im: Option<f64>,
 ) -> Result<AccountMargin> {
-    let with_rate = |rate: &dyn Fn(&UnderlyingInputs) -> f64| -> BTreeMap<String, UnderlyingMarket> {
-        inputs.iter().map(|(name, i)| (name.clone(), UnderlyingMarket { margin_rate: rate(i), ..i.market })).collect()
+    let with_rate = |rate: &dyn Fn(&UnderlyingInputs) -> f64| -> Vec<(&str, UnderlyingMarket)> {
+        inputs.iter().map(|(name, i)| (name.as_str(), UnderlyingMarket { margin_rate: rate(i), ..i.market })).collect()
     };
-    let base = portfolio_margin(positions, &with_rate(&|i| i.reactive_rate), correlation, config)?;
-    let forward = portfolio_margin(positions, &with_rate(&|i| *i.forward_rate.as_ref().unwrap_or(&i.reactive_rate)), correlation, config)?;
+    let base = margin_of(positions, &with_rate(&|i| i.reactive_rate), correlation, config)?;
+    let forward = margin_of(positions, &with_rate(&|i| *i.forward_rate.as_ref().unwrap_or(&i.reactive_rate)), correlation, config)?;
     let fallbacks = inputs.iter().filter_map(|(name, i)| i.forward_rate.clone().err().map(|f| (name.clone(), f))).collect();
     let gross: f64 = forward.underlyings.iter().map(|u| u.gross_notional).sum();
     let posted = apply(forward.initial_margin, base.initial_margin, gross, previous_im, rails)?;
     let raw_multiplier = if base.initial_margin > 0.0 { forward.initial_margin / base.initial_margin } else { 1.0 };
-    Ok(AccountMargin { posted, base, forward, raw_multiplier, fallbacks, inputs: inputs.clone() })
+    Ok(AccountMargin { posted, base, forward, raw_multiplier, fallbacks, inputs })
 }
 
 #[cfg(test)]
@@ -86,13 +86,13 @@ mod tests {
     fn the_multiplier_is_forward_over_reactive_and_the_rails_apply() {
         let long = [Position { underlying: "BTC".into(), quantity: 1.0, instrument: Instrument::Linear }];
         let rails = GuardRails { max_rise: None, max_fall: None, ..GuardRails::default() };
-        let m = calibrate_account(&long, &inputs(0.06, Ok(0.09)), None, &ScenarioConfig::default(), &rails, None).unwrap();
+        let m = calibrate_account(&long, inputs(0.06, Ok(0.09)), None, &ScenarioConfig::default(), &rails, None).unwrap();
         assert!((m.base.initial_margin - 3_600.0).abs() < 1e-6);
         assert!((m.forward.initial_margin - 5_400.0).abs() < 1e-6);
         assert!((m.raw_multiplier - 1.5).abs() < 1e-12 && (m.posted.multiplier - 1.5).abs() < 1e-12);
         assert_eq!(m.posted.maintenance_margin, 0.5 * m.posted.initial_margin);
         // A rise limit against the previous posted margin holds it back, and says so.
-        let m = calibrate_account(&long, &inputs(0.06, Ok(0.09)), None, &ScenarioConfig::default(), &GuardRails::default(), Some(4_000.0)).unwrap();
+        let m = calibrate_account(&long, inputs(0.06, Ok(0.09)), None, &ScenarioConfig::default(), &GuardRails::default(), Some(4_000.0)).unwrap();
         assert_eq!(m.posted.initial_margin, 5_000.0);
         assert!(m.posted.applied.contains(&crate::margin::Guard::MaxRise));
     }
@@ -101,7 +101,7 @@ mod tests {
     fn a_fallback_uses_the_reactive_rate_and_is_reported() {
         let long = [Position { underlying: "BTC".into(), quantity: 2.0, instrument: Instrument::Linear }];
         let stale = Fallback::Stale { age_secs: 900.0, max_age_secs: 300.0 };
-        let m = calibrate_account(&long, &inputs(0.06, Err(stale.clone())), None, &ScenarioConfig::default(), &GuardRails::default(), None).unwrap();
+        let m = calibrate_account(&long, inputs(0.06, Err(stale.clone())), None, &ScenarioConfig::default(), &GuardRails::default(), None).unwrap();
         assert_eq!(m.forward.initial_margin, m.base.initial_margin);
         assert_eq!(m.fallbacks.get("BTC"), Some(&stale));
         assert_eq!(m.posted.multiplier, 1.0);

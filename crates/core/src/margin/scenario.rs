@@ -144,66 +144,90 @@ fn invalid(field: &'static str, index: usize, value: f64, reason: &'static str) 
 
 /// The scenario grid of `config` for a margin rate.
 pub fn scenarios(rate: f64, config: &ScenarioConfig) -> Vec<Scenario> {
-    let n = config.price_steps.max(3);
-    let vols = [-config.vol_shock, 0.0, config.vol_shock];
-    (0..n)
-        .flat_map(|i| {
-            let price_shock = -rate + 2.0 * rate * i as f64 / (n - 1) as f64;
-            vols.into_iter().map(move |vol_shock| Scenario { price_shock, vol_shock })
-        })
-        .collect()
+    let grid = Grid::new(rate, config);
+    (0..grid.len()).map(|k| grid.scenario(k)).collect()
 }
 
-/// Today's value per unit of an option (the base every scenario is compared with); 0 for the
-/// others, whose value changes are computed directly.
-/// Adds `quantity` × the instrument's value change in each scenario of `grid` to `change`. An
-/// option is revalued in full (Black-76), its contract terms and each shocked forward's
-/// log-moneyness worked out once for the grid.
-fn add_value_changes(instrument: &Instrument, quantity: f64, spot: f64, sigma: f64, rate: f64, grid: &[Scenario], change: &mut [f64]) {
-    let shocked = |s: &Scenario| (spot * (1.0 + s.price_shock), (sigma * (1.0 + s.vol_shock)).max(0.0));
-    match *instrument {
-        Instrument::Linear => {
-            for (s, c) in grid.iter().zip(change.iter_mut()) {
-                *c += quantity * (shocked(s).0 - spot);
-            }
-        }
-        Instrument::Greeks { delta, gamma, vega } => {
-            for (s, c) in grid.iter().zip(change.iter_mut()) {
-                let (shocked_spot, shocked_vol) = shocked(s);
-                let ds = shocked_spot - spot;
-                *c += quantity * (delta * ds + 0.5 * gamma * ds * ds + vega * (shocked_vol - sigma));
-            }
-        }
-        Instrument::Option { kind, strike, expiry_years } => {
-            let contract = Contract::new(kind, strike, expiry_years, rate);
-            let base = contract.price(spot, contract.log_moneyness(spot), sigma);
-            let mut last = (f64::NAN, f64::NAN); // (forward, its log-moneyness): the grid repeats each forward
-            for (s, c) in grid.iter().zip(change.iter_mut()) {
-                let (shocked_spot, shocked_vol) = shocked(s);
-                if shocked_spot.to_bits() != last.0.to_bits() {
-                    last = (shocked_spot, contract.log_moneyness(shocked_spot));
+/// A scenario grid: `steps` price shocks from −rate to +rate (outer), each crossed with the
+/// relative vol shocks −s, 0 and +s (inner); scenario `k` is price step `k / 3`, vol shock
+/// `k % 3`.
+struct Grid {
+    rate: f64,
+    steps: usize,
+    vol_shocks: [f64; 3],
+}
+
+impl Grid {
+    fn new(rate: f64, config: &ScenarioConfig) -> Self {
+        Self { rate, steps: config.price_steps.max(3), vol_shocks: [-config.vol_shock, 0.0, config.vol_shock] }
+    }
+
+    fn len(&self) -> usize {
+        3 * self.steps
+    }
+
+    fn price_shock(&self, i: usize) -> f64 {
+        -self.rate + 2.0 * self.rate * i as f64 / (self.steps - 1) as f64
+    }
+
+    fn scenario(&self, k: usize) -> Scenario {
+        Scenario { price_shock: self.price_shock(k / 3), vol_shock: self.vol_shocks[k % 3] }
+    }
+}
+
+/// The value change of `positions` (all on one underlying, whose market is `market`) in each
+/// scenario of the grid: linear and Greeks positions in closed form, options revalued in full
+/// (Black-76). What every option shares is worked out once: each shocked forward and its log,
+/// each shocked volatility.
+fn value_changes<'a>(positions: impl IntoIterator<Item = &'a Position>, market: &UnderlyingMarket, grid: &Grid, rate: f64) -> Vec<f64> {
+    let (spot, sigma) = (market.spot, market.implied_vol);
+    let forwards: Vec<f64> = (0..grid.steps).map(|i| spot * (1.0 + grid.price_shock(i))).collect();
+    let vols = grid.vol_shocks.map(|v| (sigma * (1.0 + v)).max(0.0));
+    let mut ln_forwards: Option<Vec<f64>> = None; // at the first option
+    // Summed position after position from -0.0, as `Iterator::sum` starts, so a grid of zero
+    // changes is a zero loss, never -0.
+    let mut change = vec![-0.0; grid.len()];
+    for p in positions {
+        let quantity = p.quantity;
+        match p.instrument {
+            Instrument::Linear => {
+                for (f, row) in forwards.iter().zip(change.chunks_exact_mut(3)) {
+                    row.iter_mut().for_each(|c| *c += quantity * (f - spot));
                 }
-                *c += quantity * (contract.price(shocked_spot, last.1, shocked_vol) - base);
+            }
+            Instrument::Greeks { delta, gamma, vega } => {
+                for (f, row) in forwards.iter().zip(change.chunks_exact_mut(3)) {
+                    let ds = f - spot;
+                    for (c, vol) in row.iter_mut().zip(vols) {
+                        *c += quantity * (delta * ds + 0.5 * gamma * ds * ds + vega * (vol - sigma));
+                    }
+                }
+            }
+            Instrument::Option { kind, strike, expiry_years } => {
+                let contract = Contract::new(kind, strike, expiry_years, rate);
+                let base = contract.price(spot, contract.log_moneyness(spot), sigma);
+                let ln_strike = strike.ln();
+                let ln_forwards = ln_forwards.get_or_insert_with(|| forwards.iter().map(|f| f.ln()).collect());
+                for ((f, ln_f), row) in forwards.iter().zip(ln_forwards.iter()).zip(change.chunks_exact_mut(3)) {
+                    for (c, vol) in row.iter_mut().zip(vols) {
+                        *c += quantity * (contract.price(*f, ln_f - ln_strike, vol) - base);
+                    }
+                }
             }
         }
     }
+    change
 }
 
 /// The loss of `positions` (all on one underlying, whose market is `market`) in each scenario of
 /// the grid `market.margin_rate` and `config` span, price shock by price shock: the risk array
 /// the margin is the worst of. Loss is minus the value change, so a gain is negative.
 pub fn scenario_losses<'a>(positions: impl IntoIterator<Item = &'a Position>, market: &UnderlyingMarket, config: &ScenarioConfig) -> Vec<(Scenario, f64)> {
-    let grid = scenarios(market.margin_rate, config);
-    // Value changes summed position after position, from -0.0 as `Iterator::sum` starts, so a
-    // grid of zero changes is a zero loss, never -0.
-    let mut change = vec![-0.0; grid.len()];
-    for p in positions {
-        add_value_changes(&p.instrument, p.quantity, market.spot, market.implied_vol, config.rate, &grid, &mut change);
-    }
-    grid.into_iter().zip(change).map(|(s, c)| (s, -c)).collect()
+    let grid = Grid::new(market.margin_rate, config);
+    value_changes(positions, market, &grid, config.rate).into_iter().enumerate().map(|(k, c)| (grid.scenario(k), -c)).collect()
 }
 
-fn check(positions: &[Position], markets: &BTreeMap<String, UnderlyingMarket>, config: &ScenarioConfig) -> Result<()> {
+fn check(positions: &[Position], markets: &[(&str, UnderlyingMarket)], config: &ScenarioConfig) -> Result<()> {
     if positions.is_empty() {
         return Err(CoreError::InsufficientHistory { what: "a portfolio (at least one position)".into(), needed: 1, available: 0 });
     }
@@ -224,7 +248,7 @@ fn check(positions: &[Position], markets: &BTreeMap<String, UnderlyingMarket>, c
         if !p.quantity.is_finite() {
             return Err(invalid("quantity", i, p.quantity, "quantities must be finite"));
         }
-        if !markets.contains_key(&p.underlying) {
+        if !markets.iter().any(|(name, _)| *name == p.underlying) {
             return Err(CoreError::InvalidArm { spec: p.underlying.clone(), reason: format!("position {i}: no market data for this underlying") });
         }
         match p.instrument {
@@ -246,7 +270,7 @@ fn check(positions: &[Position], markets: &BTreeMap<String, UnderlyingMarket>, c
             Instrument::Linear => {}
         }
     }
-    for (i, m) in markets.values().enumerate() {
+    for (i, (_, m)) in markets.iter().enumerate() {
         for (field, v, ok) in [
             ("spot", m.spot, m.spot.is_finite() && m.spot > 0.0),
             ("implied_vol", m.implied_vol, m.implied_vol.is_finite() && m.implied_vol >= 0.0),
@@ -271,16 +295,28 @@ pub fn portfolio_margin(
     correlation: Option<(&[String], &[Vec<f64>])>,
     config: &ScenarioConfig,
 ) -> Result<PortfolioMargin> {
+    let markets: Vec<(&str, UnderlyingMarket)> = markets.iter().map(|(name, m)| (name.as_str(), *m)).collect();
+    margin_of(positions, &markets, correlation, config)
+}
+
+/// [`portfolio_margin`] with the markets as `(underlying, market)` in name order.
+pub(crate) fn margin_of(
+    positions: &[Position],
+    markets: &[(&str, UnderlyingMarket)],
+    correlation: Option<(&[String], &[Vec<f64>])>,
+    config: &ScenarioConfig,
+) -> Result<PortfolioMargin> {
     check(positions, markets, config)?;
-    let mut by_underlying: BTreeMap<&str, Vec<&Position>> = BTreeMap::new();
-    for p in positions {
-        by_underlying.entry(p.underlying.as_str()).or_default().push(p);
-    }
-    let mut underlyings = Vec::new();
-    for (name, group) in by_underlying {
-        let m = markets[name];
-        let losses = scenario_losses(group.iter().copied(), &m, config);
-        let (binding, worst) = losses.iter().fold((losses[0].0, f64::NEG_INFINITY), |best, &(s, l)| if l > best.1 { (s, l) } else { best });
+    let mut underlyings = Vec::with_capacity(markets.len());
+    for &(name, m) in markets {
+        let group = || positions.iter().filter(move |p| p.underlying == name);
+        if group().next().is_none() {
+            continue;
+        }
+        let grid = Grid::new(m.margin_rate, config);
+        let changes = value_changes(group(), &m, &grid, config.rate);
+        // The worst loss is the most negative change (the first of equals).
+        let (binding, worst) = changes.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (k, c)| if -c > best.1 { (k, -c) } else { best });
         let delta_of = |p: &Position| match p.instrument {
             Instrument::Linear => 1.0,
             Instrument::Greeks { delta, .. } => delta,
@@ -288,18 +324,18 @@ pub fn portfolio_margin(
                 super::black76::greeks(kind, m.spot, strike, expiry_years, config.rate, m.implied_vol).0
             }
         };
-        let net_delta_notional: f64 = group.iter().map(|p| p.quantity * delta_of(p) * m.spot).sum();
+        let net_delta_notional: f64 = group().map(|p| p.quantity * delta_of(p) * m.spot).sum();
         let liquidity_addon = m.depth_notional.map_or(0.0, |depth| {
             config.liquidity_coefficient * m.daily_vol * net_delta_notional.abs() * (net_delta_notional.abs() / depth).sqrt()
         });
         underlyings.push(UnderlyingMargin {
             underlying: name.to_string(),
             core_im: worst.max(0.0),
-            binding,
+            binding: grid.scenario(binding),
             liquidity_addon,
             net_delta_notional,
-            gross_notional: group.iter().map(|p| p.quantity.abs() * m.spot).sum(),
-            approximate: group.iter().any(|p| matches!(p.instrument, Instrument::Greeks { .. })),
+            gross_notional: group().map(|p| p.quantity.abs() * m.spot).sum(),
+            approximate: group().any(|p| matches!(p.instrument, Instrument::Greeks { .. })),
         });
     }
     let undiversified: f64 = underlyings.iter().map(|u| u.core_im).sum();
