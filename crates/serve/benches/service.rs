@@ -22,6 +22,10 @@ use foresight_serve::{EngineConfig, Serving, ServingConfig};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+/// The service binary's allocator, so the rows measure what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RUN: Duration = Duration::from_secs(3);
 
 /// `cargo bench ... -- <filter>` runs only the rows whose name (`Calibrate group-commit`,

@@ -10,6 +10,11 @@ use foresight_serve::config::ServeFile;
 use foresight_serve::journal::Durability;
 use foresight_serve::{ServeError, Serving, server};
 
+/// A call allocates dozens of small strings and vectors (protobuf, HTTP/2 frames, the margin's
+/// explanation); mimalloc's per-thread pages serve them at a fraction of glibc malloc's cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve forward-looking margin over gRPC from the model registry.
 #[derive(Debug, Parser)]
 #[command(name = "foresight-serve", version, about)]
