@@ -273,18 +273,53 @@ fn cut_tail(path: &Path) -> Result<(bool, Option<TailCut>), JournalError> {
     Ok((scanned.checksummed, Some(scanned.cut())))
 }
 
-/// Appends `record` to `lines` as one version-2 line.
-fn push_line<T: Serialize>(lines: &mut Vec<u8>, record: &T) -> serde_json::Result<()> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let start = lines.len();
-    lines.extend_from_slice(b"00000000 ");
-    serde_json::to_writer(&mut *lines, record)?;
-    let crc = crc32c::crc32c(&lines[start + CHECKSUM_PREFIX..]);
-    for (i, digit) in lines[start..start + 8].iter_mut().enumerate() {
-        *digit = HEX[((crc >> (28 - 4 * i)) & 0xf) as usize];
+/// Records encoded as version-2 lines (checksum, JSON, newline), ready to be queued: encoded
+/// where the records are made (a batch's worker threads), written in one piece.
+#[derive(Debug, Default)]
+pub struct Lines(Vec<u8>);
+
+impl Lines {
+    /// Appends `record` as one line; on an error nothing is appended.
+    pub fn push<T: Serialize>(&mut self, record: &T) -> serde_json::Result<()> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let lines = &mut self.0;
+        let start = lines.len();
+        lines.extend_from_slice(b"00000000 ");
+        if let Err(e) = serde_json::to_writer(&mut *lines, record) {
+            lines.truncate(start);
+            return Err(e);
+        }
+        let crc = crc32c::crc32c(&lines[start + CHECKSUM_PREFIX..]);
+        for (i, digit) in lines[start..start + 8].iter_mut().enumerate() {
+            *digit = HEX[((crc >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        lines.push(b'\n');
+        Ok(())
     }
-    lines.push(b'\n');
-    Ok(())
+
+    /// Appends every record of `records`, or, on an error, none of them.
+    pub fn push_all<T: Serialize>(&mut self, records: &[T]) -> serde_json::Result<()> {
+        let start = self.0.len();
+        let pushed = records.iter().try_for_each(|r| self.push(r));
+        if pushed.is_err() {
+            self.0.truncate(start);
+        }
+        pushed
+    }
+
+    /// Appends `other`'s lines after these.
+    pub fn append(&mut self, other: Lines) {
+        if self.0.is_empty() {
+            self.0 = other.0;
+        } else {
+            self.0.extend_from_slice(&other.0);
+        }
+    }
+
+    /// No line yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Most lines written by one group.
@@ -442,14 +477,17 @@ impl Journal {
     /// Queues `records`, a line each, together; the receiver answers once they are stored.
     /// Lines are written in the order they are queued.
     pub fn queue<T: Serialize>(&self, records: &[T]) -> Result<oneshot::Receiver<Result<(), String>>, JournalError> {
-        let mut lines = Vec::with_capacity(256 * records.len());
-        for record in records {
-            push_line(&mut lines, record).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
-        }
+        let mut lines = Lines(Vec::with_capacity(256 * records.len()));
+        lines.push_all(records).map_err(|e| JournalError::Damaged { path: self.path.clone(), line: 0, message: e.to_string() })?;
+        self.queue_lines(lines)
+    }
+
+    /// Queues lines encoded beforehand ([`Lines`]), as [`Journal::queue`] does.
+    pub fn queue_lines(&self, lines: Lines) -> Result<oneshot::Receiver<Result<(), String>>, JournalError> {
         let (done, receiver) = oneshot::channel();
         match &self.writer {
-            Writer::Thread(sender) => sender.send(Pending { lines, done }).map_err(|_| JournalError::Closed(self.path.clone()))?,
-            Writer::Direct(combiner) => combiner.write(lines, done, &self.path),
+            Writer::Thread(sender) => sender.send(Pending { lines: lines.0, done }).map_err(|_| JournalError::Closed(self.path.clone()))?,
+            Writer::Direct(combiner) => combiner.write(lines.0, done, &self.path),
         }
         Ok(receiver)
     }
@@ -658,8 +696,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         let good = written(&path, 3).await;
-        let mut complete_line = Vec::new();
-        push_line(&mut complete_line, &Row { n: 7 }).unwrap();
+        let mut line = Lines::default();
+        line.push(&Row { n: 7 }).unwrap();
+        let complete_line = line.0;
         // A lost page (zeros) before a complete line, then garbage with newlines in it.
         for tail in [vec![0u8; 4096], [vec![0u8; 100], complete_line.clone()].concat(), b"\x01garbage\nmore\n{}\n".to_vec()] {
             std::fs::write(&path, [good.as_slice(), &tail].concat()).unwrap();
@@ -691,7 +730,9 @@ mod tests {
         // After the version line a line without its checksum is damage.
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend_from_slice(b"{\"n\":5}\n");
-        push_line(&mut bytes, &Row { n: 6 }).unwrap();
+        let mut line = Lines::default();
+        line.push(&Row { n: 6 }).unwrap();
+        bytes.extend_from_slice(&line.0);
         std::fs::write(&path, &bytes).unwrap();
         let e = read_lines::<Row>(&path).unwrap_err();
         assert!(matches!(e, JournalError::Corrupt { line: 7, why: "no checksum", .. }), "{e}");

@@ -9,7 +9,8 @@ use prost::Message;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit::{AuditRecord, records, sha256_hex};
+use crate::audit::{records, sha256_hex};
+use crate::journal::Lines;
 use crate::convert::{calibrate_response, calibrate_result, forecast_response, market_quotes, served_model};
 use crate::engine::{AccountRequest, Engine, Split};
 use crate::error::{ServeError, invalid};
@@ -55,7 +56,7 @@ impl CalibrationApi {
             let _permit = permit;
             let (results, audit) = calibrate_all(serving, &requests, &shared)?;
             let stored = match serving.audit.as_ref().filter(|_| !audit.is_empty()) {
-                Some(journal) => Some(journal.queue(&audit).map_err(|source| ServeError::Storage { what: "audit log", source })?),
+                Some(journal) => Some(journal.queue_lines(audit).map_err(|source| ServeError::Storage { what: "audit log", source })?),
                 None => None,
             };
             Ok::<_, ServeError>((results, stored))
@@ -81,12 +82,13 @@ impl CalibrationApi {
 type AccountOutcome = Result<proto::CalibrateResponse, ServeError>;
 
 /// Calibrates `requests` on one engine generation: one result per request, and the audit
-/// records of the successful ones, both in request order. A large batch is split over the cores.
+/// lines of the successful ones, both in request order. A large batch is split over the cores,
+/// audit lines encoded included.
 fn calibrate_all(
     serving: &Serving,
     requests: &[proto::CalibrateRequest],
     shared: &[proto::AssetMarket],
-) -> Result<(Vec<AccountOutcome>, Vec<AuditRecord>), ServeError> {
+) -> Result<(Vec<AccountOutcome>, Lines), ServeError> {
     let engine: Arc<Engine> = serving.engine();
     let state = serving.market.as_ref();
     let mut shared: HashMap<String, MarketInput> = Engine::resolve_markets(&market_quotes(shared, |i| format!("markets[{i}]"))?, state)?;
@@ -106,7 +108,7 @@ fn calibrate_all(
         }
     }
     let calibrate = |chunk: &[proto::CalibrateRequest]| {
-        let mut audit = Vec::new();
+        let mut audit = Lines::default();
         let results: Vec<_> = chunk
             .iter()
             .map(|request| {
@@ -114,7 +116,8 @@ fn calibrate_all(
                 let calibration = engine.calibrate(&account, &shared, state, &serving.cache)?;
                 serving.metrics.record(&calibration);
                 if serving.audit.is_some() {
-                    audit.extend(records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec())));
+                    let records = records(&request.account_id, &calibration, &sha256_hex(&request.encode_to_vec()));
+                    audit.push_all(&records).map_err(|e| ServeError::Internal(format!("audit record of {}: {e}", request.account_id)))?;
                 }
                 Ok(calibrate_response(&request.account_id, &calibration))
             })
@@ -134,11 +137,11 @@ fn calibrate_all(
         let handles: Vec<_> = requests.chunks(chunk).map(|c| scope.spawn(|| calibrate(c))).collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
-    let (mut results, mut audit) = (Vec::with_capacity(requests.len()), Vec::new());
+    let (mut results, mut audit) = (Vec::with_capacity(requests.len()), Lines::default());
     for part in parts {
         let (r, a) = part.map_err(|_| ServeError::Internal("a batch worker panicked".into()))?;
         results.extend(r);
-        audit.extend(a);
+        audit.append(a);
     }
     Ok((results, audit))
 }
