@@ -48,6 +48,7 @@ demo: build
 	    --calibrator model:log-har+iv:0.5+buffer:0.25,model:log-har+lookahead:250,model:log-har,ewma,hs:500,hs:1000+floor:stress10y
 	# The risk officer's page: the forward-looking and reactive arms side by side, one HTML file.
 	$(FORESIGHT) report --from $(REPORTS)/btc_models --out $(REPORTS)/ab_report.html
+	$(FORESIGHT) report --from $(REPORTS)/frontier_crypto --out $(REPORTS)/frontier_crypto.html
 	# Serve the registry's champions (foresight.toml: A/B split in shadow mode, audit log in
 	# reports/serve-state) and ask for a portfolio's forward-looking margin; SIGTERM stops it gracefully.
 	rm -rf $(REPORTS)/serve-state

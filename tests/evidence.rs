@@ -40,6 +40,7 @@ fn frontier(config: &str, develop_only: bool) -> serde_json::Value {
     assert!(stdout.contains("The rule re-run on the development window picks the frozen arm"), "{stdout}");
     assert!(out.path().join("frontier.png").is_file());
     let json = read_json(&out.path().join("frontier.json"));
+    check_goals_report(out.path(), &json);
     if develop_only {
         // Cut before any arm ran: the last day loaded is the one that closes the development
         // window's last h-day loss, h rows after its last day.
@@ -56,6 +57,40 @@ fn frontier(config: &str, develop_only: bool) -> serde_json::Value {
         assert_eq!(json["last_day"], dates[last_in_window + h].as_str(), "development ends {to}, horizon {h}");
     }
     json
+}
+
+/// `foresight report` of a frontier's folder gives every forward arm of every window a row with
+/// frontier.json's cost saving, rise reduction and verdict against the run's goal.
+fn check_goals_report(dir: &Path, json: &serde_json::Value) {
+    let page = dir.join("report.html");
+    foresight_ok(&["report", "--from", dir.to_str().unwrap(), "--out", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    let percent = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |x| format!("{:.2}%", 100.0 * x));
+    let goal = format!("at least {} cheaper", percent(&json["selection"]["cost_saving"]));
+    assert!(html.contains(&goal), "the page states the run's goal ({goal})");
+    let mut rows = 0;
+    for w in json["windows"].as_array().unwrap() {
+        for p in w["points"].as_array().unwrap().iter().filter(|p| p["kind"] == "forward") {
+            let start = format!("<tr data-window=\"{}\" data-arm=\"{}\"", w["name"].as_str().unwrap(), p["arm"].as_str().unwrap());
+            let at = html.find(&start).unwrap_or_else(|| panic!("no goal row for {start}"));
+            let row = &html[at..at + html[at..].find("</tr>").unwrap()];
+            let field = |name: &str| {
+                let key = format!("data-field=\"{name}\">");
+                let from = row.find(&key).unwrap() + key.len();
+                row[from..from + row[from..].find('<').unwrap()].to_string()
+            };
+            let standing = &p["standing"];
+            assert_eq!(field("cost_saving"), percent(&standing["cost_saving"]), "{start}");
+            assert_eq!(field("rise_reduction"), percent(&standing["rise_reduction"]), "{start}");
+            let verdict = if standing["meets_goal"] == true { "meets the goal" } else { "does not meet the goal" };
+            assert_eq!(field("meets_goal"), verdict, "{start}");
+            if w["frozen"]["arm"] == p["arm"] {
+                assert!(row.contains("<td>frozen"), "{start}: the frozen arm is marked");
+            }
+            rows += 1;
+        }
+    }
+    assert_eq!(html.matches("<tr data-window=").count(), rows, "one row per forward arm and window");
 }
 
 /// Every frontier of every window holds covering arms of its own kind only.

@@ -3,7 +3,10 @@
 //! air-gapped desk. From a backtest's folder: the arms side by side per side (exceptions,
 //! Kupiec, Christoffersen, traffic light, average margin, peak/trough, largest 5- and 30-day
 //! rises), readiness at the stress events, a verdict line per arm against the coverage goal, and
-//! each arm's margin path over the price with its exceptions marked. Charts the folder holds (a
+//! each arm's margin path over the price with its exceptions marked. From a frontier's folder:
+//! every forward arm of every window against the goal the run's selection rule states (cost
+//! saving or smaller 30-day rise than the covered reactive arms, with coverage), the frozen arm
+//! and the rule's pick marked. Charts the folder holds (a
 //! frontier, impulse responses, a forecast chart) and an evaluation's scores are included where
 //! present. The page ends with its provenance: the code's version and commit, the data file and
 //! its sha256, the settings the run used. Numbers are read from the run's own files, never
@@ -141,6 +144,75 @@ fn verdict(summary: &Value) -> (bool, Vec<String>) {
     (failures.is_empty(), failures)
 }
 
+/// A frontier run's verdicts: every forward arm of every window against the goal the run's
+/// selection rule states (a cost saving or a smaller 30-day rise than the covered reactive arms,
+/// with coverage), the frozen arm and the rule's pick marked.
+fn goals_section(f: &Value) -> String {
+    let mut html = String::new();
+    let rule = &f["selection"];
+    let _ = write!(
+        html,
+        "<h2>Goals</h2><p id=\"goal\">The goal this run was scored against: a forward arm that passes coverage ({}) and is at least {} cheaper than the cheapest covered reactive arm that is no steadier, or has a largest 30-day rise at least {} smaller than the steadiest covered reactive arm that is no cheaper. Cost: {}; procyclicality: {}.</p>",
+        esc(f["coverage"].as_str().unwrap_or("?")),
+        percent(&rule["cost_saving"]),
+        percent(&rule["rise_reduction"]),
+        esc(f["cost"].as_str().unwrap_or("?")),
+        esc(f["procyclicality"].as_str().unwrap_or("?"))
+    );
+    html.push_str("<table id=\"goals\"><thead><tr><th>window</th><th>forward arm</th><th>role</th><th>coverage</th><th>cost saving</th><th>against</th><th>30-day rise reduction</th><th>against</th><th>verdict</th></tr></thead><tbody>");
+    for w in f["windows"].as_array().into_iter().flatten() {
+        let window = format!("{} {} to {}", w["name"].as_str().unwrap_or("?"), w["scored_from"].as_str().unwrap_or("?"), w["scored_to"].as_str().unwrap_or("?"));
+        // On a later window the rule's pick is hindsight: it was not chosen there.
+        let pick = if w["name"] == "develop" { "rule's pick" } else { "the rule's pick with hindsight" };
+        let role_of = |arm: &str| -> Vec<&str> {
+            [("frozen", w["frozen"]["arm"].as_str() == Some(arm)), (pick, w["rule_pick"].as_str() == Some(arm))]
+                .into_iter()
+                .filter_map(|(r, on)| on.then_some(r))
+                .collect()
+        };
+        // The frozen arm and the rule's pick first, then the arms that meet the goal, then the
+        // rest, each by how far they go toward it.
+        let mut forward: Vec<&Value> = w["points"].as_array().into_iter().flatten().filter(|p| p["kind"] == "forward").collect();
+        let rank = |p: &Value| (role_of(p["arm"].as_str().unwrap_or("")).is_empty(), p["standing"]["meets_goal"].as_bool() != Some(true), -p["standing"]["score"].as_f64().unwrap_or(f64::NEG_INFINITY));
+        forward.sort_by(|a, b| rank(a).partial_cmp(&rank(b)).unwrap_or(std::cmp::Ordering::Equal));
+        for p in forward {
+            let arm = p["arm"].as_str().unwrap_or("?");
+            let st = &p["standing"];
+            let role = role_of(arm);
+            let meets = st["meets_goal"].as_bool() == Some(true);
+            let _ = write!(
+                html,
+                "<tr data-window=\"{}\" data-arm=\"{}\"{}><td>{}</td><td class=\"arm\">{}</td><td>{}</td><td>{}</td><td data-field=\"cost_saving\">{}</td><td>{}</td><td data-field=\"rise_reduction\">{}</td><td>{}</td><td class=\"verdict {}\" data-field=\"meets_goal\">{}</td></tr>",
+                esc(w["name"].as_str().unwrap_or("?")),
+                esc(arm),
+                if meets { "" } else { " class=\"fails\"" },
+                esc(&window),
+                esc(arm),
+                role.join(", "),
+                if p["covered"].as_bool() == Some(true) { "passes" } else { "fails" },
+                percent(&st["cost_saving"]),
+                esc(st["cost_reference"].as_str().unwrap_or("–")),
+                percent(&st["rise_reduction"]),
+                esc(st["rise_reference"].as_str().unwrap_or("–")),
+                if meets { "meets" } else { "fails" },
+                if meets { "meets the goal" } else { "does not meet the goal" }
+            );
+        }
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+/// sha256 of a data file as it is now, or why there is none.
+fn file_sha256(file: &str) -> String {
+    std::fs::read(file).map(|b| foresight_registry::verify::sha256_hex(&b)).unwrap_or_else(|_| "file not found from here".into())
+}
+
+/// The fields `keys` of the object `v`.
+fn json_subset(v: &Value, keys: &[&str]) -> Value {
+    Value::Object(keys.iter().map(|k| (k.to_string(), v[*k].clone())).collect())
+}
+
 fn png(path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     Some(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
@@ -196,7 +268,7 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
     let charts: Vec<(&str, &str)> =
         vec![("frontier.png", "The cost–procyclicality frontier"), ("impulse.png", "Impulse responses"), ("forecast_chart.png", "Forecasts against realized variance")];
     let present: Vec<_> = charts.iter().filter(|(f, _)| dir.join(f).exists()).collect();
-    if !backtest.exists() && !scores.exists() && present.is_empty() && extra.sections.is_empty() {
+    if !backtest.exists() && !scores.exists() && !dir.join("frontier.json").exists() && present.is_empty() && extra.sections.is_empty() {
         return Err(DataError::Invalid {
             file: dir.to_path_buf(),
             row: 0,
@@ -310,7 +382,7 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
             let _ = write!(html, "<figure><img class=\"chart\" alt=\"all arms\" src=\"{uri}\"><figcaption>All arms, as the backtest drew them</figcaption></figure>");
         }
         let data_file = data["file"].as_str().unwrap_or("");
-        let data_sha = std::fs::read(data_file).map(|b| foresight_registry::verify::sha256_hex(&b)).unwrap_or_else(|_| "file not found from here".into());
+        let data_sha = file_sha256(data_file);
         provenance.push(("run by".into(), format!("foresight {}", summary["foresight_version"].as_str().unwrap_or("?"))));
         provenance.push(("data".into(), format!("{data_file} ({} rows, {} to {})", data["rows"], data["first"].as_str().unwrap_or("?"), data["last"].as_str().unwrap_or("?"))));
         provenance.push(("data sha256 (as the file is now)".into(), data_sha));
@@ -334,6 +406,17 @@ pub fn report(dir: &Path, extra: &Extra) -> Result<String> {
         }
         html.push_str("</tbody></table>");
         provenance.push(("evaluation data".into(), s["data"].to_string()));
+    }
+    let frontier = dir.join("frontier.json");
+    if frontier.exists() {
+        let f = read_json(&frontier)?;
+        html.push_str(&goals_section(&f));
+        for key in ["data", "rv_data", "iv_data"] {
+            if let Some(file) = f[key].as_str() {
+                provenance.push((format!("frontier {key} and its sha256 (as the file is now)"), format!("{file}: {}", file_sha256(file))));
+            }
+        }
+        provenance.push(("frontier settings".into(), serde_json::to_string(&json_subset(&f, &["asset_class", "confidence", "horizon_days", "burn_in_days", "refit_every", "selection", "frozen"])).unwrap_or_default()));
     }
     for (file, caption) in present {
         if let Some(uri) = png(&dir.join(file)) {
