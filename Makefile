@@ -52,10 +52,16 @@ demo: build
 	# Serve the registry's champions (foresight.toml: A/B split in shadow mode, audit log in
 	# reports/serve-state) and ask for a portfolio's forward-looking margin; SIGTERM stops it gracefully.
 	rm -rf $(REPORTS)/serve-state
+	# Then the same account as of each of the data's last 30 days with a next close (a replay of
+	# history through the live service), so the live page below has days to score.
 	$(SERVE) --config foresight.toml --listen 127.0.0.1:50551 --metrics-listen 127.0.0.1:0 & pid=$$!; \
 	$(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551; rc=$$?; \
+	for day in $$(tail -n 31 data/btc_usdt_1d.csv | head -n 30 | cut -d, -f1); do \
+	    $(FORESIGHT) calibrate --portfolio training/portfolio_btc.json --server http://127.0.0.1:50551 --as-of $$day >/dev/null || rc=1; \
+	done; \
 	kill $$pid; wait $$pid; tail -n 1 $(REPORTS)/serve-state/audit.jsonl; exit $$rc
-	# The live page of that shadow run: what each arm posted or shadowed, from the audit log.
+	# The live page of that shadow run: what each arm posted or shadowed, scored on the replayed
+	# days, from the audit log.
 	$(FORESIGHT) report --from-audit $(REPORTS)/serve-state/audit.jsonl --prices data/btc_usdt_1d.csv --out $(REPORTS)/live_report.html
 
 # The binaries first: the service's end-to-end tests start the real foresight-serve, which

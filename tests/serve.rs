@@ -180,14 +180,33 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
 async fn a_person_calibrates_a_portfolio_file_with_the_cli() {
     let server = format!("http://{}", start_server().await);
     let portfolio = root().join("training/portfolio_btc.json");
-    let out = tokio::task::spawn_blocking(move || crate::util::foresight_ok(&["calibrate", "--portfolio", portfolio.to_str().unwrap(), "--server", &server]))
-        .await
-        .unwrap();
+    let out = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || crate::util::foresight_ok(&["calibrate", "--portfolio", portfolio.to_str().unwrap(), "--server", &server])).await.unwrap()
+    };
     assert!(out.starts_with("demo-account: initial margin "), "{out}");
     assert!(out.contains("model btc-dvol-har-x@v1") && out.contains("(Greeks: approximate)") && !out.contains("FALLBACK"), "{out}");
     assert!(out.contains("  collateral ") && out.contains("USDT 6000 × 1.00 − 0.0% = 6000.00") && out.contains("excess over initial margin"), "{out}");
     let err = crate::util::foresight_err(&["calibrate", "--portfolio", "training/portfolio_btc.json", "--server", "http://127.0.0.1:9", "--wait", "0"]);
     assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
+    // A replayed day: the history ends on it and its close is the spot (the option's payoff
+    // and the margin move with it), and a day the data does not have is named.
+    let at = |day: &str| {
+        let args = ["calibrate", "--portfolio", "training/portfolio_btc.json", "--server", server.as_str(), "--as-of", day];
+        crate::util::foresight_ok(&args)
+    };
+    let (earlier, later) = (at("2025-06-01"), at("2025-08-01"));
+    let close = |day: &str| {
+        let text = std::fs::read_to_string(root().join("data/btc_usdt_1d.csv")).unwrap();
+        let line = text.lines().find(|l| l.starts_with(day)).unwrap().to_string();
+        line.split(',').nth(4).unwrap().parse::<f64>().unwrap()
+    };
+    for (out, day) in [(&earlier, "2025-06-01"), (&later, "2025-08-01")] {
+        assert!(out.contains(&format!("BTC 0.05 × {:.2}", close(day))), "{day}: the collateral is valued at that day's close: {out}");
+    }
+    assert_ne!(earlier.lines().next(), later.lines().next(), "another day, another margin");
+    let err = crate::util::foresight_err(&["calibrate", "--portfolio", "training/portfolio_btc.json", "--server", server.as_str(), "--as-of", "2031-01-01"]);
+    assert!(err.contains("--as-of 2031-01-01: data/btc_usdt_1d.csv has no day 2031-01-01"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,11 @@ pub struct CalibrateArgs {
     /// PEM certificate of the CA that signed the server's certificate (TLS; use an https:// URL).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Replay a past day: each market's history ends on this day and its close is the spot (unless
+    /// the portfolio sets one), as if the calibration ran then; the audit log's replay
+    /// (`foresight report --from-audit`) scores it against the days after.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    as_of: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,8 +100,15 @@ struct MarketSpec {
     spot: Option<f64>,
 }
 
-fn market(spec: &MarketSpec) -> anyhow::Result<AssetMarket> {
-    let observations: Vec<DailyObservation> = market_days(&spec.data, spec.rv_data.as_ref().unwrap_or(&spec.data), spec.implied_vol_data.as_deref())?
+fn market(spec: &MarketSpec, as_of: Option<chrono::NaiveDate>) -> anyhow::Result<AssetMarket> {
+    let mut days = market_days(&spec.data, spec.rv_data.as_ref().unwrap_or(&spec.data), spec.implied_vol_data.as_deref())?;
+    if let Some(as_of) = as_of {
+        days.retain(|d| d.date <= as_of);
+        if days.last().map(|d| d.date) != Some(as_of) {
+            bail!("--as-of {as_of}: {} has no day {as_of}", spec.data.display());
+        }
+    }
+    let observations: Vec<DailyObservation> = days
         .into_iter()
         .map(|d| DailyObservation { date: d.date.to_string(), close: d.close, realized_variance: d.realized_variance, implied_vol_percent: d.implied_vol_percent })
         .collect();
@@ -106,7 +118,7 @@ fn market(spec: &MarketSpec) -> anyhow::Result<AssetMarket> {
     Ok(AssetMarket { asset: spec.asset.clone(), spot, implied_vol_fraction: spec.implied_vol_fraction, depth_notional: spec.depth_notional, history, data_age_seconds: Some(0.0) })
 }
 
-fn request(p: Portfolio) -> anyhow::Result<CalibrateRequest> {
+fn request(p: Portfolio, as_of: Option<chrono::NaiveDate>) -> anyhow::Result<CalibrateRequest> {
     let positions = p
         .positions
         .into_iter()
@@ -128,7 +140,7 @@ fn request(p: Portfolio) -> anyhow::Result<CalibrateRequest> {
             Ok(proto::Position { underlying: s.underlying, quantity: s.quantity, instrument: Some(instrument) })
         })
         .collect::<anyhow::Result<_>>()?;
-    let markets = p.markets.iter().enumerate().map(|(i, m)| market(m).with_context(|| format!("markets[{i}]"))).collect::<anyhow::Result<_>>()?;
+    let markets = p.markets.iter().enumerate().map(|(i, m)| market(m, as_of).with_context(|| format!("markets[{i}]"))).collect::<anyhow::Result<_>>()?;
     let collateral = p.collateral.into_iter().map(|c| proto::CollateralBalance { asset: c.asset, quantity: c.quantity }).collect();
     Ok(CalibrateRequest { explain: false, account_id: p.account_id, positions, markets, previous_initial_margin: p.previous_initial_margin, collateral })
 }
@@ -136,7 +148,7 @@ fn request(p: Portfolio) -> anyhow::Result<CalibrateRequest> {
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.portfolio).with_context(|| format!("reading {}", args.portfolio.display()))?;
     let portfolio: Portfolio = serde_json::from_str(&text).with_context(|| format!("{}", args.portfolio.display()))?;
-    let request = request(portfolio)?;
+    let request = request(portfolio, args.as_of)?;
     let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone()).with_context(|| format!("--server {}", args.server))?;
     if let Some(ca) = &args.ca_cert {
         let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}", ca.display()))?;
