@@ -1,10 +1,12 @@
 """Executes the notebooks (stored without outputs) with nbclient in this checkout's venv and
-writes the executed copies to reports/notebooks/; exits non-zero, naming the notebook and the
-cell, when one fails. `make test` runs it.
+writes the executed copies to reports/notebooks/, with each figure they drew as
+`<notebook>_<n>.png` beside them; exits non-zero, naming the notebook and the cell, when one
+fails. `make test` runs it.
 
     .venv/bin/python notebooks/run.py [NOTEBOOK ...]
 """
 
+import base64
 import pathlib
 import sys
 
@@ -26,7 +28,10 @@ def run(path: pathlib.Path) -> None:
         raise SystemExit(f"{path.name}: {error}") from None
     OUT.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, OUT / path.name)
-    print(f"{path.name}: executed, {len(notebook.cells)} cells -> {OUT / path.name}")
+    figures = [o["data"]["image/png"] for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
+    for n, figure in enumerate(figures, start=1):
+        (OUT / f"{path.stem}_{n}.png").write_bytes(base64.b64decode(figure))
+    print(f"{path.name}: executed, {len(notebook.cells)} cells, {len(figures)} figure(s) -> {OUT / path.name}")
 
 
 if __name__ == "__main__":
