@@ -53,9 +53,28 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt_install --no-install-recommends chromium chromium-driver
 fi
 
-# Prometheus, for the test that every panel of deploy/grafana/foresight.json has data.
+# Prometheus, for the test that every panel of deploy/grafana/foresight.json has data. The test
+# starts its own on a free port; the package's daemon (port 9090, started and enabled at install
+# on systemd hosts) is kept from starting and left disabled: invoke-rc.d asks policy-rc.d before
+# it starts a package's service, and 101 means "not now".
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ ! -x /usr/bin/prometheus ]; then
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    own_policy=1
+    trap 'as_root rm -f "$policy"' EXIT # also when the install fails
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+  fi
   apt_install --no-install-recommends prometheus
+  if [ -n "$own_policy" ]; then
+    as_root rm -f "$policy"
+    trap - EXIT
+  fi
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # protoc for the gRPC API's code generation (tonic-prost-build).
