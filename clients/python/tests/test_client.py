@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foresight_client import Client, ForesightError
+from foresight_client import Client, ForesightError, daily_history
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 BINARY = pathlib.Path(os.environ.get("FORESIGHT_SERVE", ROOT / "target" / "debug" / "foresight-serve"))
@@ -59,14 +59,8 @@ def server():
 def btc_history(days: int = 400) -> pd.DataFrame:
     """BTC's last `days` days as a margin engine keeps them: close, realized variance from the
     2-hour bars, DVOL in percent."""
-    daily = pd.read_csv(ROOT / "data" / "btc_usdt_1d.csv", usecols=["date", "close"])
-    bars = pd.read_csv(ROOT / "data" / "btc_usdt_2h.csv", usecols=["date", "close"])
-    bars["day"] = bars["date"].str[:10]
-    bars["r2"] = np.log(bars["close"]).diff() ** 2
-    rv = bars.groupby("day")["r2"].sum(min_count=1).rename("realized_variance")
-    dvol = pd.read_csv(ROOT / "data" / "btc_dvol_1d.csv").rename(columns={"close": "implied_vol_percent"}).set_index("date")["implied_vol_percent"]
-    history = daily.set_index("date").join(rv).join(dvol).reset_index()
-    return history.tail(days)
+    data = ROOT / "data"
+    return daily_history(data / "btc_usdt_1d.csv", bars=data / "btc_usdt_2h.csv", implied_vol=data / "btc_dvol_1d.csv", days=days)
 
 
 def test_publish_a_dataframe_then_calibrate_batch_and_forecast(server):
@@ -156,3 +150,19 @@ def test_bearer_tokens_and_tls():
         finally:
             process.kill()
             process.wait()
+
+
+def test_daily_history_reads_closes_realized_variance_and_implied_vol_from_files():
+    data = ROOT / "data"
+    history = daily_history(data / "btc_usdt_1d.csv", bars=data / "btc_usdt_2h.csv", implied_vol=data / "btc_dvol_1d.csv", days=30)
+    assert list(history.columns) == ["date", "close", "realized_variance", "implied_vol_percent"] and len(history) == 30
+    day = history.iloc[-5]
+    # By hand: the squared log returns into each 2-hour bar of that day, the first one's from the
+    # day before's last bar.
+    rows = [line.split(",") for line in (data / "btc_usdt_2h.csv").read_text().splitlines()[1:]]
+    closes = [(r[0][:10], float(r[4])) for r in rows]
+    expected = sum(math.log(c / p) ** 2 for (_, p), (d, c) in zip(closes, closes[1:]) if d == day["date"])
+    assert math.isclose(day["realized_variance"], expected, rel_tol=1e-12)
+    dvol = dict(line.split(",") for line in (data / "btc_dvol_1d.csv").read_text().splitlines()[1:])
+    assert day["implied_vol_percent"] == float(dvol[day["date"]])
+    assert daily_history(data / "btc_usdt_1d.csv").columns.tolist() == ["date", "close"]
