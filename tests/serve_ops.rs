@@ -291,6 +291,15 @@ async fn hot_reload_swaps_a_good_champion_and_refuses_a_damaged_one() {
     assert!(report.refused.iter().any(|r| r.starts_with("BTC/volatility: btc-neural@v1") && r.contains("btc-log-har@v1 keeps serving")), "{report:?}");
     let r = client.calibrate(request(vec![linear(1.0)], btc_market(400))).await.unwrap().into_inner();
     assert_eq!(r.components[0].model, "btc-log-har@v1");
+
+    // The watcher retries the refused model at every interval: nothing served changes, so the
+    // generation stays, and the refusal is reported once (the WARN and its counter go together).
+    assert_eq!(report.generation, 2, "a reload that only refuses is not a new generation");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // > 10 intervals of 100 ms
+    assert_eq!(generation(&mut models).await, (2, "btc-log-har@v1".into()));
+    let text = serving.metrics.encode(serving.engine().generation());
+    let refusals: Vec<&str> = text.lines().filter(|l| l.starts_with("foresight_reload_refusals_total")).collect();
+    assert_eq!(refusals, vec![r#"foresight_reload_refusals_total{slot="BTC/volatility"} 1"#], "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

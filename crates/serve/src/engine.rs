@@ -248,8 +248,23 @@ pub struct ServeArm {
 pub struct ReloadReport {
     /// `slot: old → new`.
     pub changed: Vec<String>,
-    /// `slot: model: why`, where the last good model kept serving.
-    pub refused: Vec<String>,
+    /// Models that failed their checks, where the last good model kept serving.
+    pub refused: Vec<Refusal>,
+}
+
+/// A champion refused at a reload: `slot: model: why; old keeps serving`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refusal {
+    /// The registry slot, e.g. `BTC/volatility`.
+    pub slot: String,
+    /// The refused model, why, and which model keeps serving.
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.slot, self.message)
+    }
 }
 
 /// One generation of served models and arms.
@@ -420,7 +435,7 @@ impl Engine {
                 }
                 Err(e) => match before {
                     Some(old) => {
-                        report.refused.push(format!("{slot}: {champion}: {e}; {old} keeps serving"));
+                        report.refused.push(Refusal { slot: slot.clone(), message: format!("{champion}: {e}; {old} keeps serving") });
                         let old_ref: ModelRef = old.parse().map_err(|source| ServeError::Registry { context: format!("slot {slot}"), source })?;
                         load(&old_ref)?;
                         champions.insert(slot.clone(), old.clone());
@@ -476,6 +491,15 @@ impl Engine {
         check_settings(&config)?;
         let weights = arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
         Ok((Self { config, generation, reactive, models, champions, arms, weights, correlation }, report))
+    }
+
+    /// Whether `other` serves the same: the same champions, the same models (a `name@vN` is
+    /// one checked artifact), the same correlation and the same arms. A reload that changes
+    /// none of these is not a new generation.
+    pub fn serves_same_as(&self, other: &Engine) -> bool {
+        let names = |e: &Engine| -> std::collections::BTreeSet<String> { e.models.keys().cloned().collect() };
+        let arms = |e: &Engine| -> Vec<(String, ArmModel, f64)> { e.arms.iter().map(|a| (a.name.clone(), a.model.clone(), a.weight)).collect() };
+        self.champions == other.champions && names(self) == names(other) && self.correlation == other.correlation && arms(self) == arms(other)
     }
 
     /// This generation's number (1 at start-up, +1 at every swap).

@@ -1,8 +1,8 @@
 //! Prometheus metrics: per arm, how many margins were computed (posted or shadow), the
 //! distribution of their multipliers and their fallbacks to the reactive arm; per call type,
-//! latency; calls shed, market updates by outcome, the engine generation. Served as text on
-//! `GET /metrics` of a separate plain-HTTP port (`metrics_listen`), for a scraper inside the
-//! deployment's network.
+//! latency; calls shed, market updates by outcome, champions refused at reloads, the engine
+//! generation. Served as text on `GET /metrics` of a separate plain-HTTP port
+//! (`metrics_listen`), for a scraper inside the deployment's network.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +36,11 @@ struct StatusLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlotLabels {
+    slot: String,
+}
+
 fn multiplier_histogram() -> Histogram {
     // 0.25 .. 4 in factors of √2: the rails cap at 3× by default, the floor at 0.8×.
     Histogram::new(exponential_buckets(0.25, std::f64::consts::SQRT_2, 9))
@@ -55,6 +60,7 @@ pub struct Metrics {
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
     shed: Counter,
     market_updates: Family<StatusLabels, Counter>,
+    reload_refusals: Family<SlotLabels, Counter>,
     generation: Gauge,
 }
 
@@ -67,6 +73,7 @@ impl Default for Metrics {
         let latency = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let shed = Counter::default();
         let market_updates = Family::<StatusLabels, Counter>::default();
+        let reload_refusals = Family::<SlotLabels, Counter>::default();
         let generation = Gauge::default();
         registry.register("calibrations", "Margins computed, by arm and whether they were posted (or shadow)", calibrations.clone());
         registry.register("multiplier", "Posted initial margin over the reactive arm's, by arm", multiplier.clone());
@@ -74,8 +81,13 @@ impl Default for Metrics {
         registry.register("request_seconds", "Time to serve a call, by method", latency.clone());
         registry.register("shed", "Calls refused with RESOURCE_EXHAUSTED", shed.clone());
         registry.register("market_updates", "Published market updates, by acknowledgement", market_updates.clone());
-        registry.register("engine_generation", "Engine generation being served (rises at each reload or split change)", generation.clone());
-        Self { registry, calibrations, multiplier, fallbacks, latency, shed, market_updates, generation }
+        registry.register(
+            "reload_refusals",
+            "Champions refused at a reload (the last good model kept serving), by slot: once per distinct refusal, not per reload",
+            reload_refusals.clone(),
+        );
+        registry.register("engine_generation", "Engine generation being served (rises when what is served changes: a reload or a split change)", generation.clone());
+        Self { registry, calibrations, multiplier, fallbacks, latency, shed, market_updates, reload_refusals, generation }
     }
 }
 
@@ -100,6 +112,11 @@ impl Metrics {
     /// Records the time a call of `method` took.
     pub fn observe_latency(&self, method: &str, seconds: f64) {
         self.latency.get_or_create(&MethodLabels { method: method.to_string() }).observe(seconds);
+    }
+
+    /// Counts a refused champion of `slot`.
+    pub fn reload_refused(&self, slot: &str) {
+        self.reload_refusals.get_or_create(&SlotLabels { slot: slot.to_string() }).inc();
     }
 
     /// Counts a shed call.

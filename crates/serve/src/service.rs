@@ -328,7 +328,7 @@ impl ModelService for ModelApi {
         let serving = self.serving.clone();
         let (report, generation) =
             tokio::task::spawn_blocking(move || serving.reload()).await.map_err(ServeError::from)?.map_err(|e| ServeError::ReloadRefused(Box::new(e)))?;
-        Ok(Response::new(proto::ReloadResponse { changed: report.changed, refused: report.refused, generation }))
+        Ok(Response::new(proto::ReloadResponse { changed: report.changed, refused: report.refused.iter().map(ToString::to_string).collect(), generation }))
     }
 
     async fn set_split(&self, request: Request<proto::SetSplitRequest>) -> Result<Response<proto::TrafficSplit>, Status> {

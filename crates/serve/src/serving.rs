@@ -1,13 +1,14 @@
 //! What the gRPC services share: the current engine generation (swapped whole at a reload or a
 //! split change), the forecast cache, the market state, the audit log and the in-flight limit.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::engine::{Engine, EngineConfig, ForecastCache, ReloadReport, Split};
+use crate::engine::{Engine, EngineConfig, ForecastCache, Refusal, ReloadReport, Split};
 use crate::error::ServeError;
 use crate::journal::{Durability, Journal};
 use crate::market::MarketState;
@@ -59,6 +60,8 @@ pub struct Serving {
     pub max_batch: usize,
     /// One reload or split change at a time.
     swap: std::sync::Mutex<()>,
+    /// The refusals the last reload reported, so a refusal that persists is reported once.
+    refusals: std::sync::Mutex<BTreeSet<Refusal>>,
 }
 
 impl Serving {
@@ -93,6 +96,7 @@ impl Serving {
             max_in_flight: config.max_in_flight,
             max_batch: config.max_batch,
             swap: std::sync::Mutex::new(()),
+            refusals: std::sync::Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -107,16 +111,31 @@ impl Serving {
     }
 
     /// Re-reads the registry and swaps in the new generation (blocking: models are loaded and
-    /// checked). Requests in progress finish on the generation they started with.
+    /// checked) when what is served changed; otherwise the generation stays. Requests in
+    /// progress finish on the generation they started with. A refused model is reported (a WARN
+    /// and `foresight_reload_refusals_total{slot}`) when its refusal first appears, not again
+    /// at every reload while it persists.
     pub fn reload(&self) -> Result<(ReloadReport, u64), ServeError> {
         let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
-        let (engine, report) = self.engine().reload()?;
-        let generation = engine.generation();
-        if !report.changed.is_empty() || !report.refused.is_empty() {
-            tracing::info!(generation, changed = ?report.changed, refused = ?report.refused, "registry reloaded");
+        let current = self.engine();
+        let (engine, report) = current.reload()?;
+        self.report_refusals(&report.refused);
+        if engine.serves_same_as(&current) {
+            return Ok((report, current.generation()));
         }
+        let generation = engine.generation();
+        tracing::info!(generation, changed = ?report.changed, "registry reloaded");
         self.install(engine);
         Ok((report, generation))
+    }
+
+    fn report_refusals(&self, refused: &[Refusal]) {
+        let mut reported = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        for refusal in refused.iter().filter(|r| !reported.contains(*r)) {
+            tracing::warn!(slot = %refusal.slot, "deployment refused: {}", refusal.message);
+            self.metrics.reload_refused(&refusal.slot);
+        }
+        *reported = refused.iter().cloned().collect();
     }
 
     /// Sets the A/B split (checked, stored in the state folder) and swaps it in.
