@@ -356,7 +356,8 @@ fn p_cell(t: &LrTest) -> Cell {
     Cell::new(format!("{:.3}{mark}", t.p_value)).set_alignment(CellAlignment::Right)
 }
 
-fn pct(x: f64) -> String {
+/// A rate as a percentage with two decimals (the tables of `backtest` and `frontier`).
+pub fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 

@@ -13,7 +13,7 @@ use foresight_core::frontier::{Kind, frontier, standing};
 use foresight_train::frontier::{FrontierConfig, FrontierRun, WindowScores, frontier_json, headline, run_frontier};
 use foresight_train::report::{FrontierPanel, date_of, draw_frontier_chart};
 
-use crate::backtest::parse_events;
+use crate::backtest::{parse_events, pct};
 
 #[derive(Debug, Args)]
 pub struct FrontierArgs {
@@ -112,10 +112,6 @@ pub fn run(args: FrontierArgs) -> anyhow::Result<()> {
         Err(e) => eprintln!("warning: chart not drawn: {e}"),
     }
     Ok(())
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 fn print_window(run: &FrontierRun, w: &WindowScores, frozen: Option<&Arm>, config: &FrontierConfig) {
