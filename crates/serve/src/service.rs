@@ -52,16 +52,18 @@ impl CalibrationApi {
         let light = requests.len() == 1 && shared.is_empty() && requests.iter().all(|r| r.markets.iter().all(|m| m.history.is_empty()));
         // The audit lines are queued where the work ran: in buffered mode that is the write
         // itself, which for a large batch belongs on the blocking pool, not an async worker.
+        // The slot is held until the call's audit lines are stored, not only calibrated: a
+        // buffered journal's writer may still be writing them, and calls that hold no slot
+        // would let its queue grow without bound on a slow disk.
         let run = move |serving: &Serving, permit| {
-            let _permit = permit;
             let (results, audit) = calibrate_all(serving, &requests, &shared)?;
             let stored = match serving.audit.as_ref().filter(|_| !audit.is_empty()) {
                 Some(journal) => Some(journal.queue_lines(audit).map_err(|source| ServeError::Storage { what: "audit log", source })?),
                 None => None,
             };
-            Ok::<_, ServeError>((results, stored))
+            Ok::<_, ServeError>((results, stored, permit))
         };
-        let (results, stored) = if light {
+        let (results, stored, _permit) = if light {
             run(&self.serving, permit)?
         } else {
             let serving = self.serving.clone();

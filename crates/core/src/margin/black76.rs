@@ -78,13 +78,8 @@ impl Contract {
         Self { kind, k, t, discount: (-r * t.max(0.0)).exp(), sqrt_t: t.sqrt() }
     }
 
-    /// `ln(f / k)`, which a grid shares across its volatility shocks.
-    pub fn log_moneyness(&self, f: f64) -> f64 {
-        (f / self.k).ln()
-    }
-
-    /// The price at forward `f` (whose [`log_moneyness`](Self::log_moneyness) is `ln_fk`) and
-    /// volatility `sigma`: [`price`].
+    /// The price at forward `f`, whose log-moneyness `ln(f / k)` is `ln_fk` (a grid works it
+    /// out once for its volatility shocks), and volatility `sigma`: [`price`].
     pub fn price(&self, f: f64, ln_fk: f64, sigma: f64) -> f64 {
         let (k, t) = (self.k, self.t);
         let intrinsic = match self.kind {

@@ -184,9 +184,7 @@ fn value_changes<'a>(positions: impl IntoIterator<Item = &'a Position>, market: 
     let forwards: Vec<f64> = (0..grid.steps).map(|i| spot * (1.0 + grid.price_shock(i))).collect();
     let vols = grid.vol_shocks.map(|v| (sigma * (1.0 + v)).max(0.0));
     let mut ln_forwards: Option<Vec<f64>> = None; // at the first option
-    // Summed position after position from -0.0, as `Iterator::sum` starts, so a grid of zero
-    // changes is a zero loss, never -0.
-    let mut change = vec![-0.0; grid.len()];
+    let mut change = vec![0.0; grid.len()];
     for p in positions {
         let quantity = p.quantity;
         match p.instrument {
@@ -205,8 +203,10 @@ fn value_changes<'a>(positions: impl IntoIterator<Item = &'a Position>, market: 
             }
             Instrument::Option { kind, strike, expiry_years } => {
                 let contract = Contract::new(kind, strike, expiry_years, rate);
-                let base = contract.price(spot, contract.log_moneyness(spot), sigma);
                 let ln_strike = strike.ln();
+                // Today's price with the log-moneyness worked out as the scenarios' is, so the
+                // unshocked scenario changes by exactly 0.
+                let base = contract.price(spot, spot.ln() - ln_strike, sigma);
                 let ln_forwards = ln_forwards.get_or_insert_with(|| forwards.iter().map(|f| f.ln()).collect());
                 for ((f, ln_f), row) in forwards.iter().zip(ln_forwards.iter()).zip(change.chunks_exact_mut(3)) {
                     for (c, vol) in row.iter_mut().zip(vols) {
@@ -224,7 +224,8 @@ fn value_changes<'a>(positions: impl IntoIterator<Item = &'a Position>, market: 
 /// the margin is the worst of. Loss is minus the value change, so a gain is negative.
 pub fn scenario_losses<'a>(positions: impl IntoIterator<Item = &'a Position>, market: &UnderlyingMarket, config: &ScenarioConfig) -> Vec<(Scenario, f64)> {
     let grid = Grid::new(market.margin_rate, config);
-    value_changes(positions, market, &grid, config.rate).into_iter().enumerate().map(|(k, c)| (grid.scenario(k), -c)).collect()
+    // `0 − change`, not `−change`: a zero change is a loss of +0, never −0.
+    value_changes(positions, market, &grid, config.rate).into_iter().enumerate().map(|(k, c)| (grid.scenario(k), 0.0 - c)).collect()
 }
 
 fn check(positions: &[Position], markets: &[(&str, UnderlyingMarket)], config: &ScenarioConfig) -> Result<()> {
@@ -316,7 +317,7 @@ pub(crate) fn margin_of(
         let grid = Grid::new(m.margin_rate, config);
         let changes = value_changes(group(), &m, &grid, config.rate);
         // The worst loss is the most negative change (the first of equals).
-        let (binding, worst) = changes.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (k, c)| if -c > best.1 { (k, -c) } else { best });
+        let (binding, worst) = changes.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (k, c)| if 0.0 - c > best.1 { (k, 0.0 - c) } else { best });
         let delta_of = |p: &Position| match p.instrument {
             Instrument::Linear => 1.0,
             Instrument::Greeks { delta, .. } => delta,
@@ -409,6 +410,21 @@ mod tests {
         let worst = portfolio_margin(&[Position { underlying: "BTC".into(), quantity: -1.0, instrument: call }], &mk, None, &cfg).unwrap();
         assert_eq!(worst.underlyings[0].binding, Scenario { price_shock: 0.16, vol_shock: 0.25 });
         assert!(!worst.underlyings[0].approximate);
+    }
+
+    #[test]
+    fn the_unshocked_scenario_changes_nothing_and_the_grid_runs_price_by_price() {
+        let positions: Vec<Position> = [(OptionKind::Call, 43_000.0, 0.02), (OptionKind::Put, 61_000.0, 0.7)]
+            .into_iter()
+            .map(|(kind, strike, expiry_years)| Position { underlying: "BTC".into(), quantity: -3.0, instrument: Instrument::Option { kind, strike, expiry_years } })
+            .chain([linear("BTC", 2.0)])
+            .collect();
+        let config = ScenarioConfig::default();
+        let losses = scenario_losses(&positions, &market(0.08), &config);
+        assert_eq!(losses.iter().map(|(s, _)| *s).collect::<Vec<_>>(), scenarios(0.08, &config));
+        let (unshocked, loss) = losses[losses.len() / 2];
+        assert_eq!((unshocked.price_shock, unshocked.vol_shock), (0.0, 0.0));
+        assert_eq!(loss.to_bits(), 0.0f64.to_bits(), "exactly zero, never -0 or a rounding residue: {loss:e}");
     }
 
     #[test]
