@@ -379,26 +379,39 @@ struct Combining {
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
+/// Rounds a caller writes for others before it hands the rest to a thread of its own: under
+/// sustained load, lines can keep arriving while each write runs, and the caller's own response
+/// (its line is written in the first round) should not wait on them.
+const MAX_ROUNDS: usize = 8;
+
 impl Combiner {
+    /// The lock guards a few moves of buffers, which cannot leave the state half-changed: a
+    /// poisoned lock is taken as it is.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Combining> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Writes `lines` (or leaves them to the caller writing now); `done` gets the outcome.
-    fn write(&self, lines: Vec<u8>, done: oneshot::Sender<Result<(), String>>, path: &Path) {
-        // The lock guards a few moves of buffers, which cannot leave the state half-changed:
-        // a poisoned lock is taken as it is.
-        let lock = || self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut state = lock();
-        let Some(mut appender) = state.appender.take() else {
+    fn write(self: &Arc<Self>, lines: Vec<u8>, done: oneshot::Sender<Result<(), String>>, path: &Path) {
+        let mut state = self.lock();
+        let Some(appender) = state.appender.take() else {
             state.pending.extend_from_slice(&lines);
             state.waiting.push(done);
             return;
         };
         drop(state);
-        let (mut batch, mut waiting) = (lines, vec![done]);
-        loop {
+        self.drain(appender, lines, vec![done], path, MAX_ROUNDS);
+    }
+
+    /// Writes `batch`, answers `waiting`, then whatever was queued meanwhile, until nothing is
+    /// left (the appender goes back) or `rounds` are done (a thread drains the rest).
+    fn drain(self: &Arc<Self>, mut appender: Appender, mut batch: Vec<u8>, mut waiting: Vec<oneshot::Sender<Result<(), String>>>, path: &Path, rounds: usize) {
+        for _ in 0..rounds {
             let outcome = appender.append(&batch, false).map_err(|e| format!("{}: {e}", path.display()));
             for w in waiting.drain(..) {
                 let _ = w.send(outcome.clone());
             }
-            let mut state = lock();
+            let mut state = self.lock();
             if state.pending.is_empty() {
                 state.appender = Some(appender);
                 return;
@@ -406,6 +419,20 @@ impl Combiner {
             batch.clear();
             std::mem::swap(&mut batch, &mut state.pending);
             std::mem::swap(&mut waiting, &mut state.waiting);
+        }
+        let (this, thread_path) = (self.clone(), path.to_path_buf());
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some((appender, batch, waiting))));
+        let handed = work.clone();
+        let spawned = std::thread::Builder::new().name("journal:drain".into()).spawn(move || {
+            if let Some((appender, batch, waiting)) = handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                this.drain(appender, batch, waiting, &thread_path, usize::MAX);
+            }
+        });
+        if spawned.is_err() {
+            // No thread to hand to: this caller drains the rest itself.
+            if let Some((appender, batch, waiting)) = work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                self.drain(appender, batch, waiting, path, usize::MAX);
+            }
         }
     }
 }
@@ -613,6 +640,37 @@ mod tests {
             let own: Vec<u32> = rows.iter().filter(|r| r.writer == writer).map(|r| r.n).collect();
             assert_eq!(own, (0..400).collect::<Vec<_>>(), "writer {writer}");
         }
+    }
+
+    #[test]
+    fn a_writer_past_its_rounds_hands_the_rest_to_a_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let journal = Journal::open(&path, Durability::Buffered).unwrap();
+        let Writer::Direct(combiner) = &journal.writer else { panic!("a buffered journal writes directly") };
+        // A caller is writing (it holds the appender) while another queues its line.
+        let appender = combiner.lock().appender.take().unwrap();
+        let queued = journal.queue(&[Row { n: 1 }]).unwrap();
+        let mut first = Lines::default();
+        first.push(&Row { n: 0 }).unwrap();
+        let (done, answered) = oneshot::channel();
+        // One round: its own line, then the queued one goes to a thread.
+        combiner.drain(appender, first.0, vec![done], &path, 1);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            journal.stored(answered).await.unwrap();
+            journal.stored(queued).await.unwrap();
+        });
+        assert_eq!(read_lines::<Row>(&path).unwrap(), vec![Row { n: 0 }, Row { n: 1 }]);
+        // The thread gave the appender back: the next caller writes at once.
+        for _ in 0..100 {
+            if combiner.lock().appender.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        runtime.block_on(journal.append(&[Row { n: 2 }])).unwrap();
+        assert_eq!(read_lines::<Row>(&path).unwrap().len(), 3);
     }
 
     #[test]
