@@ -362,12 +362,11 @@ impl Appender {
     }
 }
 
-/// Buffered writes without a writer thread: a caller queues its lines and, when nobody is
-/// writing, becomes the writer of everything queued, round after round while more arrives; a
-/// caller that finds a write under way leaves its lines to that writer and waits for its answer.
-/// Under load one `write` carries several calls' lines and nobody blocks on a lock held across a
-/// system call; alone, a call writes its line itself at once. Lines keep their queue order: a
-/// writer always takes the whole queue.
+/// Buffered writes without a writer thread: a caller that finds nobody writing writes its own
+/// lines, then whatever other callers queued meanwhile, until nothing is left; a caller that
+/// finds a write under way leaves its lines to that writer and waits for its answer. Under load
+/// one `write` carries several calls' lines and nobody blocks on a lock held across a system
+/// call; alone, a call writes its line itself at once. Lines keep their queue order.
 struct Combiner {
     state: Mutex<Combining>,
 }
@@ -375,14 +374,14 @@ struct Combiner {
 struct Combining {
     /// `None` while a caller is writing with it.
     appender: Option<Appender>,
-    /// Lines queued and not yet taken by a writer, and who waits for them.
+    /// Lines queued during that write, and who waits for them.
     pending: Vec<u8>,
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
-/// Rounds a caller writes before it hands what is still queued to a thread of its own: under
-/// sustained load lines can keep arriving while each write runs, and the caller's response (its
-/// line went out in the first round) should not wait on them.
+/// Rounds a caller writes for others before it hands the rest to a thread of its own: under
+/// sustained load, lines can keep arriving while each write runs, and the caller's own response
+/// (its line is written in the first round) should not wait on them.
 const MAX_ROUNDS: usize = 8;
 
 impl Combiner {
@@ -392,45 +391,48 @@ impl Combiner {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues `lines` and writes what is queued unless a write is under way; `done` gets the
-    /// outcome.
+    /// Writes `lines` (or leaves them to the caller writing now); `done` gets the outcome.
     fn write(self: &Arc<Self>, lines: Vec<u8>, done: oneshot::Sender<Result<(), String>>, path: &Path) {
         let mut state = self.lock();
-        if state.pending.is_empty() {
-            state.pending = lines;
-        } else {
+        let Some(appender) = state.appender.take() else {
             state.pending.extend_from_slice(&lines);
-        }
-        state.waiting.push(done);
+            state.waiting.push(done);
+            return;
+        };
         drop(state);
-        self.drain(path, MAX_ROUNDS);
+        self.drain(appender, lines, vec![done], path, MAX_ROUNDS);
     }
 
-    /// Unless another writer holds the appender: writes the queue and answers its callers, for
-    /// at most `rounds` rounds, then leaves what is still queued to a thread.
-    fn drain(self: &Arc<Self>, path: &Path, rounds: usize) {
-        let mut batch = Vec::new();
+    /// Writes `batch`, answers `waiting`, then whatever was queued meanwhile, until nothing is
+    /// left (the appender goes back) or `rounds` are done (a thread drains the rest).
+    fn drain(self: &Arc<Self>, mut appender: Appender, mut batch: Vec<u8>, mut waiting: Vec<oneshot::Sender<Result<(), String>>>, path: &Path, rounds: usize) {
         for _ in 0..rounds {
-            let mut state = self.lock();
-            if state.pending.is_empty() {
-                return;
-            }
-            let Some(mut appender) = state.appender.take() else { return }; // its writer takes the queue
-            batch.clear();
-            std::mem::swap(&mut batch, &mut state.pending);
-            let waiting = std::mem::take(&mut state.waiting);
-            drop(state);
             let outcome = appender.append(&batch, false).map_err(|e| format!("{}: {e}", path.display()));
-            for w in waiting {
+            for w in waiting.drain(..) {
                 let _ = w.send(outcome.clone());
             }
-            self.lock().appender = Some(appender);
+            let mut state = self.lock();
+            if state.pending.is_empty() {
+                state.appender = Some(appender);
+                return;
+            }
+            batch.clear();
+            std::mem::swap(&mut batch, &mut state.pending);
+            std::mem::swap(&mut waiting, &mut state.waiting);
         }
         let (this, thread_path) = (self.clone(), path.to_path_buf());
-        let spawned = std::thread::Builder::new().name("journal:drain".into()).spawn(move || this.drain(&thread_path, usize::MAX));
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some((appender, batch, waiting))));
+        let handed = work.clone();
+        let spawned = std::thread::Builder::new().name("journal:drain".into()).spawn(move || {
+            if let Some((appender, batch, waiting)) = handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                this.drain(appender, batch, waiting, &thread_path, usize::MAX);
+            }
+        });
         if spawned.is_err() {
-            // No thread to hand to: this caller writes the rest itself.
-            self.drain(path, usize::MAX);
+            // No thread to hand to: this caller drains the rest itself.
+            if let Some((appender, batch, waiting)) = work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                self.drain(appender, batch, waiting, path, usize::MAX);
+            }
         }
     }
 }
@@ -646,18 +648,18 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let journal = Journal::open(&path, Durability::Buffered).unwrap();
         let Writer::Direct(combiner) = &journal.writer else { panic!("a buffered journal writes directly") };
-        // A caller is writing (it holds the appender) while two others queue their lines.
+        // A caller is writing (it holds the appender) while another queues its line.
         let appender = combiner.lock().appender.take().unwrap();
-        let queued: Vec<_> = (0..2).map(|n| journal.queue(&[Row { n }]).unwrap()).collect();
-        assert_eq!(read_lines::<Row>(&path).unwrap(), vec![], "left to the writer");
-        // Its rounds are spent: what is queued goes to a thread, which writes it in order.
-        combiner.lock().appender = Some(appender);
-        combiner.drain(&path, 0);
+        let queued = journal.queue(&[Row { n: 1 }]).unwrap();
+        let mut first = Lines::default();
+        first.push(&Row { n: 0 }).unwrap();
+        let (done, answered) = oneshot::channel();
+        // One round: its own line, then the queued one goes to a thread.
+        combiner.drain(appender, first.0, vec![done], &path, 1);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
-            for r in queued {
-                journal.stored(r).await.unwrap();
-            }
+            journal.stored(answered).await.unwrap();
+            journal.stored(queued).await.unwrap();
         });
         assert_eq!(read_lines::<Row>(&path).unwrap(), vec![Row { n: 0 }, Row { n: 1 }]);
         // The thread gave the appender back: the next caller writes at once.
