@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use foresight_registry::Registry;
 use foresight_serve::audit::AuditRecord;
 use foresight_serve::journal::read_lines;
 use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
@@ -17,7 +16,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::serve::{btc_market, config, linear, request, serve};
-use crate::util::root;
+use crate::util::{force_promote, root};
 
 /// The 400 days of BTC history as backfill updates (sequences 1..=400), then `ticks` ticks of
 /// today, a minute apart and ending now, near the last close.
@@ -264,7 +263,7 @@ async fn hot_reload_swaps_a_good_champion_and_refuses_a_damaged_one() {
             arms
         })
     };
-    Registry::open(registry.path()).unwrap().promote(&"btc-log-har@v1".parse().unwrap(), Some("reload test")).unwrap();
+    force_promote(registry.path(), "btc-log-har@v1", "reload test");
     let mut swapped = false;
     for _ in 0..100 {
         if generation(&mut models).await == (2, "btc-log-har@v1".into()) {
@@ -280,8 +279,7 @@ async fn hot_reload_swaps_a_good_champion_and_refuses_a_damaged_one() {
     assert_eq!(r.components[0].model, "btc-log-har@v1");
 
     // A champion whose artifact is damaged after promotion: refused, the last good one serves.
-    let mut reg = Registry::open(registry.path()).unwrap();
-    reg.promote(&"btc-neural@v1".parse().unwrap(), Some("reload test")).unwrap();
+    force_promote(registry.path(), "btc-neural@v1", "reload test");
     let onnx = registry.path().join("btc-neural/v1/model.onnx");
     let mut bytes = std::fs::read(&onnx).unwrap();
     let n = bytes.len();
@@ -443,7 +441,7 @@ async fn a_portfolio_goes_through_publish_calibrate_shadow_reload_and_restart() 
     assert_eq!(shadowed.initial_margin, first.initial_margin, "the champion still posts");
     assert_eq!(shadowed.shadow.iter().map(|s| s.arm.as_str()).collect::<Vec<_>>(), ["ewma:0.94"]);
 
-    Registry::open(registry.path()).unwrap().promote(&"btc-log-har@v1".parse().unwrap(), Some("end-to-end test")).unwrap();
+    force_promote(registry.path(), "btc-log-har@v1", "end-to-end test");
     let mut reloaded = false;
     for _ in 0..100 {
         if generation(&mut models).await.1 == "btc-log-har@v1" {

@@ -7,6 +7,7 @@ mod backtest_cli;
 mod dashboard;
 mod doctor;
 mod evidence;
+mod governance;
 mod margin;
 mod properties;
 mod reference;

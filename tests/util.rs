@@ -55,3 +55,16 @@ pub fn assert_close(what: &str, a: f64, b: f64, rel: f64) {
     let scale = a.abs().max(b.abs()).max(1e-12);
     assert!((a - b).abs() <= rel * scale, "{what}: {a} vs {b}");
 }
+
+/// Makes `model` the champion of the registry at `registry` past the promotion rule, as
+/// `foresight models promote --force "<reason>"` does: the evidence against the current
+/// champion is computed on the card's own data and logged with the reason.
+pub fn force_promote(registry: &Path, model: &str, reason: &str) -> foresight_registry::store::Promotion {
+    use foresight_train::promotion::{MarginSettings, PromotionData, promotion_evidence};
+    let mut reg = foresight_registry::Registry::open(registry).unwrap();
+    let model: foresight_registry::ModelRef = model.parse().unwrap();
+    let card = reg.card(&model).unwrap();
+    let data = PromotionData::load(&root().join(&card.training.data[0].path), None).unwrap();
+    let evidence = promotion_evidence(&reg, &model, &data, &MarginSettings::default()).unwrap();
+    reg.promote(&model, &evidence, &foresight_registry::promotion::PromotionRule::default(), Some(reason)).unwrap()
+}

@@ -2,10 +2,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use foresight_registry::promotion::{PromotionEvidence, PromotionRule};
 use foresight_registry::store::diff;
-use foresight_registry::{ModelRef, Registry};
+use foresight_registry::{ModelCard, ModelRef, Registry, Task};
+use foresight_train::promotion::{MarginSettings, PromotionData, promotion_evidence, same_days_evidence};
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
@@ -33,14 +36,29 @@ enum ModelsCommand {
         /// `name` or `name@vN`.
         model: ModelRef,
     },
-    /// Make a model the champion of its asset (refused unless it checks out and beats the
-    /// current champion, or EWMA when there is none, on out-of-sample QLIKE).
+    /// Make a model the champion of its slot. Both it and the champion (EWMA when there is
+    /// none) run through ONNX Runtime on the days both are out of sample; refused unless there
+    /// are at least 250 such days, it wins at the primary horizon (one-sided Diebold-Mariano
+    /// p < 0.05) and its margin does not fail coverage where the champion's passes.
     Promote {
         /// `name` or `name@vN`.
         model: ModelRef,
-        /// Promote even though it does not beat the champion; the reason is logged.
+        #[command(flatten)]
+        data: EvidenceData,
+        /// Promote even though the rule objects; the reason and the evidence are logged.
         #[arg(long, value_name = "REASON")]
         force: Option<String>,
+    },
+    /// Compare a slot's champion again on the same days, with another model of the slot or
+    /// the baseline (EWMA), and log what the promotion rule finds; the champion stays.
+    Review {
+        /// `ASSET` (its volatility slot) or `ASSET/volatility`.
+        slot: String,
+        /// The model to compare with (default: the EWMA baseline).
+        #[arg(long, value_name = "MODEL")]
+        against: Option<ModelRef>,
+        #[command(flatten)]
+        data: EvidenceData,
     },
     /// Restore the champion that the current one replaced.
     Rollback {
@@ -50,13 +68,52 @@ enum ModelsCommand {
         #[arg(long)]
         reason: String,
     },
-    /// What differs between two model versions' cards.
+    /// What differs between two model versions' cards and, for two volatility models of one
+    /// slot, how they compare on the same out-of-sample days (forecasts and margin).
     Diff {
         /// Left.
         a: ModelRef,
         /// Right.
         b: ModelRef,
+        #[command(flatten)]
+        data: EvidenceData,
     },
+}
+
+/// The data two models are compared on, and how their margin is backtested.
+#[derive(Debug, Args)]
+struct EvidenceData {
+    /// Data to score on: intraday bars, daily bars or closes (default: the first data file the
+    /// model's card names, as it is on disk now).
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// Bars for the realized variance when --data is daily closes.
+    #[arg(long, value_name = "FILE", requires = "data")]
+    rv_data: Option<PathBuf>,
+    /// Serving policy of both margin arms, appended to `model:<name>@vN` (e.g.
+    /// `+lookahead:22`; default: none, as the service's `model:champion` arm).
+    #[arg(long, value_name = "SUFFIX", default_value = "")]
+    policy: String,
+    /// Confidence of both margin arms.
+    #[arg(long, default_value_t = 0.99)]
+    confidence: f64,
+}
+
+impl EvidenceData {
+    fn load(&self, card: &ModelCard) -> anyhow::Result<PromotionData> {
+        Ok(match &self.data {
+            Some(data) => PromotionData::load(data, self.rv_data.as_deref())?,
+            None => PromotionData::for_card(card).with_context(|| format!("the data {} was trained on (give --data)", card.reference()))?,
+        })
+    }
+
+    fn margin(&self) -> anyhow::Result<MarginSettings> {
+        let policy = self.policy.trim();
+        if !(policy.is_empty() || policy.starts_with('+')) {
+            anyhow::bail!("--policy `{policy}`: options start with `+`, e.g. +lookahead:22");
+        }
+        Ok(MarginSettings { policy: policy.to_string(), confidence: self.confidence, ..MarginSettings::default() })
+    }
 }
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
@@ -75,14 +132,30 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        ModelsCommand::Promote { model, force } => {
-            let p = registry.promote(&model, force.as_deref())?;
+        ModelsCommand::Promote { model, data, force } => {
+            let card = registry.card(&model)?;
+            let evidence = promotion_evidence(&registry, &model, &data.load(&card)?, &data.margin()?)?;
+            println!("{}", evidence_report(&evidence, &PromotionRule::default()));
+            let p = registry.promote(&model, &evidence, &PromotionRule::default(), force.as_deref())?;
             println!(
-                "{} is now champion{} ({}){}",
+                "{} is now champion{}{}",
                 p.model,
                 p.previous.map_or(String::new(), |prev| format!(", replacing {prev}")),
-                p.evidence,
-                if p.forced { "; FORCED, reason logged" } else { "" }
+                if p.forced { "; FORCED past the rule, reason and evidence logged" } else { "" }
+            );
+            Ok(())
+        }
+        ModelsCommand::Review { slot, against, data } => {
+            let slot_name = if slot.contains('/') { slot.clone() } else { format!("{slot}/volatility") };
+            let champion = registry.champion(&slot_name).cloned().with_context(|| format!("{slot_name} has no champion to review"))?;
+            let card = registry.card(&champion)?;
+            let evidence = same_days_evidence(&registry, &champion, against.as_ref(), &data.load(&card)?, &data.margin()?)?;
+            println!("{}", evidence_report(&evidence, &PromotionRule::default()));
+            let objections = registry.review(&slot_name, &evidence, &PromotionRule::default())?;
+            println!(
+                "review of {champion} logged in {}: {}",
+                registry.root().join("registry.json").display(),
+                if objections.is_empty() { "it would win its place again today".to_string() } else { format!("the rule objects ({})", objections.len()) }
             );
             Ok(())
         }
@@ -91,20 +164,26 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             println!("{} is champion again ({})", p.model, p.evidence);
             Ok(())
         }
-        ModelsCommand::Diff { a, b } => {
+        ModelsCommand::Diff { a, b, data } => {
             let (ca, cb) = (registry.card(&a)?, registry.card(&b)?);
             let rows = diff(&ca, &cb);
             if rows.is_empty() {
                 println!("{} and {} have identical cards apart from their versions", ca.reference(), cb.reference());
-                return Ok(());
+            } else {
+                let mut table = Table::new();
+                table.load_preset(UTF8_FULL_CONDENSED);
+                table.set_header(vec!["field".to_string(), ca.reference().to_string(), cb.reference().to_string()]);
+                for (field, l, r) in rows {
+                    table.add_row(vec![field, l, r]);
+                }
+                println!("{table}");
             }
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED);
-            table.set_header(vec!["field".to_string(), ca.reference().to_string(), cb.reference().to_string()]);
-            for (field, l, r) in rows {
-                table.add_row(vec![field, l, r]);
+            // Two forecasters of one slot: the same days, as a promotion of b over a would see them.
+            if ca.slot() == cb.slot() && ca.task == Task::Volatility {
+                let evidence = same_days_evidence(&registry, &cb.reference(), Some(&ca.reference()), &data.load(&cb)?, &data.margin()?)?;
+                println!("\n{} against {} on the same days:", cb.reference(), ca.reference());
+                println!("{}", evidence_report(&evidence, &PromotionRule::default()));
             }
-            println!("{table}");
             Ok(())
         }
     }
@@ -197,4 +276,67 @@ fn show(registry: &Registry, model: &ModelRef, json: bool) -> anyhow::Result<()>
     }
     println!("  created {} by foresight {} at commit {}", card.created_at, card.foresight_version, card.git_commit.as_deref().unwrap_or("unknown"));
     Ok(())
+}
+
+/// The evidence as a reviewer reads it: windows, scores per horizon, the test, both margin
+/// backtests, and what the rule says.
+pub fn evidence_report(e: &PromotionEvidence, rule: &PromotionRule) -> String {
+    let mut out = Vec::new();
+    out.push(format!(
+        "{} out of sample on {}; {} on {}; common {}",
+        e.challenger,
+        e.challenger_window,
+        e.incumbent,
+        e.incumbent_window,
+        e.common_window().map_or("none".to_string(), |w| w.to_string())
+    ));
+    out.push(format!("data: {}", e.data.iter().map(|d| format!("{} (sha256 {})", d.path, &d.sha256[..12.min(d.sha256.len())])).collect::<Vec<_>>().join(", ")));
+    if !e.horizons.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(vec!["h".to_string(), "days".into(), format!("{} {}", e.score_name, e.challenger), format!("{} {}", e.score_name, e.incumbent), "ratio".into()]);
+        let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+        for h in &e.horizons {
+            table.add_row(vec![
+                right(format!("{}{}", h.horizon, if h.horizon == e.primary_horizon { " (primary)" } else { "" })),
+                right(h.n.to_string()),
+                right(format!("{:.4}", h.challenger)),
+                right(format!("{:.4}", h.incumbent)),
+                right(format!("{:.3}", h.challenger / h.incumbent)),
+            ]);
+        }
+        out.push(table.to_string());
+    }
+    if let Some(dm) = &e.diebold_mariano {
+        out.push(format!("Diebold-Mariano at h={} on {} days: {:.2}, one-sided p {:.4} (challenger better)", dm.horizon, dm.n, dm.statistic, dm.p_value_one_sided));
+    }
+    if let Some(m) = &e.margin {
+        out.push(format!("margin at {}% over {} day(s), both arms scored on {}:", 100.0 * m.confidence, m.horizon, m.window));
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(vec!["arm", "side", "exceptions", "Kupiec p", "cc p", "avg margin", "largest 30-day rise"]);
+        for arm in [&m.challenger, &m.incumbent] {
+            for (side, s) in arm.sides() {
+                let flag = |p: f64| format!("{p:.3}{}", if p < rule.coverage_level { "*" } else { "" });
+                table.add_row(vec![
+                    arm.arm.clone(),
+                    side.to_string(),
+                    format!("{}/{}", s.exceptions, s.observations),
+                    flag(s.kupiec_p),
+                    flag(s.christoffersen_cc_p),
+                    crate::backtest::pct(s.average_margin),
+                    s.largest_30d_rise.map_or("-".into(), |r| format!("+{:.0}%", 100.0 * r)),
+                ]);
+            }
+        }
+        out.push(table.to_string());
+        out.push(format!("(* rejects coverage at {})", rule.coverage_level));
+    }
+    let objections = rule.objections(e);
+    out.push(if objections.is_empty() {
+        format!("rule: {} may replace {} (≥ {} common days, significant win, coverage kept)", e.challenger, e.incumbent, rule.min_common_days)
+    } else {
+        format!("rule objects: {}", objections.join("; "))
+    });
+    out.join("\n")
 }

@@ -86,6 +86,14 @@ pub struct DieboldMariano {
     pub p_value: f64,
 }
 
+impl DieboldMariano {
+    /// P-value of the one-sided alternative "forecast a has the lower expected loss":
+    /// `P(Z ≤ statistic)` under the null of equal accuracy.
+    pub fn p_value_a_better(&self) -> f64 {
+        if self.statistic < 0.0 { self.p_value / 2.0 } else { 1.0 - self.p_value / 2.0 }
+    }
+}
+
 /// Diebold-Mariano test on paired losses of two forecasts of the same targets, `horizon` steps
 /// ahead (the long-run variance uses Bartlett weights over `horizon − 1` lags).
 pub fn diebold_mariano(loss_a: &[f64], loss_b: &[f64], horizon: usize) -> Result<DieboldMariano> {
@@ -222,6 +230,14 @@ mod tests {
         assert!((dm2.statistic - 200.0).abs() < 1e-6, "{}", dm2.statistic);
         let same = diebold_mariano(&b, &b, 1).unwrap();
         assert_eq!(same.p_value, 1.0);
+        // One-sided: a is worse here, so "a is better" has p near 1 and the reverse near 0,
+        // and the two one-sided p-values of a pair add up to 1.
+        let reverse = diebold_mariano(&b, &a, 1).unwrap();
+        assert!(dm.p_value_a_better() > 0.999 && reverse.p_value_a_better() < 1e-12);
+        let noisy: Vec<f64> = (0..100).map(|i| b[i] + if i % 3 == 0 { 1.2 } else { -0.5 }).collect();
+        let (x, y) = (diebold_mariano(&noisy, &b, 1).unwrap(), diebold_mariano(&b, &noisy, 1).unwrap());
+        assert!((x.p_value_a_better() + y.p_value_a_better() - 1.0).abs() < 1e-12);
+        assert!((x.p_value_a_better().min(y.p_value_a_better()) - x.p_value / 2.0).abs() < 1e-15);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! - [`card`]: the model card (`card.json`): signature, windows, data hashes, metrics, golden rows;
 //! - [`store`]: `models/<name>/v<n>/`, champion/challenger pointers per `<asset>/<task>` slot in
-//!   `registry.json`, promotion rules, rollback, diff, shared artifacts;
+//!   `registry.json`, promotion, rollback, diff, shared artifacts;
+//! - [`promotion`]: the evidence a promotion rests on (both models on the same days, forecasts
+//!   and margin) and the rule that judges it;
 //! - [`inputs`]: the input rows a registered model takes, built from a daily history with the
 //!   feature code of `foresight-core`, and one run of a model over every day of a history;
 //! - [`exogenous`]: a HAR-X model's exogenous input as its card records it;
@@ -20,6 +22,7 @@ pub mod card;
 pub mod error;
 pub mod exogenous;
 pub mod inputs;
+pub mod promotion;
 pub mod runtime;
 pub mod store;
 pub mod verify;

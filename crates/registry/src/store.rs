@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{create_dir_atomic, write_atomic, write_json_atomic};
 use crate::card::{CARD_FORMAT, ModelCard, ModelRef, valid_name};
 use crate::error::{RegistryError, Result};
+use crate::promotion::{Incumbent, PromotionEvidence, PromotionRule};
 use crate::runtime::LoadedModel;
 use crate::verify::{Verified, sha256_hex, verify};
 
@@ -62,6 +63,9 @@ pub enum Action {
     Promote,
     /// The champion before the last promotion came back.
     Rollback,
+    /// The champion was compared again (with a challenger or the baseline, on the same days)
+    /// and stays; the log keeps what the rule found.
+    Review,
 }
 
 /// One change of champion.
@@ -79,8 +83,15 @@ pub struct LogEntry {
     pub forced: bool,
     /// Why (required when forced or rolling back).
     pub reason: Option<String>,
-    /// The comparison that decided it.
+    /// The comparison that decided it, in one line.
     pub evidence: String,
+    /// What the promotion rule objected to: overridden by a forced promotion, found by a review.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objections: Vec<String>,
+    /// The evidence itself: windows, scores per horizon, the test, both margin backtests
+    /// (absent in entries written before promotions compared on the same days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<PromotionEvidence>,
 }
 
 /// A registered non-model artifact (JSON file under `artifacts/`).
@@ -116,6 +127,8 @@ pub struct Promotion {
     pub evidence: String,
     /// Whether the comparison was overridden.
     pub forced: bool,
+    /// The rule's objections a forced promotion overrode.
+    pub objections: Vec<String>,
 }
 
 /// The registry rooted at a folder (the checkout's `models/`).
@@ -285,11 +298,17 @@ impl Registry {
         Ok(card)
     }
 
-    /// Makes `reference` the champion of its slot. Refuses a model whose file does not match its
-    /// card's sha256 or whose golden rows fail (always), and, unless `force` gives a reason, one
-    /// that does not beat the current champion (or the card's naive baseline when there is
-    /// none) at the primary horizon out of sample.
-    pub fn promote(&mut self, reference: &ModelRef, force: Option<&str>) -> Result<Promotion> {
+    /// The slot's current champion, if any.
+    pub fn champion(&self, slot: &str) -> Option<&ModelRef> {
+        self.index.slots.get(slot).and_then(|s| s.champion.as_ref())
+    }
+
+    /// Makes `reference` the champion of its slot on `evidence` (see [`crate::promotion`]).
+    /// Refuses, always, a model whose file does not match its card's sha256 or whose golden rows
+    /// fail, and evidence about another model or another incumbent than the slot's champion;
+    /// and, unless `force` gives a reason, evidence that `rule` objects to. The log keeps the
+    /// evidence, and for a forced promotion the reason and the objections it overrode.
+    pub fn promote(&mut self, reference: &ModelRef, evidence: &PromotionEvidence, rule: &PromotionRule, force: Option<&str>) -> Result<Promotion> {
         let reason = force.map(str::trim).filter(|r| !r.is_empty());
         if force.is_some() && reason.is_none() {
             return Err(RegistryError::Invalid("--force needs a reason, which goes into the registry log".into()));
@@ -297,16 +316,30 @@ impl Registry {
         let reference = self.resolve(reference)?;
         let (card, _, verified) = self.load(&reference)?;
         let slot_name = card.slot();
-        let current = self.index.slots.get(&slot_name).and_then(|s| s.champion.clone());
+        let current = self.champion(&slot_name).cloned();
         if current.as_ref() == Some(&reference) {
             return Err(RegistryError::Refused(format!("{reference} is already the champion of {slot_name}")));
         }
-        let champion = current.as_ref().map(|c| self.card(c)).transpose()?;
-        let (beats, evidence) = compare(&card, champion.as_ref())?;
-        if !beats && reason.is_none() {
+        // Evidence about something else never decides this promotion.
+        if evidence.challenger != reference {
+            return Err(RegistryError::Invalid(format!("the evidence is about {}, not {reference}", evidence.challenger)));
+        }
+        match (&evidence.incumbent, &current) {
+            (Incumbent::Model(compared), Some(champion)) if compared == champion => {}
+            (Incumbent::Baseline(_), None) => {}
+            (compared, champion) => {
+                return Err(RegistryError::Invalid(format!(
+                    "the evidence compares {reference} with {compared}, but the champion of {slot_name} is {}: compute it again",
+                    champion.as_ref().map_or("nobody".to_string(), |c| c.to_string())
+                )));
+            }
+        }
+        let objections = rule.objections(evidence);
+        if !objections.is_empty() && reason.is_none() {
             return Err(RegistryError::Refused(format!(
-                "{reference} does not beat {}: {evidence}. Promote anyway only with --force \"<reason>\" (it is logged)",
-                current.as_ref().map_or("the baseline".to_string(), |c| c.to_string())
+                "{reference} does not replace {}: {}. Promote anyway only with --force \"<reason>\" (it is logged with this evidence)",
+                evidence.incumbent,
+                objections.join("; ")
             )));
         }
         let slot = self.index.slots.entry(slot_name).or_default();
@@ -317,7 +350,8 @@ impl Registry {
             slot.challengers.push(previous.clone());
         }
         slot.champion = Some(reference.clone());
-        let forced = !beats;
+        let forced = !objections.is_empty();
+        let summary = evidence.summary();
         slot.log.push(LogEntry {
             at: now(),
             action: Action::Promote,
@@ -325,10 +359,40 @@ impl Registry {
             previous: current.clone(),
             forced,
             reason: reason.map(str::to_string),
-            evidence: evidence.clone(),
+            evidence: summary.clone(),
+            objections: objections.clone(),
+            details: Some(evidence.clone()),
         });
         self.save()?;
-        Ok(Promotion { model: reference, previous: current, verified, evidence, forced })
+        Ok(Promotion { model: reference, previous: current, verified, evidence: summary, forced, objections })
+    }
+
+    /// Records a review of `slot`'s champion: `evidence` scores it (as the challenger) against
+    /// another model of the slot or the baseline on the days both are out of sample. Nothing
+    /// changes but the log, which keeps the evidence and what `rule` objects to (returned: empty
+    /// when the champion would win its place again today).
+    pub fn review(&mut self, slot: &str, evidence: &PromotionEvidence, rule: &PromotionRule) -> Result<Vec<String>> {
+        let slot_name = if slot.contains('/') { slot.to_string() } else { format!("{slot}/volatility") };
+        let champion = self.champion(&slot_name).cloned().ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion to review")))?;
+        if evidence.challenger != champion {
+            return Err(RegistryError::Invalid(format!("the evidence is about {}, the champion of {slot_name} is {champion}", evidence.challenger)));
+        }
+        self.load(&champion)?;
+        let objections = rule.objections(evidence);
+        let slot = self.index.slots.get_mut(&slot_name).expect("it has a champion");
+        slot.log.push(LogEntry {
+            at: now(),
+            action: Action::Review,
+            model: champion,
+            previous: None,
+            forced: false,
+            reason: None,
+            evidence: evidence.summary(),
+            objections: objections.clone(),
+            details: Some(evidence.clone()),
+        });
+        self.save()?;
+        Ok(objections)
     }
 
     /// Restores the champion that the current one replaced, in slot `slot` (`<asset>/<task>`,
@@ -368,9 +432,11 @@ impl Registry {
             forced: false,
             reason: Some(reason.to_string()),
             evidence: evidence.clone(),
+            objections: Vec::new(),
+            details: None,
         });
         self.save()?;
-        Ok(Promotion { model: target, previous: Some(current), verified, evidence, forced: false })
+        Ok(Promotion { model: target, previous: Some(current), verified, evidence, forced: false, objections: Vec::new() })
     }
 
     /// Stores a JSON artifact under `artifacts/<name>.json` (atomically) and records it.
@@ -404,51 +470,6 @@ impl Registry {
         }
         serde_json::from_slice(&bytes).map_err(|e| RegistryError::Format { file: path, message: e.to_string() })
     }
-}
-
-/// Whether `candidate` beats `champion` (or its own baseline) at its primary horizon, and the
-/// comparison in words. Scores on the same evaluation window compare directly; on different
-/// windows they compare relative to each card's baseline on its own window.
-pub fn compare(candidate: &ModelCard, champion: Option<&ModelCard>) -> Result<(bool, String)> {
-    let h = candidate.evaluation.primary_horizon;
-    let mine = candidate.primary_metrics().ok_or_else(|| {
-        RegistryError::Refused(format!("{}: its card has no metrics at its primary horizon h={h}", candidate.reference()))
-    })?;
-    let Some(champion) = champion else {
-        let beats = mine.score < mine.baseline_score;
-        return Ok((beats, format!("h={h} {} {:.4} vs {} {:.4} on {}..{}", mine.score_name, mine.score, mine.baseline, mine.baseline_score, candidate.evaluation.start, candidate.evaluation.end)));
-    };
-    // Scores that cannot be compared never count as a win; --force with a reason still can.
-    if candidate.evaluation.target != champion.evaluation.target {
-        return Ok((false, format!(
-            "not comparable: {} is scored against {}, champion {} against {}",
-            candidate.reference(),
-            candidate.evaluation.target,
-            champion.reference(),
-            champion.evaluation.target
-        )));
-    }
-    let Some(theirs) = champion.evaluation.metrics.iter().find(|m| m.horizon == h && m.score_name == mine.score_name) else {
-        return Ok((false, format!("not comparable: champion {} has no {} at h={h}", champion.reference(), mine.score_name)));
-    };
-    let same_window = candidate.evaluation.start == champion.evaluation.start
-        && candidate.evaluation.end == champion.evaluation.end
-        && candidate.training.data.iter().map(|d| &d.sha256).eq(champion.training.data.iter().map(|d| &d.sha256));
-    Ok(if same_window {
-        (mine.score < theirs.score, format!("h={h} {} {:.4} vs champion {} {:.4} on the same window", mine.score_name, mine.score, champion.reference(), theirs.score))
-    } else {
-        (
-            mine.relative() < theirs.relative(),
-            format!(
-                "h={h} {} relative to {}: {:.4} vs champion {} {:.4} (different evaluation windows, so each is divided by its baseline)",
-                mine.score_name,
-                mine.baseline,
-                mine.relative(),
-                champion.reference(),
-                theirs.relative()
-            ),
-        )
-    })
 }
 
 /// Differences between two cards, as `(field, left, right)`.

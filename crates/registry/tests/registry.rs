@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use foresight_registry::card::{GOLDEN_TOLERANCE, ModelCard};
+use foresight_registry::promotion::{
+    ArmCoverage, DateWindow, DieboldMarianoEvidence, HorizonScores, Incumbent, MarginEvidence, PromotionEvidence, PromotionRule, SideCoverage,
+};
 use foresight_registry::store::{Action, INDEX_FILE};
 use foresight_registry::verify::sha256_hex;
 use foresight_registry::{ModelRef, Registry, RegistryError};
@@ -98,34 +101,85 @@ fn a_changed_onnx_file_or_golden_row_is_refused() {
     }
 }
 
+/// Evidence as `foresight-train` would compute it: `challenger` against `incumbent` on the
+/// same 400 days, with the given one-sided p-value and coverage of the challenger's long side.
+fn evidence(challenger: &str, incumbent: Incumbent, p: f64, long_kupiec_p: f64) -> PromotionEvidence {
+    let day = |s: &str| s.parse().unwrap();
+    let window = DateWindow { start: day("2024-07-01"), end: day("2025-08-26") };
+    let side = |kupiec_p: f64| SideCoverage {
+        observations: 420,
+        exceptions: 4,
+        kupiec_p,
+        christoffersen_cc_p: 0.5,
+        average_margin: 0.07,
+        largest_30d_rise: Some(1.0),
+    };
+    PromotionEvidence {
+        challenger: r(challenger),
+        incumbent,
+        data: vec![],
+        challenger_window: window,
+        incumbent_window: window,
+        not_comparable: None,
+        score_name: "qlike".into(),
+        primary_horizon: 5,
+        horizons: vec![HorizonScores { horizon: 5, n: 400, challenger: 0.19, incumbent: 0.26 }],
+        diebold_mariano: Some(DieboldMarianoEvidence { horizon: 5, n: 400, statistic: -3.0, p_value_one_sided: p }),
+        margin: Some(MarginEvidence {
+            confidence: 0.99,
+            horizon: 1,
+            window,
+            challenger: ArmCoverage { arm: format!("model:{challenger}"), long: side(long_kupiec_p), short: side(0.5) },
+            incumbent: ArmCoverage { arm: "ewma:0.94".into(), long: side(0.5), short: side(0.5) },
+        }),
+    }
+}
+
 #[test]
-fn promotion_needs_a_better_score_or_a_logged_reason_and_rollback_walks_back() {
+fn promotion_follows_the_evidence_or_a_logged_reason_and_rollback_walks_back() {
     let dir = scratch(false);
     let mut registry = Registry::open(dir.path()).unwrap();
-    // No champion yet: GJR-t does not beat EWMA at h=5 on BTC, log-HAR does.
-    let err = registry.promote(&r("btc-gjr-t"), None).unwrap_err();
-    assert!(matches!(err, RegistryError::Refused(_)) && err.to_string().contains("ewma"), "{err}");
-    let p = registry.promote(&r("btc-log-har"), None).unwrap();
+    let rule = PromotionRule::default();
+    let ewma = || Incumbent::Baseline("ewma".into());
+    // No champion yet: the evidence must be against the baseline, about this model, and win.
+    let weak = evidence("btc-gjr-t@v1", ewma(), 0.3, 0.5);
+    let err = registry.promote(&r("btc-gjr-t"), &weak, &rule, None).unwrap_err();
+    assert!(matches!(err, RegistryError::Refused(_)) && err.to_string().contains("no significant win"), "{err}");
+    let err = registry.promote(&r("btc-log-har"), &weak, &rule, None).unwrap_err();
+    assert!(err.to_string().contains("the evidence is about btc-gjr-t@v1"), "{err}");
+    let p = registry.promote(&r("btc-log-har"), &evidence("btc-log-har@v1", ewma(), 0.01, 0.5), &rule, None).unwrap();
     assert_eq!((p.model.clone(), p.previous.clone(), p.forced), (r("btc-log-har@v1"), None, false));
-    // A worse model needs --force with a reason.
-    assert!(matches!(registry.promote(&r("btc-gjr-t"), None).unwrap_err(), RegistryError::Refused(_)));
-    assert!(matches!(registry.promote(&r("btc-gjr-t"), Some("  ")).unwrap_err(), RegistryError::Invalid(_)));
-    // Scored against another target (range variance from daily bars): not comparable.
-    let err = registry.promote(&r("btc-daily-log-har"), None).unwrap_err();
-    assert!(err.to_string().contains("not comparable"), "{err}");
-    let p = registry.promote(&r("btc-gjr-t"), Some("stress test of the GARCH arm")).unwrap();
-    assert!(p.forced);
+    // Evidence against the baseline no longer counts once there is a champion.
+    let stale = evidence("btc-gjr-t@v1", ewma(), 0.01, 0.5);
+    assert!(registry.promote(&r("btc-gjr-t"), &stale, &rule, None).unwrap_err().to_string().contains("compute it again"));
+    // A forecast win whose margin fails coverage where the champion's passes: refused.
+    let uncovered = evidence("btc-gjr-t@v1", Incumbent::Model(r("btc-log-har@v1")), 0.01, 0.001);
+    let err = registry.promote(&r("btc-gjr-t"), &uncovered, &rule, None).unwrap_err();
+    assert!(err.to_string().contains("fails coverage on the long side"), "{err}");
+    assert!(matches!(registry.promote(&r("btc-gjr-t"), &uncovered, &rule, Some("  ")).unwrap_err(), RegistryError::Invalid(_)));
+    let p = registry.promote(&r("btc-gjr-t"), &uncovered, &rule, Some("stress test of the GARCH arm")).unwrap();
+    assert!(p.forced && p.objections.len() == 1, "{:?}", p.objections);
     assert_eq!(p.previous, Some(r("btc-log-har@v1")));
 
-    // What is on disk is what the registry said, and another reader sees it.
+    // What is on disk is what the registry said, evidence included, and another reader sees it.
     let reread = Registry::open(dir.path()).unwrap();
     let slot = &reread.index().slots["BTC/volatility"];
     assert_eq!(slot.champion, Some(r("btc-gjr-t@v1")));
     assert!(slot.challengers.contains(&r("btc-log-har@v1")));
     let last = slot.log.last().unwrap();
     assert_eq!((last.action, last.forced, last.reason.as_deref()), (Action::Promote, true, Some("stress test of the GARCH arm")));
+    assert_eq!(last.details.as_ref(), Some(&uncovered));
+    assert!(last.objections[0].contains("long side"));
 
-    // Rollback restores the previous champion, then refuses when there is nothing before it.
+    // A review logs the champion's evidence and changes nothing else.
+    let review = evidence("btc-gjr-t@v1", Incumbent::Model(r("btc-log-har@v1")), 0.4, 0.5);
+    assert_eq!(registry.review("BTC", &review, &rule).unwrap().len(), 1);
+    assert!(registry.review("BTC", &weak, &rule).is_ok(), "a review may be against the baseline");
+    assert!(registry.review("BTC", &evidence("btc-log-har@v1", ewma(), 0.01, 0.5), &rule).is_err(), "only of the champion");
+    assert_eq!(registry.champion("BTC/volatility"), Some(&r("btc-gjr-t@v1")));
+
+    // Rollback restores the previous champion (reviews are not changes), then refuses when
+    // there is nothing before it.
     let p = registry.rollback("BTC", "GJR-t margin too jumpy").unwrap();
     assert_eq!((p.model, p.previous), (r("btc-log-har@v1"), Some(r("btc-gjr-t@v1"))));
     let err = registry.rollback("BTC/volatility", "again").unwrap_err();
@@ -146,9 +200,6 @@ fn publishing_adds_a_new_version_as_challenger_and_never_overwrites() {
     assert!(registry.index().slots["SPX/volatility"].challengers.contains(&r("spx-log-har@v2")));
     // v1 is untouched and still checks out.
     registry.load(&r("spx-log-har@v1")).unwrap();
-    // Same window and data, same score: the new version does not beat the champion.
-    let err = registry.promote(&r("spx-log-har@v2"), None).unwrap_err();
-    assert!(err.to_string().contains("same window"), "{err}");
 
     // A card whose golden rows the bytes do not reproduce is never registered.
     let mut bad = card;

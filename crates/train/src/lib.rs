@@ -15,6 +15,8 @@
 //! - [`impulse`]: each arm's margin around simulated volatility steps, forecasters fitted once
 //!   on a real series;
 //! - [`onnx`]: export forecasters to standalone ONNX graphs (opset 17, double precision);
+//! - [`promotion`]: the evidence a promotion rests on: challenger and champion through ONNX
+//!   Runtime on the same out-of-sample days, scored and backtested as margin arms;
 //! - [`recipe`]: `training/<name>.toml` recipes: fit, walk-forward score, export, check ONNX
 //!   parity on every hold-out row and write the model card for the registry;
 //! - [`report`]: write a margin backtest as `summary.json`, per-arm `series*.csv` and a PNG chart.
@@ -28,6 +30,7 @@ pub mod fit;
 pub mod frontier;
 pub mod impulse;
 pub mod onnx;
+pub mod promotion;
 pub mod recipe;
 pub mod report;
 
