@@ -217,7 +217,7 @@ fn list(registry: &Registry) -> anyhow::Result<()> {
     println!("{table}");
     for (slot, s) in &registry.index().slots {
         if let Some(last) = s.log.last() {
-            println!("{slot}: last change {} {:?} {} ({})", last.at, last.action, last.model, last.reason.as_deref().unwrap_or(&last.evidence));
+            println!("{slot}: last log entry {} {:?} {} ({})", last.at, last.action, last.model, last.reason.as_deref().unwrap_or(&last.evidence));
         }
     }
     Ok(())
