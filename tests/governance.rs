@@ -105,19 +105,19 @@ fn diff_compares_two_forecasters_on_the_same_days() {
 }
 
 /// The README's table of champions rests on the reviews logged in `models/registry.json`: each
-/// volatility champion's latest review against the EWMA baseline must be what the code
-/// computes today from the bundled data, and must support the champion.
+/// champion's latest review against its slot's baseline (EWMA, climatology) must be what the
+/// code computes today from the bundled data, and must support the champion.
 #[test]
 fn the_committed_champions_evidence_is_reproducible_and_supports_them() {
     let registry = Registry::open(root().join("models")).unwrap();
-    for slot in ["BTC/volatility", "SPX/volatility"] {
+    for (slot, baseline) in [("BTC/volatility", "ewma"), ("SPX/volatility", "ewma"), ("BTC/regime", "climatology"), ("SPX/regime", "climatology")] {
         let champion: ModelRef = registry.champion(slot).unwrap().clone();
         let review = registry.index().slots[slot]
             .log
             .iter()
             .rev()
-            .find(|e| e.action == Action::Review && e.details.as_ref().is_some_and(|d| d.incumbent == Incumbent::Baseline("ewma".into())))
-            .unwrap_or_else(|| panic!("{slot}: no review of {champion} against EWMA in the log"));
+            .find(|e| e.action == Action::Review && e.details.as_ref().is_some_and(|d| d.incumbent == Incumbent::Baseline(baseline.into())))
+            .unwrap_or_else(|| panic!("{slot}: no review of {champion} against {baseline} in the log"));
         let logged = review.details.clone().unwrap();
         assert_eq!(logged.challenger, champion);
         let card = registry.card(&champion).unwrap();

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_registry::promotion::{PromotionEvidence, PromotionRule};
 use foresight_registry::store::diff;
-use foresight_registry::{ModelCard, ModelRef, Registry, Task};
+use foresight_registry::{ModelCard, ModelRef, Registry};
 use foresight_train::promotion::{MarginSettings, PromotionData, promotion_evidence, same_days_evidence};
 
 #[derive(Debug, Args)]
@@ -178,8 +178,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 }
                 println!("{table}");
             }
-            // Two forecasters of one slot: the same days, as a promotion of b over a would see them.
-            if ca.slot() == cb.slot() && ca.task == Task::Volatility {
+            // Two models of one slot: the same days, as a promotion of b over a would see them.
+            if ca.slot() == cb.slot() {
                 let evidence = same_days_evidence(&registry, &cb.reference(), Some(&ca.reference()), &data.load(&cb)?, &data.margin()?)?;
                 println!("\n{} against {} on the same days:", cb.reference(), ca.reference());
                 println!("{}", evidence_report(&evidence, &PromotionRule::default()));

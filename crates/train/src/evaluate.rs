@@ -846,10 +846,46 @@ pub struct RegimeScore {
     pub event_frequency: f64,
 }
 
-/// Scores a registered model's `p_high_regime_h*` outputs from day `first_origin` on. Days are
-/// labelled with the regime mixture its card stores (fitted on its training window), so the
-/// event is the one it was trained to forecast; the baseline is the event's frequency over the
-/// training window.
+/// The event a registered regime model forecasts: "the stressed regime within `h` days", with
+/// days labelled by the regime mixture its card stores (fitted on its training window).
+#[derive(Debug, Clone)]
+pub struct RegimeEvent {
+    labels: Vec<Option<usize>>,
+    states: usize,
+    /// Index of the last day of the card's training window in the history.
+    training_end: usize,
+}
+
+impl RegimeEvent {
+    /// The event of `card`'s model over `history`.
+    pub fn of_card(card: &ModelCard, history: &DailyHistory) -> Result<Self> {
+        let mixture: Mixture = card
+            .params
+            .get("mixture")
+            .cloned()
+            .and_then(|m| serde_json::from_value(m).ok())
+            .ok_or_else(|| DataError::Fit { model: card.reference().to_string(), message: "its card stores no regime mixture (params.mixture)".into() })?;
+        let features = regime_features(&history.rv, &history.returns);
+        let labels = features.iter().map(|f| f.and_then(|f| mixture.classify([f[0], f[3]]))).collect();
+        let training_end = history.dates.iter().rposition(|d| *d <= card.training.end).unwrap_or(0);
+        Ok(Self { labels, states: mixture.states(), training_end })
+    }
+
+    /// Whether the stressed regime came within `h` days of day `t` (`None` where unknown).
+    pub fn within(&self, t: usize, h: usize) -> Option<bool> {
+        stressed_within(&self.labels, t, h, self.states)
+    }
+
+    /// The climatology baseline: how often the event happened over the training window.
+    pub fn training_frequency(&self, h: usize) -> f64 {
+        let training: Vec<bool> = (0..=self.training_end.saturating_sub(h)).filter_map(|t| self.within(t, h)).collect();
+        training.iter().filter(|y| **y).count() as f64 / training.len().max(1) as f64
+    }
+}
+
+/// Scores a registered model's `p_high_regime_h*` outputs from day `first_origin` on, against
+/// the event it was trained to forecast ([`RegimeEvent`]); the baseline is the event's
+/// frequency over the training window.
 pub fn registered_regime_scores(
     card: &ModelCard,
     model: &mut LoadedModel,
@@ -857,15 +893,7 @@ pub fn registered_regime_scores(
     first_origin: usize,
 ) -> Result<Vec<RegimeScore>> {
     let name = card.reference().to_string();
-    let mixture: Mixture = card
-        .params
-        .get("mixture")
-        .cloned()
-        .and_then(|m| serde_json::from_value(m).ok())
-        .ok_or_else(|| DataError::Fit { model: name.clone(), message: "its card stores no regime mixture (params.mixture)".into() })?;
-    let states = mixture.states();
-    let features = regime_features(&history.rv, &history.returns);
-    let labels: Vec<Option<usize>> = features.iter().map(|f| f.and_then(|f| mixture.classify([f[0], f[3]]))).collect();
+    let event = RegimeEvent::of_card(card, history)?;
     let run = run_over_days(model, &ModelInput::from_card(card)?, &history.rv, &history.returns, &[], first_origin)?;
     if run.outputs.values().all(|v| v.iter().all(Option::is_none)) {
         return Err(DataError::Fit { model: name, message: "no day with complete inputs to score".into() });
@@ -873,11 +901,9 @@ pub fn registered_regime_scores(
     let mut out = Vec::new();
     for h in &card.horizons {
         let Some(p) = run.outputs.get(&format!("p_high_regime_h{h}")) else { continue };
-        let train_end = history.dates.iter().rposition(|d| *d <= card.training.end).unwrap_or(0);
-        let training: Vec<bool> = (0..=train_end.saturating_sub(*h)).filter_map(|t| stressed_within(&labels, t, *h, states)).collect();
-        let base = training.iter().filter(|y| **y).count() as f64 / training.len().max(1) as f64;
+        let base = event.training_frequency(*h);
         let (probabilities, events): (Vec<f64>, Vec<bool>) =
-            p.iter().enumerate().filter_map(|(t, p)| Some((p.as_ref()?, stressed_within(&labels, t, *h, states)?))).map(|(p, y)| (*p, y)).unzip();
+            p.iter().enumerate().filter_map(|(t, p)| Some((p.as_ref()?, event.within(t, *h)?))).map(|(p, y)| (*p, y)).unzip();
         if probabilities.is_empty() {
             continue;
         }

@@ -15,15 +15,18 @@ use foresight_registry::exogenous::ExogenousSpec;
 use foresight_registry::promotion::{
     ArmCoverage, DateWindow, DieboldMarianoEvidence, HorizonScores, Incumbent, MarginEvidence, PromotionEvidence, SideCoverage,
 };
+use foresight_registry::inputs::{ModelInput, run_over_days};
 use foresight_registry::runtime::LoadedModel;
 use foresight_registry::verify::sha256_hex;
 use foresight_registry::{ModelCard, ModelRef, Registry, Task};
 
 use crate::data::{Values, load_daily_closes};
 use crate::error::{DataError, Result};
-use crate::evaluate::{DailyHistory, Forecaster, WalkForward, arm_inputs, forecast_variances, realized_mean, registered_forecasts, registered_margin_rates};
+use crate::evaluate::{
+    DailyHistory, Forecaster, RegimeEvent, WalkForward, arm_inputs, forecast_variances, realized_mean, registered_forecasts, registered_margin_rates,
+};
 
-/// The baseline a challenger faces in a slot without a champion.
+/// The baseline a volatility challenger faces in a slot without a champion.
 pub const BASELINE: &str = "ewma";
 
 /// Days of EWMA warm-up before the baseline's first forecast.
@@ -97,8 +100,9 @@ pub fn promotion_evidence(registry: &Registry, challenger: &ModelRef, data: &Pro
     same_days_evidence(registry, challenger, champion.as_ref(), data, margin)
 }
 
-/// `challenger` against `incumbent` (a model of the same slot, or EWMA when `None`) on the
-/// days both are out of sample: what a promotion would rest on, for any two models.
+/// `challenger` against `incumbent` (a model of the same slot, or the baseline when `None`:
+/// EWMA for volatility, the event's training frequency for regimes) on the days both are out of
+/// sample: what a promotion would rest on, for any two models.
 pub fn same_days_evidence(
     registry: &Registry,
     challenger: &ModelRef,
@@ -108,12 +112,6 @@ pub fn same_days_evidence(
 ) -> Result<PromotionEvidence> {
     let load = |r: &ModelRef| -> Result<Contender> {
         let (card, model, _) = registry.load(r)?;
-        if card.task != Task::Volatility {
-            return Err(DataError::Fit {
-                model: card.reference().to_string(),
-                message: format!("same-day evidence is computed for volatility models; this is a {} model", card.task.as_str()),
-            });
-        }
         Ok(Contender { card, model })
     };
     let challenger = load(challenger)?;
@@ -143,7 +141,7 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
         challenger: card.reference(),
         incumbent: match &champion {
             Some(c) => Incumbent::Model(c.card.reference()),
-            None => Incumbent::Baseline(BASELINE.into()),
+            None => Incumbent::Baseline(baseline_of(card.task).into()),
         },
         data: data_refs(data, card, champion.as_ref().map(|c| &c.card))?,
         challenger_window: out_of_sample(card),
@@ -152,7 +150,11 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
             None => DateWindow { start: history.dates.get(BASELINE_WARM_UP).copied().unwrap_or(day_after(last)), end: last },
         },
         not_comparable: None,
-        score_name: "qlike".into(),
+        score_name: match card.task {
+            Task::Volatility => "qlike",
+            Task::Regime => "brier",
+        }
+        .into(),
         primary_horizon,
         horizons: Vec::new(),
         diebold_mariano: None,
@@ -167,31 +169,47 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
     }
     let Some(common) = evidence.common_window() else { return Ok(evidence) };
 
-    // Forecasts of both on every day, from the same input rows.
-    let horizons: Vec<usize> = card
-        .horizons
-        .iter()
-        .copied()
-        .filter(|h| champion.as_ref().is_none_or(|c| c.card.onnx.outputs.contains(&format!("variance_h{h}"))))
-        .collect();
+    // Forecasts of both on every day, from the same input rows, and the realized targets.
+    let output = |h: usize| match card.task {
+        Task::Volatility => format!("variance_h{h}"),
+        Task::Regime => format!("p_high_regime_h{h}"),
+    };
+    let horizons: Vec<usize> =
+        card.horizons.iter().copied().filter(|h| champion.as_ref().is_none_or(|c| c.card.onnx.outputs.contains(&output(*h)))).collect();
     if !horizons.contains(&primary_horizon) {
         evidence.not_comparable = Some(format!("the champion does not forecast the primary horizon h={primary_horizon}"));
         return Ok(evidence);
     }
-    let mine = registered_forecasts(&challenger.card, &mut challenger.model, history, &horizons)?;
-    let theirs = match champion.as_mut() {
-        Some(c) => registered_forecasts(&c.card, &mut c.model, history, &horizons)?,
-        None => forecast_variances(
-            Forecaster::Ewma,
-            history,
-            &WalkForward { train_days: BASELINE_WARM_UP, refit_every: 1, horizons: horizons.clone() },
-        )?,
+    let (mine, theirs, target): (Forecasts, Forecasts, Box<dyn Fn(usize, usize) -> Option<f64>>) = match card.task {
+        Task::Volatility => (
+            registered_forecasts(&challenger.card, &mut challenger.model, history, &horizons)?,
+            match champion.as_mut() {
+                Some(c) => registered_forecasts(&c.card, &mut c.model, history, &horizons)?,
+                None => forecast_variances(
+                    Forecaster::Ewma,
+                    history,
+                    &WalkForward { train_days: BASELINE_WARM_UP, refit_every: 1, horizons: horizons.clone() },
+                )?,
+            },
+            Box::new(|t, h| realized_mean(&history.rv, t, h)),
+        ),
+        Task::Regime => {
+            // Both are scored on one event: the one the champion forecasts (what the service
+            // acts on), or with no champion the challenger's own against its climatology.
+            let event = RegimeEvent::of_card(champion.as_ref().map_or(card, |c| &c.card), history)?;
+            let mine = probabilities(&challenger.card, &mut challenger.model, history, &horizons)?;
+            let theirs = match champion.as_mut() {
+                Some(c) => probabilities(&c.card, &mut c.model, history, &horizons)?,
+                None => horizons.iter().map(|h| vec![Some(event.training_frequency(*h)); history.dates.len()]).collect(),
+            };
+            (mine, theirs, Box::new(move |t, h| event.within(t, h).map(|y| if y { 1.0 } else { 0.0 })))
+        }
     };
     let in_window: Vec<bool> = history.dates.iter().map(|d| common.start <= *d && *d <= common.end).collect();
     for (i, &h) in horizons.iter().enumerate() {
         let (mut a, mut b, mut realized) = (Vec::new(), Vec::new(), Vec::new());
         for t in (0..history.dates.len()).filter(|&t| in_window[t]) {
-            if let (Some(x), Some(y), Some(r)) = (mine[i][t], theirs[i][t], realized_mean(&history.rv, t, h)) {
+            if let (Some(x), Some(y), Some(r)) = (mine[i][t], theirs[i][t], target(t, h)) {
                 a.push(x);
                 b.push(y);
                 realized.push(r);
@@ -200,7 +218,14 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
         if a.is_empty() {
             continue;
         }
-        let (la, lb) = (qlike(&a, &realized)?, qlike(&b, &realized)?);
+        let loss = |forecast: &[f64]| -> Result<Vec<f64>> {
+            Ok(match card.task {
+                Task::Volatility => qlike(forecast, &realized)?,
+                // The Brier score is the mean of these.
+                Task::Regime => forecast.iter().zip(&realized).map(|(p, y)| (p - y).powi(2)).collect(),
+            })
+        };
+        let (la, lb) = (loss(&a)?, loss(&b)?);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         evidence.horizons.push(HorizonScores { horizon: h, n: a.len(), challenger: mean(&la), incumbent: mean(&lb) });
         if h == primary_horizon && a.len() >= 10 {
@@ -209,8 +234,28 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
                 Some(DieboldMarianoEvidence { horizon: h, n: a.len(), statistic: dm.statistic, p_value_one_sided: dm.p_value_a_better() });
         }
     }
-    evidence.margin = margin_evidence(&mut challenger, champion.as_mut(), data, settings, common)?;
+    if card.task == Task::Volatility {
+        evidence.margin = margin_evidence(&mut challenger, champion.as_mut(), data, settings, common)?;
+    }
     Ok(evidence)
+}
+
+/// `[horizon index][day]` forecasts.
+type Forecasts = Vec<Vec<Option<f64>>>;
+
+/// A regime model's `p_high_regime_h*` on every day.
+fn probabilities(card: &ModelCard, model: &mut LoadedModel, history: &DailyHistory, horizons: &[usize]) -> Result<Forecasts> {
+    let input = ModelInput::from_card(card)?;
+    let run = run_over_days(model, &input, &history.rv, &history.returns, &[], 0)?;
+    Ok(horizons.iter().map(|h| (0..history.dates.len()).map(|t| run.value(&format!("p_high_regime_h{h}"), t)).collect()).collect())
+}
+
+/// The naive forecaster a model must beat in a slot without a champion.
+fn baseline_of(task: Task) -> &'static str {
+    match task {
+        Task::Volatility => BASELINE,
+        Task::Regime => "climatology",
+    }
 }
 
 /// Both models backtested as margin arms from the first common day on.
