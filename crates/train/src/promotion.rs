@@ -1,8 +1,9 @@
 //! The evidence a promotion rests on (see `foresight_registry::promotion`): the challenger and
 //! the slot's champion, both run through ONNX Runtime on the same input rows, scored on the
 //! days both are out of sample (after each one's training window), and both backtested as
-//! margin arms on those days. With no champion the challenger faces the naive baseline (EWMA).
-//! A ratio to a baseline measured over another window never enters.
+//! margin arms on those days (volatility models). With no champion the challenger faces the
+//! naive baseline: EWMA, or for a regime model its event's training-window frequency. A ratio
+//! to a baseline measured over another window never enters.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,11 @@ pub const BASELINE: &str = "ewma";
 /// Days of EWMA warm-up before the baseline's first forecast.
 const BASELINE_WARM_UP: usize = 30;
 
+/// Burn-in and refit cadence of what `+iv` / `+regime` policies fit walk-forward (the
+/// backtest's defaults).
+const POLICY_BURN_IN: usize = 250;
+const POLICY_REFIT_EVERY: usize = 22;
+
 /// The history both models are scored on and the daily prices their margins are backtested on.
 #[derive(Debug, Clone)]
 pub struct PromotionData {
@@ -39,7 +45,7 @@ pub struct PromotionData {
     pub history: DailyHistory,
     /// Daily closes.
     pub prices: Values,
-    /// The files read, with their sha256 now.
+    /// The files read (the evidence records their sha256).
     pub files: Vec<PathBuf>,
 }
 
@@ -280,7 +286,7 @@ fn margin_evidence(
     };
     let all: Vec<Arm> = arms.iter().map(|(a, _)| a.clone()).chain(baseline.clone()).collect();
     // Inputs of `+iv` / `+regime` policies, fitted walk-forward up to each day.
-    let inputs = arm_inputs(&all, &data.history, None, prices, burn_in.min(250), 22)?;
+    let inputs = arm_inputs(&all, &data.history, None, prices, burn_in.min(POLICY_BURN_IN), POLICY_REFIT_EVERY)?;
     let mut with_rates: Vec<(Arm, Vec<Option<SideRates>>)> = Vec::new();
     for (arm, contender) in arms {
         let base = registered_margin_rates(&contender.card, &mut contender.model, &data.history, prices, &params, &arm, &inputs)?;
