@@ -186,7 +186,7 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
         evidence.not_comparable = Some(format!("the champion does not forecast the primary horizon h={primary_horizon}"));
         return Ok(evidence);
     }
-    let (mine, theirs, target): (Forecasts, Forecasts, Box<dyn Fn(usize, usize) -> Option<f64>>) = match card.task {
+    let (mine, theirs, target): (Forecasts, Forecasts, Target) = match card.task {
         Task::Volatility => (
             registered_forecasts(&challenger.card, &mut challenger.model, history, &horizons)?,
             match champion.as_mut() {
@@ -248,6 +248,9 @@ fn evidence(mut challenger: Contender, mut champion: Option<Contender>, data: &P
 
 /// `[horizon index][day]` forecasts.
 type Forecasts = Vec<Vec<Option<f64>>>;
+
+/// The realized value a forecast made on day `t` for horizon `h` is scored against.
+type Target<'a> = Box<dyn Fn(usize, usize) -> Option<f64> + 'a>;
 
 /// A regime model's `p_high_regime_h*` on every day.
 fn probabilities(card: &ModelCard, model: &mut LoadedModel, history: &DailyHistory, horizons: &[usize]) -> Result<Forecasts> {
