@@ -15,6 +15,7 @@
 #   fonts-dejavu-core          the font the PNG charts are labelled with (Debian package)
 #   protobuf-compiler          protoc, for the gRPC API (Debian package)
 #   prometheus                 scrapes a live service in the dashboard test (Debian package)
+#   nats-server                JetStream for the replicated service's tests (Debian package)
 #   chromium, chromium-driver  headless browser for the HTML report's test (Debian packages)
 #
 # `.cargo/config.toml` points LIBTORCH and ORT_DYLIB_PATH at these paths for every cargo command.
@@ -53,29 +54,32 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt_install --no-install-recommends chromium chromium-driver
 fi
 
-# Prometheus, for the test that every panel of deploy/grafana/foresight.json has data. The test
-# starts its own on a free port; the package's daemon (port 9090, started and enabled at install
-# on systemd hosts) is kept from starting and left disabled: invoke-rc.d asks policy-rc.d before
-# it starts a package's service, and 101 means "not now".
+# Servers the tests start themselves, on free loopback ports (their packages' own daemons are
+# kept from starting and left disabled: invoke-rc.d asks policy-rc.d before it starts a
+# package's service, and 101 means "not now"):
+#   prometheus    for the test that every panel of deploy/grafana/foresight.json has data;
+#   nats-server   JetStream, for the replicated service's tests (state = "nats://...").
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if [ ! -x /usr/bin/prometheus ]; then
-  policy=/usr/sbin/policy-rc.d
-  own_policy=""
+install_without_daemon() { # package binary
+  [ -x "$2" ] && return
+  local policy=/usr/sbin/policy-rc.d own_policy=""
   if [ ! -e "$policy" ]; then
     own_policy=1
     trap 'as_root rm -f "$policy"' EXIT # also when the install fails
     printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
     as_root chmod 755 "$policy"
   fi
-  apt_install --no-install-recommends prometheus
+  apt_install --no-install-recommends "$1"
   if [ -n "$own_policy" ]; then
     as_root rm -f "$policy"
     trap - EXIT
   fi
   if [ -d /run/systemd/system ]; then
-    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    as_root systemctl disable --now "$1" >/dev/null 2>&1 || true
   fi
-fi
+}
+install_without_daemon prometheus /usr/bin/prometheus
+install_without_daemon nats-server /usr/sbin/nats-server
 
 # protoc for the gRPC API's code generation (tonic-prost-build).
 if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
