@@ -14,6 +14,7 @@ mod reference;
 mod serve;
 mod serve_inference;
 mod serve_ops;
+mod serve_replicas;
 mod serve_security;
 mod serve_soak;
 mod serve_shape;

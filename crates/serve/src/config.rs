@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::engine::{CollateralConfig, EngineConfig, Split};
 use crate::error::{ServeError, invalid};
 use crate::journal::Durability;
+use crate::nats::{NatsOptions, is_nats_url};
 use crate::server::ServerOptions;
 use crate::serving::ServingConfig;
 
@@ -26,6 +27,12 @@ pub struct ServeFile {
     pub metrics_listen: Option<SocketAddr>,
     /// Folder of the market state, audit log and split; unset: inline history only, no audit.
     pub state_dir: Option<PathBuf>,
+    /// Where the market state lives: a folder (as `state_dir`) or `nats://HOST:PORT` (a
+    /// JetStream stream shared by replicas; the audit log and split stay in `state_dir`).
+    pub state: Option<String>,
+    /// NATS options when `state` is a NATS URL.
+    #[serde(default)]
+    pub nats: NatsFile,
     /// `group-commit` (default), `fsync-each` or `buffered`.
     pub durability: Option<Durability>,
     /// Seconds between checks of the registry for a new champion; 0 turns hot reload off
@@ -63,6 +70,18 @@ pub struct ServeFile {
     /// Collateral valuation.
     #[serde(default)]
     pub collateral: CollateralConfig,
+}
+
+/// `[nats]`: how to reach NATS when `state = "nats://..."`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsFile {
+    /// A `.creds` file (user JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// PEM root certificate(s) of the NATS servers (TLS on).
+    pub ca: Option<PathBuf>,
+    /// Copies of each stream JetStream keeps (default 1; 3 on a three-node cluster).
+    pub replicas: Option<usize>,
 }
 
 /// The settings the binary runs with.
@@ -111,6 +130,22 @@ impl ServeFile {
         engine.collateral = self.collateral;
         let mut serving = ServingConfig::new(engine);
         serving.state_dir = self.state_dir;
+        match self.state {
+            Some(url) if is_nats_url(&url) => {
+                let replicas = self.nats.replicas.unwrap_or(1);
+                if !(1..=5).contains(&replicas) {
+                    return Err(invalid("nats.replicas", format!("JetStream keeps 1 to 5 copies, got {replicas}")));
+                }
+                serving.nats = Some(NatsOptions { url, credentials: self.nats.credentials, ca: self.nats.ca, replicas });
+            }
+            Some(folder) => {
+                if serving.state_dir.as_ref().is_some_and(|d| *d != Path::new(&folder)) {
+                    return Err(invalid("state", "a folder here and another in state_dir: give one"));
+                }
+                serving.state_dir = Some(PathBuf::from(folder));
+            }
+            None => {}
+        }
         serving.durability = self.durability.unwrap_or_default();
         if let Some(n) = self.max_in_flight {
             serving.max_in_flight = n.max(1);
@@ -184,5 +219,18 @@ mod tests {
         assert!(e.contains("caps"), "{e}");
         let e = toml::from_str::<ServeFile>("confidence = 1.5").unwrap().settings().unwrap_err().to_string();
         assert!(e.starts_with("confidence"), "{e}");
+    }
+
+    #[test]
+    fn state_is_a_folder_or_nats() {
+        let s = toml::from_str::<ServeFile>("state = \"/tmp/s\"").unwrap().settings().unwrap();
+        assert_eq!((s.serving.state_dir.as_deref(), s.serving.nats), (Some(Path::new("/tmp/s")), None));
+        let s = toml::from_str::<ServeFile>("state = \"nats://127.0.0.1:4222\"\nstate_dir = \"/tmp/a\"\n[nats]\nreplicas = 3").unwrap().settings().unwrap();
+        assert_eq!(s.serving.nats.as_ref().map(|n| (n.url.as_str(), n.replicas)), Some(("nats://127.0.0.1:4222", 3)));
+        assert_eq!(s.serving.state_dir.as_deref(), Some(Path::new("/tmp/a")), "audit and split stay in the folder");
+        let e = toml::from_str::<ServeFile>("state = \"nats://x:4222\"\n[nats]\nreplicas = 7").unwrap().settings().unwrap_err().to_string();
+        assert!(e.starts_with("nats.replicas"), "{e}");
+        let e = toml::from_str::<ServeFile>("state = \"/a\"\nstate_dir = \"/b\"").unwrap().settings().unwrap_err().to_string();
+        assert!(e.starts_with("state"), "{e}");
     }
 }

@@ -93,6 +93,14 @@ pub enum JournalError {
     /// The writer is gone (the service is shutting down) or its lock was poisoned.
     #[error("journal {0} is closed")]
     Closed(PathBuf),
+    /// The shared log (NATS JetStream) could not be reached, written or read.
+    #[error("NATS {what}: {message}")]
+    Shared {
+        /// What was attempted.
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
 }
 
 /// The line that starts the checksummed format.

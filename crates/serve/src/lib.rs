@@ -6,7 +6,8 @@
 //!   (the Open Inference Protocol over the raw forecasters), which turn messages into domain
 //!   types and back through [`convert`] and errors into gRPC codes through [`error`], over
 //! - [`serving`]: the shared state: the current [`engine`] generation (hot-swapped), the
-//!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`];
+//!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`] (one
+//!   machine) or the market state on a [`nats`] JetStream stream (replicas);
 //! - [`engine`]: the registry's models through ONNX Runtime, arms and their A/B split, and
 //!   `foresight-core::margin` for the account, over a [`series`] of completed days.
 //!
@@ -25,6 +26,7 @@ pub mod inference;
 pub mod journal;
 pub mod market;
 pub mod metrics;
+pub mod nats;
 pub mod series;
 pub mod server;
 pub mod service;

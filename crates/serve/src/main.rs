@@ -31,6 +31,10 @@ struct Args {
     /// Folder of the market state, audit log and A/B split (created if missing).
     #[arg(long, value_name = "DIR", env = "FORESIGHT_SERVE_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// The market state's home: a folder, or nats://HOST:PORT to share it with other replicas
+    /// through JetStream (audit log and split then stay in --state-dir).
+    #[arg(long, value_name = "DIR|URL", env = "FORESIGHT_SERVE_STATE")]
+    state: Option<String>,
     /// When journal and audit lines count as stored: group-commit, fsync-each or buffered.
     #[arg(long, value_parser = parse_durability, env = "FORESIGHT_SERVE_DURABILITY")]
     durability: Option<Durability>,
@@ -83,6 +87,7 @@ async fn run() -> Result<(), ServeError> {
     file.registry = args.registry.or(file.registry);
     file.listen = args.listen.or(file.listen);
     file.state_dir = args.state_dir.or(file.state_dir);
+    file.state = args.state.or(file.state);
     file.durability = args.durability.or(file.durability);
     file.reload_interval_secs = args.reload_interval.or(file.reload_interval_secs);
     file.tls_cert = args.tls_cert.or(file.tls_cert);
@@ -91,7 +96,7 @@ async fn run() -> Result<(), ServeError> {
     file.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     let settings = file.settings()?;
 
-    let serving = Arc::new(Serving::open(settings.serving.clone())?);
+    let serving = Arc::new(Serving::connect(settings.serving.clone()).await?);
     let engine = serving.engine();
     for (slot, served) in engine.served() {
         tracing::info!(slot, model = served.reference, "serving");

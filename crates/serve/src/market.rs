@@ -3,18 +3,25 @@
 //!
 //! Every accepted update is written to a [`Journal`] and acknowledged only once stored, so a
 //! `kill -9` loses nothing that was acknowledged: at start-up the state is rebuilt from the last
-//! snapshot and the journal. Ticks roll into days: a day's close is its last price and its
+//! snapshot and the journal. Replicas share one JetStream stream instead ([`MarketState::connect`]):
+//! each applies it in stream order, so all hold the same state, and an update is acknowledged
+//! once JetStream stored it and this replica applied it. Ticks roll into days: a day's close is its last price and its
 //! realized variance the sum of squared log returns between consecutive prices (the first one
 //! from the last price before the day), as the training data's intraday bars give it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_nats::jetstream;
 use foresight_registry::atomic::write_json_atomic;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
 
 use crate::journal::{Durability, Journal, JournalError, damaged_tail, read_numbered_lines};
+use crate::nats::{NatsOptions, check_subject_token, shared_error};
 use crate::series::{Day, MarketInput, Rejected, Series, Update};
 
 /// Completed days kept per asset (about 11 years of calendar days).
@@ -143,6 +150,26 @@ impl AssetState {
     }
 }
 
+/// Applies one message of the market stream to `assets`: every replica reaches the same outcome,
+/// since each applies the same messages in the same order.
+fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, payload: &[u8]) -> Outcome {
+    let record: Update = match serde_json::from_slice(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(stream = MARKET_STREAM, "a message that is not a market update: {e}");
+            return (AckStatus::Rejected, format!("not a market update: {e}"));
+        }
+    };
+    let Ok(mut assets) = assets.lock() else { return (AckStatus::Rejected, "market state lock poisoned".into()) };
+    let outcome = match assets.entry(record.asset().to_string()).or_default().apply(&record) {
+        Ok(true) => (AckStatus::Stored, String::new()),
+        Ok(false) => (AckStatus::Duplicate, String::new()),
+        Err((field, message)) => (AckStatus::Rejected, format!("{field}: {message}")),
+    };
+    assets.retain(|_, s| s.last_sequence > 0);
+    outcome
+}
+
 fn split_error(e: crate::error::ServeError) -> Rejection {
     match e {
         crate::error::ServeError::Invalid { field, message } => (field, message),
@@ -199,11 +226,43 @@ pub struct AssetSummary {
     pub depth_notional: Option<f64>,
 }
 
-/// The market state of every asset, journaled.
+/// The market state of every asset, journaled or shared.
 pub struct MarketState {
-    assets: Mutex<BTreeMap<String, AssetState>>,
-    journal: Journal,
+    assets: Arc<Mutex<BTreeMap<String, AssetState>>>,
+    log: Log,
 }
+
+/// Where accepted updates are stored.
+enum Log {
+    /// This process's journal file.
+    Journal(Journal),
+    /// A JetStream stream every replica applies.
+    Shared(SharedLog),
+}
+
+/// The JetStream side of a replica: where it publishes, and how far it has applied.
+struct SharedLog {
+    jetstream: jetstream::Context,
+    /// The last stream sequence applied to the state.
+    applied: watch::Receiver<u64>,
+    /// Whether the state has caught up with the stream as it was at start-up.
+    caught_up: watch::Receiver<bool>,
+    /// What became of recently applied stream messages, for the publisher waiting on them.
+    outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>>,
+}
+
+/// What applying one stream message did: its status and, rejected, why.
+type Outcome = (AckStatus, String);
+
+/// The market stream, its subjects (`foresight.market.<ASSET>`) and how long JetStream itself
+/// drops a re-sent update (the update's own sequence drops it after that).
+const MARKET_STREAM: &str = "FORESIGHT_MARKET";
+const MARKET_SUBJECT: &str = "foresight.market";
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Outcomes kept for publishers (far more than one call's updates).
+const OUTCOMES_KEPT: u64 = 100_000;
+/// Longest a publisher waits for this replica to apply what JetStream stored.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Files of the market state in the state folder.
 const JOURNAL_FILE: &str = "market.jsonl";
@@ -249,17 +308,85 @@ impl MarketState {
             let last = records.last().map(|(_, r)| format!("{} sequence {}", r.asset(), r.sequence()));
             tracing::warn!(journal = %journal_path.display(), last_good = last.as_deref().unwrap_or("none"), "{cut}");
         }
-        Ok(Self { assets: Mutex::new(assets), journal })
+        Ok(Self { assets: Arc::new(Mutex::new(assets)), log: Log::Journal(journal) })
+    }
+
+    /// Joins the market stream on NATS (created if missing): the state is built by applying
+    /// the stream from its start, in the background; [`MarketState::caught_up`] says when it
+    /// holds what the stream held at start-up.
+    pub async fn connect(options: &NatsOptions) -> Result<Self, JournalError> {
+        let jetstream = crate::nats::connect(options).await?;
+        let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, DUPLICATE_WINDOW).await?;
+        let target = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.last_sequence;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig { deliver_policy: jetstream::consumer::DeliverPolicy::All, ..Default::default() })
+            .await
+            .map_err(|e| shared_error(format!("consumer of {MARKET_STREAM}"), e))?;
+        let mut messages = consumer.messages().await.map_err(|e| shared_error(format!("messages of {MARKET_STREAM}"), e))?;
+        let assets: Arc<Mutex<BTreeMap<String, AssetState>>> = Arc::default();
+        let outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>> = Arc::default();
+        let (applied_tx, applied) = watch::channel(0);
+        let (caught_up_tx, caught_up) = watch::channel(target == 0);
+        let (state, kept) = (assets.clone(), outcomes.clone());
+        tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // The ordered consumer recreates itself after a gap; say so and go on.
+                        tracing::warn!(stream = MARKET_STREAM, "reading the market stream: {e}");
+                        continue;
+                    }
+                };
+                let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
+                let outcome = apply_shared(&state, &message.payload);
+                if let Ok(mut kept) = kept.lock() {
+                    kept.insert(sequence, outcome);
+                    let keep_from = sequence.saturating_sub(OUTCOMES_KEPT);
+                    *kept = kept.split_off(&keep_from);
+                }
+                let _ = applied_tx.send(sequence);
+                if sequence >= target {
+                    let _ = caught_up_tx.send(true);
+                }
+            }
+            tracing::error!(stream = MARKET_STREAM, "the market stream ended: this replica no longer follows it");
+        });
+        Ok(Self { assets, log: Log::Shared(SharedLog { jetstream, applied, caught_up, outcomes }) })
+    }
+
+    /// Whether the state holds every update stored before this process started (always, with
+    /// a journal of its own).
+    pub fn caught_up(&self) -> bool {
+        match &self.log {
+            Log::Journal(_) => true,
+            Log::Shared(shared) => *shared.caught_up.borrow(),
+        }
+    }
+
+    /// Waits until [`MarketState::caught_up`].
+    pub async fn wait_caught_up(&self) {
+        if let Log::Shared(shared) = &self.log {
+            let mut caught_up = shared.caught_up.clone();
+            let _ = caught_up.wait_for(|c| *c).await;
+        }
     }
 
     /// Applies `updates` in order and stores the accepted ones; one acknowledgement each, in
     /// order, returned once every stored update is durable. An update is applied to memory as
     /// it is queued, so later updates of the same call see it.
     pub async fn publish(&self, updates: &[Result<Update, Rejected>]) -> Result<Vec<Ack>, JournalError> {
+        match &self.log {
+            Log::Journal(journal) => self.publish_journaled(journal, updates).await,
+            Log::Shared(shared) => self.publish_shared(shared, updates).await,
+        }
+    }
+
+    async fn publish_journaled(&self, journal: &Journal, updates: &[Result<Update, Rejected>]) -> Result<Vec<Ack>, JournalError> {
         let mut acks = Vec::with_capacity(updates.len());
         let mut stored = Vec::new();
         let waiting = {
-            let mut assets = self.assets.lock().map_err(|_| JournalError::Closed(self.journal.path().to_path_buf()))?;
+            let mut assets = self.assets.lock().map_err(|_| JournalError::Closed(journal.path().to_path_buf()))?;
             for received in updates {
                 let record = match received {
                     Ok(record) => record,
@@ -286,9 +413,79 @@ impl MarketState {
             // Queued under the lock, so the journal's order is the order they were applied in.
             // With nothing new, an empty entry still waits for what is queued before it: a
             // DUPLICATE is only acknowledged once the original is on disk.
-            self.journal.queue(&stored)?
+            journal.queue(&stored)?
         };
-        self.journal.stored(waiting).await?;
+        journal.stored(waiting).await?;
+        Ok(acks)
+    }
+
+    /// Publishes each update to the stream (one subject per asset, deduplicated by JetStream
+    /// within its window by `<asset>:<sequence>`), then answers each with what applying it in
+    /// stream order did on this replica, once JetStream stored it and this replica applied it.
+    /// An update this replica already holds is answered DUPLICATE without a publish.
+    async fn publish_shared(&self, shared: &SharedLog, updates: &[Result<Update, Rejected>]) -> Result<Vec<Ack>, JournalError> {
+        enum Pending {
+            Done(Ack),
+            Stored { asset: String, sequence: u64, ack: jetstream::context::PublishAckFuture },
+        }
+        let mut pending = Vec::with_capacity(updates.len());
+        for received in updates {
+            let record = match received {
+                Ok(record) => record,
+                Err(r) => {
+                    pending.push(Pending::Done(Ack { asset: r.asset.clone(), sequence: r.sequence, status: AckStatus::Rejected, error: format!("{}: {}", r.field, r.message) }));
+                    continue;
+                }
+            };
+            let (asset, sequence) = (record.asset().to_string(), record.sequence());
+            let done = |status, error: String| Pending::Done(Ack { asset: asset.clone(), sequence, status, error });
+            if let Err(message) = check_subject_token(&asset) {
+                pending.push(done(AckStatus::Rejected, format!("asset: {message}")));
+                continue;
+            }
+            let held = self.assets.lock().ok().and_then(|a| a.get(&asset).map(|s| s.last_sequence)).unwrap_or(0);
+            if sequence <= held {
+                pending.push(done(AckStatus::Duplicate, String::new()));
+                continue;
+            }
+            let payload = serde_json::to_vec(record).map_err(|e| shared_error("encoding an update", e))?;
+            // JetStream drops a re-sent *identical* update by this id; a different update under
+            // the same sequence (say, after the first was rejected) is applied on its merits.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload)).as_str());
+            let ack = shared
+                .jetstream
+                .publish_with_headers(format!("{MARKET_SUBJECT}.{asset}"), headers, payload.into())
+                .await
+                .map_err(|e| shared_error(format!("publish to {MARKET_STREAM}"), e))?;
+            pending.push(Pending::Stored { asset, sequence, ack });
+        }
+        let mut acks = Vec::with_capacity(pending.len());
+        for p in pending {
+            let (asset, sequence, ack) = match p {
+                Pending::Done(ack) => {
+                    acks.push(ack);
+                    continue;
+                }
+                Pending::Stored { asset, sequence, ack } => (asset, sequence, ack),
+            };
+            // A duplicate's PubAck carries the original message's stream sequence: the resend
+            // is answered by what became of the original.
+            let stored = ack.await.map_err(|e| shared_error(format!("PubAck from {MARKET_STREAM}"), e))?;
+            let mut applied = shared.applied.clone();
+            tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|s| *s >= stored.sequence))
+                .await
+                .map_err(|_| shared_error("applying the market stream", format!("stream sequence {} not applied after {APPLY_TIMEOUT:?}", stored.sequence)))?
+                .map_err(|_| shared_error("applying the market stream", "this replica stopped following it"))?;
+            let (status, error) = shared
+                .outcomes
+                .lock()
+                .ok()
+                .and_then(|o| o.get(&stored.sequence).cloned())
+                .unwrap_or((AckStatus::Stored, String::new()));
+            let status = if stored.duplicate && status == AckStatus::Stored { AckStatus::Duplicate } else { status };
+            acks.push(Ack { asset, sequence, status, error });
+        }
         Ok(acks)
     }
 

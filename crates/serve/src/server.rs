@@ -105,6 +105,21 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
     health.set_serving::<MarketDataServiceServer<MarketDataApi>>().await;
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
     health.set_serving::<GrpcInferenceServiceServer<InferenceApi>>().await;
+    if serving.market.as_ref().is_some_and(|m| !m.caught_up()) {
+        // A replica joining a shared market stream answers from stale state until it has
+        // applied what the stream held when it started: probes keep traffic away meanwhile.
+        health.set_not_serving::<CalibrationServiceServer<CalibrationApi>>().await;
+        health.set_not_serving::<MarketDataServiceServer<MarketDataApi>>().await;
+        let (serving, health) = (serving.clone(), health.clone());
+        tokio::spawn(async move {
+            if let Some(market) = serving.market.as_ref() {
+                market.wait_caught_up().await;
+            }
+            health.set_serving::<CalibrationServiceServer<CalibrationApi>>().await;
+            health.set_serving::<MarketDataServiceServer<MarketDataApi>>().await;
+            tracing::info!("market state caught up with the shared stream");
+        });
+    }
     // Reflection in both versions: grpcurl and newer clients speak v1, Python's
     // grpcio-reflection and several GUI clients still v1alpha.
     let reflection_builder = || {

@@ -13,6 +13,7 @@ use crate::error::ServeError;
 use crate::journal::{Durability, Journal};
 use crate::market::MarketState;
 use crate::metrics::Metrics;
+use crate::nats::NatsOptions;
 
 /// Files in the state folder besides the market state's.
 const SPLIT_FILE: &str = "split.json";
@@ -33,12 +34,15 @@ pub struct ServingConfig {
     pub max_in_flight: usize,
     /// Most accounts in one CalibrateBatch.
     pub max_batch: usize,
+    /// The market state on a NATS JetStream stream shared by replicas instead of the folder's
+    /// journal (the audit log and split stay in `state_dir`).
+    pub nats: Option<NatsOptions>,
 }
 
 impl ServingConfig {
     /// Defaults around an engine config.
     pub fn new(engine: EngineConfig) -> Self {
-        Self { engine, state_dir: None, durability: Durability::GroupCommit, max_in_flight: 64, max_batch: 10_000 }
+        Self { engine, state_dir: None, durability: Durability::GroupCommit, max_in_flight: 64, max_batch: 10_000, nats: None }
     }
 }
 
@@ -67,10 +71,26 @@ pub struct Serving {
 impl Serving {
     /// Opens the state folder (market state replayed, split restored) and loads the engine.
     pub fn open(config: ServingConfig) -> Result<Self, ServeError> {
+        Self::open_with(config, None)
+    }
+
+    /// As [`Serving::open`], with the market state on NATS when the config names it (joined
+    /// here; it catches up in the background, see [`MarketState::caught_up`]).
+    pub async fn connect(config: ServingConfig) -> Result<Self, ServeError> {
+        let market = match &config.nats {
+            Some(options) => Some(MarketState::connect(options).await.map_err(|source| ServeError::Storage { what: "market state", source })?),
+            None => None,
+        };
+        Self::open_with(config, market)
+    }
+
+    fn open_with(config: ServingConfig, shared_market: Option<MarketState>) -> Result<Self, ServeError> {
         let mut engine_config = config.engine.clone();
-        let (mut market, mut audit, mut split_file) = (None, None, None);
+        let (mut market, mut audit, mut split_file) = (shared_market, None, None);
         if let Some(dir) = &config.state_dir {
-            market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
+            if market.is_none() {
+                market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
+            }
             let journal = Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?;
             if let Some(cut) = journal.cut_at_open() {
                 // Only margins never returned to a caller can be in a damaged tail.

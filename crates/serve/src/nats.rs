@@ -1,0 +1,98 @@
+//! NATS JetStream: where replicas keep what a single process keeps in its state folder. A
+//! stream is a replicated, ordered log; every replica reads it from the start and so builds the
+//! same state, and a write counts once JetStream acknowledges it (its PubAck: stored on the
+//! stream's replicas).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::journal::JournalError;
+
+/// How to reach NATS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsOptions {
+    /// `nats://HOST:PORT` (several comma-separated for a cluster; `tls://` for TLS).
+    pub url: String,
+    /// A `.creds` file (user JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// PEM root certificate(s) the server's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// Copies JetStream keeps of each stream (1, or 3 on a three-node cluster).
+    pub replicas: usize,
+}
+
+impl NatsOptions {
+    /// Options for `url` with one replica and no credentials.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), credentials: None, ca: None, replicas: 1 }
+    }
+}
+
+/// Whether `text` names NATS rather than a folder.
+pub fn is_nats_url(text: &str) -> bool {
+    ["nats://", "tls://"].iter().any(|scheme| text.starts_with(scheme))
+}
+
+/// A storage error about NATS (`what` failed: `message`).
+pub fn shared_error(what: impl Into<String>, message: impl std::fmt::Display) -> JournalError {
+    JournalError::Shared { what: what.into(), message: message.to_string() }
+}
+
+/// Connects and returns the JetStream context.
+pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, JournalError> {
+    let mut connect = async_nats::ConnectOptions::new().name("foresight-serve").connection_timeout(Duration::from_secs(5));
+    if let Some(path) = &options.credentials {
+        connect = connect.credentials_file(path).await.map_err(|e| shared_error(format!("credentials {}", path.display()), e))?;
+    }
+    if let Some(path) = &options.ca {
+        connect = connect.add_root_certificates(path.clone()).require_tls(true);
+    }
+    let client = connect.connect(options.url.as_str()).await.map_err(|e| shared_error(format!("connect to {}", options.url), e))?;
+    Ok(jetstream::new(client))
+}
+
+/// The stream `name` capturing `subjects`, created if missing (file storage, `replicas`
+/// copies, publishes deduplicated by message id within `duplicate_window`).
+pub async fn stream(
+    jetstream: &jetstream::Context,
+    name: &str,
+    subjects: &str,
+    replicas: usize,
+    duplicate_window: Duration,
+) -> Result<stream::Stream, JournalError> {
+    let config = stream::Config {
+        name: name.to_string(),
+        subjects: vec![subjects.to_string()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        duplicate_window,
+        ..Default::default()
+    };
+    jetstream.get_or_create_stream(config).await.map_err(|e| shared_error(format!("stream {name}"), e))
+}
+
+/// Whether `asset` can be a subject token (no `.`, wildcards or white space): the market
+/// stream has one subject per asset.
+pub fn check_subject_token(asset: &str) -> Result<(), String> {
+    if asset.is_empty() || asset.chars().any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{asset}`: with NATS an asset name has no `.`, `*`, `>` or white space"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_subject_tokens() {
+        assert!(is_nats_url("nats://127.0.0.1:4222") && is_nats_url("tls://nats.example:4222"));
+        assert!(!is_nats_url("reports/serve-state") && !is_nats_url("/var/lib/foresight"));
+        assert!(check_subject_token("BTC").is_ok() && check_subject_token("BTC-PERP").is_ok());
+        for bad in ["", "BTC.X", "BT C", "*", "a>"] {
+            assert!(check_subject_token(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Replicas of `foresight-serve` sharing their market state through NATS JetStream: the real
+//! binaries on a `nats-server` (Debian's, installed by the bootstrap) that each test starts on a
+//! free loopback port with its own storage.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use foresight_serve::proto::market_data_service_client::MarketDataServiceClient;
+use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
+use foresight_serve::proto::{self, AckStatus};
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::serve_ops::{Process, btc_updates, from_state, publish, start_binary_args};
+use crate::util::root;
+
+/// A JetStream-enabled `nats-server` on a free loopback port, stopped when dropped.
+pub struct NatsServer {
+    _process: Process,
+    /// `nats://127.0.0.1:PORT`.
+    pub url: String,
+    _storage: tempfile::TempDir,
+}
+
+/// The bootstrap installs Debian's nats-server into /usr/sbin (not on every user's PATH).
+fn nats_binary() -> PathBuf {
+    let installed = Path::new("/usr/sbin/nats-server");
+    if installed.exists() { installed.to_path_buf() } else { PathBuf::from("nats-server") }
+}
+
+pub fn nats_server() -> NatsServer {
+    let storage = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(nats_binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd", storage.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs (./scripts/bootstrap.sh installs it)");
+    let process = Process(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return NatsServer { _process: process, url: format!("nats://127.0.0.1:{port}"), _storage: storage };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nats-server did not start on port {port}");
+}
+
+/// A replica on `nats`, its audit log and split in `folder`.
+async fn replica(nats: &NatsServer, folder: &Path) -> (Process, String) {
+    start_binary_args(&root().join("models"), folder, &["--state", &nats.url, "--reload-interval", "0"]).await
+}
+
+/// Waits until the service at `address` holds `sequence` for BTC.
+async fn holds(address: &str, sequence: u64) -> proto::AssetState {
+    let mut market = MarketDataServiceClient::connect(address.to_string()).await.unwrap();
+    for _ in 0..200 {
+        if let Ok(state) = market.get_asset_state(proto::AssetStateRequest { asset: "BTC".into() }).await {
+            let state = state.into_inner();
+            if state.last_sequence >= sequence {
+                return state;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{address} never held BTC sequence {sequence}");
+}
+
+async fn serving(address: &str, service: &str) -> bool {
+    let channel = tonic::transport::Channel::from_shared(address.to_string()).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel);
+    let status = health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
+    status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() {
+    let nats = nats_server();
+    let (a_dir, b_dir, single_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a_process, a) = replica(&nats, a_dir.path()).await;
+    let (_b_process, b) = replica(&nats, b_dir.path()).await;
+
+    // Published through A: acknowledged once JetStream stored each update and A applied it.
+    let updates = btc_updates(5);
+    let acks = publish(&a, updates.clone()).await;
+    assert_eq!(acks.len(), 405);
+    assert!(acks.iter().all(|x| x.status == AckStatus::Stored as i32), "{:?}", acks.iter().find(|x| x.status != AckStatus::Stored as i32));
+    let on_b = holds(&b, 405).await;
+    assert_eq!((on_b.last_sequence, on_b.days), (405, 400));
+
+    // Calibrated through B: the margin a single service with its own journal gives for the
+    // same days.
+    let (_single_process, single) = start_binary_args(&root().join("models"), single_dir.path(), &["--reload-interval", "0"]).await;
+    publish(&single, updates.clone()).await;
+    let via_b = CalibrationServiceClient::connect(b.clone()).await.unwrap().calibrate(from_state("acct-1")).await.unwrap().into_inner();
+    let alone = CalibrationServiceClient::connect(single.clone()).await.unwrap().calibrate(from_state("acct-1")).await.unwrap().into_inner();
+    assert_eq!(via_b.components[0].model, "btc-dvol-har-x@v1");
+    assert_eq!((via_b.initial_margin, via_b.components[0].forward_rate), (alone.initial_margin, alone.components[0].forward_rate));
+
+    // Re-sent through B: every update is a duplicate, stored once.
+    let again = publish(&b, updates[398..].to_vec()).await;
+    assert!(again.iter().all(|x| x.status == AckStatus::Duplicate as i32), "{again:?}");
+
+    // A is killed; B keeps answering; a tick published through B reaches the restarted A,
+    // which rebuilt the whole state from the stream.
+    a_process.0.kill().unwrap();
+    a_process.0.wait().unwrap();
+    CalibrationServiceClient::connect(b.clone()).await.unwrap().calibrate(from_state("acct-2")).await.unwrap();
+    let mut tick = btc_updates(6).pop().unwrap();
+    tick.sequence = 406;
+    let acks = publish(&b, vec![tick]).await;
+    assert_eq!(acks[0].status, AckStatus::Stored as i32, "{acks:?}");
+    let (_a_process, a) = replica(&nats, a_dir.path()).await;
+    let on_a = holds(&a, 406).await;
+    assert_eq!((on_a.last_sequence, on_a.days), (406, 400));
+    assert!(serving(&a, "foresight.v1.CalibrationService").await, "caught up: serving");
+    // An update that no longer applies is rejected on every replica alike.
+    let mut stale = btc_updates(1).remove(0);
+    stale.sequence = 407;
+    let acks = publish(&a, vec![stale]).await;
+    assert_eq!(acks[0].status, AckStatus::Rejected as i32, "{acks:?}");
+    assert!(acks[0].error.starts_with("day"), "{}", acks[0].error);
+    // B skipped it too: the next tick, under the sequence the rejected update did not take, is
+    // the next thing both hold.
+    let mut tick = btc_updates(7).pop().unwrap();
+    tick.sequence = 407;
+    assert_eq!(publish(&a, vec![tick]).await[0].status, AckStatus::Stored as i32);
+    let (on_a, on_b) = (holds(&a, 407).await, holds(&b, 407).await);
+    assert_eq!((on_a.last_sequence, on_a.last_price), (on_b.last_sequence, on_b.last_price));
+}
