@@ -11,8 +11,11 @@ use foresight_serve::proto::calibration_service_client::CalibrationServiceClient
 use foresight_serve::proto::{self, AckStatus};
 use tonic_health::pb::health_client::HealthClient;
 
+use foresight_serve::audit::AuditRecord;
+use foresight_serve::journal::read_lines;
+
 use crate::serve_ops::{Process, btc_updates, from_state, publish, start_binary_args};
-use crate::util::root;
+use crate::util::{foresight_ok, root};
 
 /// A JetStream-enabled `nats-server` on a free loopback port, stopped when dropped.
 pub struct NatsServer {
@@ -128,4 +131,18 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
     assert_eq!(publish(&a, vec![tick]).await[0].status, AckStatus::Stored as i32);
     let (on_a, on_b) = (holds(&a, 407).await, holds(&b, 407).await);
     assert_eq!((on_a.last_sequence, on_a.last_price), (on_b.last_sequence, on_b.last_price));
+
+    // The audit stream holds every calibration of both replicas once, and exports to the file
+    // a single machine writes (read here by the reader replays and reports use).
+    for (replica, account) in [(&a, "acct-a1"), (&b, "acct-b1"), (&a, "acct-a2"), (&b, "acct-b2")] {
+        CalibrationServiceClient::connect(replica.to_string()).await.unwrap().calibrate(from_state(account)).await.unwrap();
+    }
+    let out = a_dir.path().join("exported.jsonl");
+    let exported = foresight_ok(&["audit", "export", "--nats", &nats.url, "--out", out.to_str().unwrap()]);
+    assert!(exported.contains("6 audit lines"), "{exported}");
+    let records: Vec<AuditRecord> = read_lines(&out).unwrap();
+    let mut accounts: Vec<&str> = records.iter().map(|r| r.account_id.as_str()).collect();
+    accounts.sort_unstable();
+    // (acct-1 and acct-2 went through B earlier; the single service keeps its own log.)
+    assert_eq!(accounts, ["acct-1", "acct-2", "acct-a1", "acct-a2", "acct-b1", "acct-b2"], "each call once");
 }

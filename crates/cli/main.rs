@@ -9,6 +9,7 @@
 //! models), `correlation`, `calibrate` and `publish` (clients of the service), `serve` (runs the
 //! service binary) and `doctor` (check the native runtimes).
 
+mod audit;
 mod backtest;
 mod calibrate;
 mod correlation;
@@ -63,6 +64,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Backfill a running foresight-serve's market state with daily history from files.
     Publish(publish::PublishArgs),
+    /// The audit log replicas share on NATS: export it to a file replays and reports read.
+    Audit(audit::AuditArgs),
     /// Run the calibration service (the foresight-serve binary beside this one) with these arguments.
     Serve(serve::ServeArgs),
     /// Estimate the cross-asset correlation (common dates, shrinkage) into the registry.
@@ -91,6 +94,7 @@ fn run() -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Report(args) => report::run(args),
     }
 }

@@ -27,8 +27,8 @@ pub struct ServeFile {
     pub metrics_listen: Option<SocketAddr>,
     /// Folder of the market state, audit log and split; unset: inline history only, no audit.
     pub state_dir: Option<PathBuf>,
-    /// Where the market state lives: a folder (as `state_dir`) or `nats://HOST:PORT` (a
-    /// JetStream stream shared by replicas; the audit log and split stay in `state_dir`).
+    /// Where the market state and audit log live: a folder (as `state_dir`) or
+    /// `nats://HOST:PORT` (JetStream streams shared by replicas; the split stays in `state_dir`).
     pub state: Option<String>,
     /// NATS options when `state` is a NATS URL.
     #[serde(default)]
@@ -82,6 +82,8 @@ pub struct NatsFile {
     pub ca: Option<PathBuf>,
     /// Copies of each stream JetStream keeps (default 1; 3 on a three-node cluster).
     pub replicas: Option<usize>,
+    /// Days the audit stream keeps a calibration (default: for good).
+    pub audit_max_age_days: Option<f64>,
 }
 
 /// The settings the binary runs with.
@@ -136,7 +138,14 @@ impl ServeFile {
                 if !(1..=5).contains(&replicas) {
                     return Err(invalid("nats.replicas", format!("JetStream keeps 1 to 5 copies, got {replicas}")));
                 }
-                serving.nats = Some(NatsOptions { url, credentials: self.nats.credentials, ca: self.nats.ca, replicas });
+                let audit_max_age = match self.nats.audit_max_age_days {
+                    None => std::time::Duration::ZERO,
+                    Some(days) => std::time::Duration::try_from_secs_f64(days * 86_400.0)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| invalid("nats.audit_max_age_days", format!("must be > 0 (leave it out to keep everything), got {days}")))?,
+                };
+                serving.nats = Some(NatsOptions { url, credentials: self.nats.credentials, ca: self.nats.ca, replicas, audit_max_age });
             }
             Some(folder) => {
                 if serving.state_dir.as_ref().is_some_and(|d| *d != Path::new(&folder)) {
@@ -227,7 +236,7 @@ mod tests {
         assert_eq!((s.serving.state_dir.as_deref(), s.serving.nats), (Some(Path::new("/tmp/s")), None));
         let s = toml::from_str::<ServeFile>("state = \"nats://127.0.0.1:4222\"\nstate_dir = \"/tmp/a\"\n[nats]\nreplicas = 3").unwrap().settings().unwrap();
         assert_eq!(s.serving.nats.as_ref().map(|n| (n.url.as_str(), n.replicas)), Some(("nats://127.0.0.1:4222", 3)));
-        assert_eq!(s.serving.state_dir.as_deref(), Some(Path::new("/tmp/a")), "audit and split stay in the folder");
+        assert_eq!(s.serving.state_dir.as_deref(), Some(Path::new("/tmp/a")), "the split stays in the folder");
         let e = toml::from_str::<ServeFile>("state = \"nats://x:4222\"\n[nats]\nreplicas = 7").unwrap().settings().unwrap_err().to_string();
         assert!(e.starts_with("nats.replicas"), "{e}");
         let e = toml::from_str::<ServeFile>("state = \"/a\"\nstate_dir = \"/b\"").unwrap().settings().unwrap_err().to_string();

@@ -453,6 +453,59 @@ enum Writer {
     /// The callers themselves (buffered: a write is a system call, not worth a hand-off to
     /// another thread and back), combined: see [`Combiner`].
     Direct(Arc<Combiner>),
+    /// A JetStream stream shared by replicas: lines are published and stored once JetStream
+    /// acknowledges them.
+    Stream(Arc<StreamWriter>),
+}
+
+/// Publishes queued lines to a JetStream subject from the runtime's tasks (callers may be on
+/// blocking threads).
+struct StreamWriter {
+    jetstream: async_nats::jetstream::Context,
+    subject: String,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Largest message a stream journal publishes (NATS refuses payloads over its `max_payload`,
+/// 1 MiB by default): a call's lines are split at line ends.
+const STREAM_MESSAGE_BYTES: usize = 512 * 1024;
+
+impl StreamWriter {
+    fn write(self: &Arc<Self>, lines: Vec<u8>, done: oneshot::Sender<Result<(), String>>) {
+        let writer = self.clone();
+        self.runtime.spawn(async move {
+            let published = async {
+                let mut acks = Vec::new();
+                for chunk in line_chunks(&lines, STREAM_MESSAGE_BYTES) {
+                    let ack = writer.jetstream.publish(writer.subject.clone(), chunk.to_vec().into()).await.map_err(|e| e.to_string())?;
+                    acks.push(ack);
+                }
+                for ack in acks {
+                    ack.await.map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            };
+            let _ = done.send(published.await);
+        });
+    }
+}
+
+/// `lines` cut at line ends into pieces of at most `most` bytes (a longer line is a piece).
+fn line_chunks(lines: &[u8], most: usize) -> Vec<&[u8]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < lines.len() {
+        let mut end = (start + most).min(lines.len());
+        if end < lines.len() {
+            end = match lines[start..end].iter().rposition(|b| *b == b'\n') {
+                Some(i) => start + i + 1,
+                None => lines[start..].iter().position(|b| *b == b'\n').map_or(lines.len(), |i| start + i + 1),
+            };
+        }
+        chunks.push(&lines[start..end]);
+        start = end;
+    }
+    chunks
 }
 
 /// A journal open for appending. Cloning shares the writer.
@@ -499,6 +552,20 @@ impl Journal {
         Ok(Self { path: path.to_path_buf(), writer, cut_at_open })
     }
 
+    /// A journal on the JetStream stream `name` (created if missing), appended to under
+    /// `subject`: what replicas share instead of a file each. Its [`Journal::path`] is
+    /// `nats:<name>`, for messages.
+    pub async fn on_stream(options: &crate::nats::NatsOptions, name: &str, subject: &str, retention: crate::nats::Retention) -> Result<Self, JournalError> {
+        let jetstream = crate::nats::connect(options).await?;
+        crate::nats::stream(&jetstream, name, subject, options.replicas, retention).await?;
+        let runtime = tokio::runtime::Handle::current();
+        Ok(Self {
+            path: PathBuf::from(format!("nats:{name}")),
+            writer: Writer::Stream(Arc::new(StreamWriter { jetstream, subject: subject.to_string(), runtime })),
+            cut_at_open: None,
+        })
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -523,6 +590,7 @@ impl Journal {
         match &self.writer {
             Writer::Thread(sender) => sender.send(Pending { lines: lines.0, done }).map_err(|_| JournalError::Closed(self.path.clone()))?,
             Writer::Direct(combiner) => combiner.write(lines.0, done, &self.path),
+            Writer::Stream(writer) => writer.write(lines.0, done),
         }
         Ok(receiver)
     }
@@ -573,9 +641,45 @@ fn write_groups(mut appender: Appender, receiver: &mpsc::Receiver<Pending>, dura
     }
 }
 
+/// Copies the JetStream stream `name` (a [`Journal::on_stream`]), as it is now, into the file
+/// `out` in the journal format a single machine writes, so that replays and reports read it
+/// unchanged; returns the lines written. The file is written whole or not at all.
+pub async fn export_stream(options: &crate::nats::NatsOptions, name: &str, out: &Path) -> Result<usize, JournalError> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    use tokio_stream::StreamExt;
+    let shared = |what: &str, e: &dyn std::fmt::Display| crate::nats::shared_error(format!("{what} {name}"), e);
+    let jetstream = crate::nats::connect(options).await?;
+    let mut stream = jetstream.get_stream(name).await.map_err(|e| shared("stream", &e))?;
+    let last = stream.info().await.map_err(|e| shared("stream", &e))?.state.last_sequence;
+    let mut bytes = [VERSION_2_LINE, b"\n"].concat();
+    if last > 0 {
+        let consumer = stream.create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() }).await.map_err(|e| shared("consumer of", &e))?;
+        let mut messages = consumer.messages().await.map_err(|e| shared("messages of", &e))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| shared("reading", &e))?;
+            bytes.extend_from_slice(&message.payload);
+            if message.info().map_err(|e| shared("reading", &e))?.stream_sequence >= last {
+                break;
+            }
+        }
+    }
+    let lines = bytes.iter().filter(|b| **b == b'\n').count() - 1;
+    foresight_registry::atomic::write_atomic(out, &bytes).map_err(|e| JournalError::Io { path: out.to_path_buf(), source: io::Error::other(e.to_string()) })?;
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_messages_are_cut_at_line_ends() {
+        let lines = b"aaaa\nbb\ncccccccc\nd\n";
+        assert_eq!(line_chunks(lines, 8), vec![&b"aaaa\nbb\n"[..], b"cccccccc\n", b"d\n"]);
+        assert_eq!(line_chunks(lines, 100), vec![&lines[..]]);
+        assert!(line_chunks(b"", 8).is_empty());
+        assert_eq!(line_chunks(lines, 8).concat(), lines.to_vec(), "nothing lost");
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Row {

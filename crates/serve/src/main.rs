@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, value_name = "DIR", env = "FORESIGHT_SERVE_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// The market state's home: a folder, or nats://HOST:PORT to share it with other replicas
-    /// through JetStream (audit log and split then stay in --state-dir).
+    /// through JetStream, with the audit log (the A/B split then stays in --state-dir).
     #[arg(long, value_name = "DIR|URL", env = "FORESIGHT_SERVE_STATE")]
     state: Option<String>,
     /// When journal and audit lines count as stored: group-commit, fsync-each or buffered.

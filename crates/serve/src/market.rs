@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
 use crate::journal::{Durability, Journal, JournalError, damaged_tail, read_numbered_lines};
-use crate::nats::{NatsOptions, check_subject_token, shared_error};
+use crate::nats::{NatsOptions, Retention, check_subject_token, shared_error};
 use crate::series::{Day, MarketInput, Rejected, Series, Update};
 
 /// Completed days kept per asset (about 11 years of calendar days).
@@ -316,7 +316,9 @@ impl MarketState {
     /// holds what the stream held at start-up.
     pub async fn connect(options: &NatsOptions) -> Result<Self, JournalError> {
         let jetstream = crate::nats::connect(options).await?;
-        let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, DUPLICATE_WINDOW).await?;
+        // Kept for good: a replica builds its state from the whole stream.
+        let retention = Retention { max_age: Duration::ZERO, duplicate_window: DUPLICATE_WINDOW };
+        let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, retention).await?;
         let target = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.last_sequence;
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig { deliver_policy: jetstream::consumer::DeliverPolicy::All, ..Default::default() })

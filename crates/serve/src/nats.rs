@@ -21,13 +21,26 @@ pub struct NatsOptions {
     pub ca: Option<PathBuf>,
     /// Copies JetStream keeps of each stream (1, or 3 on a three-node cluster).
     pub replicas: usize,
+    /// How long the audit stream keeps a calibration's lines (zero: for good).
+    pub audit_max_age: Duration,
 }
 
 impl NatsOptions {
     /// Options for `url` with one replica and no credentials.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), credentials: None, ca: None, replicas: 1 }
+        Self { url: url.into(), credentials: None, ca: None, replicas: 1, audit_max_age: Duration::ZERO }
     }
+}
+
+/// The audit stream and its subject.
+pub const AUDIT_STREAM: &str = "FORESIGHT_AUDIT";
+const AUDIT_SUBJECT: &str = "foresight.audit";
+
+/// The audit log of every replica: one stream, each call's lines stored once JetStream
+/// acknowledges them.
+pub async fn audit_journal(options: &NatsOptions) -> Result<crate::journal::Journal, JournalError> {
+    let retention = Retention { max_age: options.audit_max_age, duplicate_window: Duration::from_secs(120) };
+    crate::journal::Journal::on_stream(options, AUDIT_STREAM, AUDIT_SUBJECT, retention).await
 }
 
 /// Whether `text` names NATS rather than a folder.
@@ -53,21 +66,24 @@ pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, Journa
     Ok(jetstream::new(client))
 }
 
-/// The stream `name` capturing `subjects`, created if missing (file storage, `replicas`
-/// copies, publishes deduplicated by message id within `duplicate_window`).
-pub async fn stream(
-    jetstream: &jetstream::Context,
-    name: &str,
-    subjects: &str,
-    replicas: usize,
-    duplicate_window: Duration,
-) -> Result<stream::Stream, JournalError> {
+/// A stream's settings beyond its name and subjects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    /// Messages older than this are dropped (zero: kept for good).
+    pub max_age: Duration,
+    /// Publishes with a message id seen within this window are dropped as duplicates.
+    pub duplicate_window: Duration,
+}
+
+/// The stream `name` capturing `subjects`, created if missing (file storage, `replicas` copies).
+pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, replicas: usize, retention: Retention) -> Result<stream::Stream, JournalError> {
     let config = stream::Config {
         name: name.to_string(),
         subjects: vec![subjects.to_string()],
         storage: stream::StorageType::File,
         num_replicas: replicas.max(1),
-        duplicate_window,
+        max_age: retention.max_age,
+        duplicate_window: retention.duplicate_window,
         ..Default::default()
     };
     jetstream.get_or_create_stream(config).await.map_err(|e| shared_error(format!("stream {name}"), e))

@@ -34,8 +34,8 @@ pub struct ServingConfig {
     pub max_in_flight: usize,
     /// Most accounts in one CalibrateBatch.
     pub max_batch: usize,
-    /// The market state on a NATS JetStream stream shared by replicas instead of the folder's
-    /// journal (the audit log and split stay in `state_dir`).
+    /// The market state and the audit log on NATS JetStream streams shared by replicas
+    /// instead of the folder's journals (the split stays in `state_dir`).
     pub nats: Option<NatsOptions>,
 }
 
@@ -77,26 +77,35 @@ impl Serving {
     /// As [`Serving::open`], with the market state on NATS when the config names it (joined
     /// here; it catches up in the background, see [`MarketState::caught_up`]).
     pub async fn connect(config: ServingConfig) -> Result<Self, ServeError> {
-        let market = match &config.nats {
-            Some(options) => Some(MarketState::connect(options).await.map_err(|source| ServeError::Storage { what: "market state", source })?),
+        let shared = match &config.nats {
+            Some(options) => {
+                let market = MarketState::connect(options).await.map_err(|source| ServeError::Storage { what: "market state", source })?;
+                let audit = crate::nats::audit_journal(options).await.map_err(|source| ServeError::Storage { what: "audit log", source })?;
+                Some((market, audit))
+            }
             None => None,
         };
-        Self::open_with(config, market)
+        Self::open_with(config, shared)
     }
 
-    fn open_with(config: ServingConfig, shared_market: Option<MarketState>) -> Result<Self, ServeError> {
+    fn open_with(config: ServingConfig, shared: Option<(MarketState, Journal)>) -> Result<Self, ServeError> {
         let mut engine_config = config.engine.clone();
-        let (mut market, mut audit, mut split_file) = (shared_market, None, None);
+        let (mut market, mut audit, mut split_file) = match shared {
+            Some((market, audit)) => (Some(market), Some(audit), None),
+            None => (None, None, None),
+        };
         if let Some(dir) = &config.state_dir {
             if market.is_none() {
                 market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
             }
-            let journal = Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?;
-            if let Some(cut) = journal.cut_at_open() {
-                // Only margins never returned to a caller can be in a damaged tail.
-                tracing::warn!(journal = %journal.path().display(), "{cut}");
+            if audit.is_none() {
+                let journal = Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?;
+                if let Some(cut) = journal.cut_at_open() {
+                    // Only margins never returned to a caller can be in a damaged tail.
+                    tracing::warn!(journal = %journal.path().display(), "{cut}");
+                }
+                audit = Some(journal);
             }
-            audit = Some(journal);
             let path = dir.join(SPLIT_FILE);
             // A split set through ModelService outlives restarts.
             if let Some(split) = read_split(&path)? {
