@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use foresight_serve::proto::market_data_service_client::MarketDataServiceClient;
+use foresight_serve::proto::model_service_client::ModelServiceClient;
 use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
 use foresight_serve::proto::{self, AckStatus};
 use tonic_health::pb::health_client::HealthClient;
@@ -145,4 +146,35 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
     accounts.sort_unstable();
     // (acct-1 and acct-2 went through B earlier; the single service keeps its own log.)
     assert_eq!(accounts, ["acct-1", "acct-2", "acct-a1", "acct-a2", "acct-b1", "acct-b2"], "each call once");
+
+    // A split set through A is B's too: every account gets the same arm whichever answers.
+    let split = proto::TrafficSplit {
+        arms: vec![proto::ArmWeight { arm: "model:champion".into(), weight: 0.5 }, proto::ArmWeight { arm: "ewma".into(), weight: 0.5 }],
+        shadow: false,
+    };
+    ModelServiceClient::connect(a.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    let mut models_b = ModelServiceClient::connect(b.clone()).await.unwrap();
+    let mut followed = false;
+    for _ in 0..100 {
+        let arms = models_b.list_models(proto::ListModelsRequest {}).await.unwrap().into_inner().split.unwrap().arms;
+        if arms.len() == 2 {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(followed, "B follows the split set through A");
+    let (mut on_a, mut on_b) = (CalibrationServiceClient::connect(a.clone()).await.unwrap(), CalibrationServiceClient::connect(b.clone()).await.unwrap());
+    let mut arms = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let account = format!("split-{i}");
+        let (x, y) = (on_a.calibrate(from_state(&account)).await.unwrap().into_inner(), on_b.calibrate(from_state(&account)).await.unwrap().into_inner());
+        assert_eq!(x.arm, y.arm, "{account}");
+        arms.insert(x.arm);
+    }
+    assert_eq!(arms.len(), 2, "both arms are in use: {arms:?}");
+    // A replica started now serves the split too.
+    let (_c_process, c) = replica(&nats, tempfile::tempdir().unwrap().path()).await;
+    let split = ModelServiceClient::connect(c).await.unwrap().list_models(proto::ListModelsRequest {}).await.unwrap().into_inner().split.unwrap();
+    assert_eq!(split.arms.len(), 2);
 }

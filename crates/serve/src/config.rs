@@ -27,8 +27,8 @@ pub struct ServeFile {
     pub metrics_listen: Option<SocketAddr>,
     /// Folder of the market state, audit log and split; unset: inline history only, no audit.
     pub state_dir: Option<PathBuf>,
-    /// Where the market state and audit log live: a folder (as `state_dir`) or
-    /// `nats://HOST:PORT` (JetStream streams shared by replicas; the split stays in `state_dir`).
+    /// Where market state, audit log and split live: a folder (as `state_dir`) or
+    /// `nats://HOST:PORT` (JetStream, shared by replicas; `state_dir` is then not used).
     pub state: Option<String>,
     /// NATS options when `state` is a NATS URL.
     #[serde(default)]
@@ -236,7 +236,6 @@ mod tests {
         assert_eq!((s.serving.state_dir.as_deref(), s.serving.nats), (Some(Path::new("/tmp/s")), None));
         let s = toml::from_str::<ServeFile>("state = \"nats://127.0.0.1:4222\"\nstate_dir = \"/tmp/a\"\n[nats]\nreplicas = 3").unwrap().settings().unwrap();
         assert_eq!(s.serving.nats.as_ref().map(|n| (n.url.as_str(), n.replicas)), Some(("nats://127.0.0.1:4222", 3)));
-        assert_eq!(s.serving.state_dir.as_deref(), Some(Path::new("/tmp/a")), "the split stays in the folder");
         let e = toml::from_str::<ServeFile>("state = \"nats://x:4222\"\n[nats]\nreplicas = 7").unwrap().settings().unwrap_err().to_string();
         assert!(e.starts_with("nats.replicas"), "{e}");
         let e = toml::from_str::<ServeFile>("state = \"/a\"\nstate_dir = \"/b\"").unwrap().settings().unwrap_err().to_string();

@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, value_name = "DIR", env = "FORESIGHT_SERVE_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// The market state's home: a folder, or nats://HOST:PORT to share it with other replicas
-    /// through JetStream, with the audit log (the A/B split then stays in --state-dir).
+    /// through JetStream, with the audit log and the A/B split (--state-dir is then not used).
     #[arg(long, value_name = "DIR|URL", env = "FORESIGHT_SERVE_STATE")]
     state: Option<String>,
     /// When journal and audit lines count as stored: group-commit, fsync-each or buffered.
@@ -103,6 +103,7 @@ async fn run() -> Result<(), ServeError> {
     }
     let arms: Vec<String> = engine.arms().map(|(a, w)| format!("{a}={w}")).collect();
     tracing::info!(arms = arms.join(" "), shadow = engine.split().shadow, reactive = engine.reactive_arm(), "split");
+    serving.follow_shared_split();
     if settings.reload_interval_secs > 0 {
         serving.watch_registry(Duration::from_secs(settings.reload_interval_secs));
     }

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
 
 use crate::journal::JournalError;
 
@@ -43,14 +46,85 @@ pub async fn audit_journal(options: &NatsOptions) -> Result<crate::journal::Jour
     crate::journal::Journal::on_stream(options, AUDIT_STREAM, AUDIT_SUBJECT, retention).await
 }
 
+/// One value every replica shares (e.g. the A/B split): the last message of its subject on a
+/// small stream, written by one replica and followed by all. (A plain stream rather than
+/// JetStream's key-value API, which Debian's nats-server 2.9 does not answer as this client
+/// expects.)
+#[derive(Clone)]
+pub struct SharedValue {
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+    subject: String,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The stream of values replicas share, and how many past values of each it keeps.
+const SHARED_STREAM: &str = "FORESIGHT_SHARED";
+const SHARED_SUBJECT: &str = "foresight.shared";
+const SHARED_HISTORY: i64 = 16;
+
+impl SharedValue {
+    /// The shared value `key` (its stream created if missing).
+    pub async fn open(options: &NatsOptions, key: &str) -> Result<Self, JournalError> {
+        let jetstream = connect(options).await?;
+        let config = stream::Config {
+            name: SHARED_STREAM.into(),
+            subjects: vec![format!("{SHARED_SUBJECT}.>")],
+            storage: stream::StorageType::File,
+            num_replicas: options.replicas.max(1),
+            max_messages_per_subject: SHARED_HISTORY,
+            ..Default::default()
+        };
+        let stream = jetstream.get_or_create_stream(config).await.map_err(|e| shared_error(format!("stream {SHARED_STREAM}"), e))?;
+        Ok(Self { jetstream, stream, subject: format!("{SHARED_SUBJECT}.{key}"), runtime: tokio::runtime::Handle::current() })
+    }
+
+    /// The value now, if one was ever written.
+    pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>, JournalError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self.stream.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(message) => serde_json::from_slice(&message.payload).map(Some).map_err(|e| shared_error(&self.subject, e)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(shared_error(&self.subject, e)),
+        }
+    }
+
+    /// Writes `value`, from a blocking thread (the callers' `spawn_blocking`), and returns once
+    /// JetStream stored it.
+    pub fn put_blocking<T: Serialize>(&self, value: &T) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| shared_error(&self.subject, e))?;
+        self.runtime.block_on(async {
+            let ack = self.jetstream.publish(self.subject.clone(), bytes.into()).await.map_err(|e| shared_error(&self.subject, e))?;
+            ack.await.map(drop).map_err(|e| shared_error(&self.subject, e))
+        })
+    }
+
+    /// Calls `apply` with the value now and every value written after it (by any replica),
+    /// until the connection's subscription ends.
+    pub async fn follow<T: DeserializeOwned>(&self, mut apply: impl FnMut(T)) -> Result<(), JournalError> {
+        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+        let config = OrderedConfig { filter_subject: self.subject.clone(), deliver_policy: DeliverPolicy::LastPerSubject, ..Default::default() };
+        let consumer = self.stream.create_consumer(config).await.map_err(|e| shared_error(&self.subject, e))?;
+        let mut messages = consumer.messages().await.map_err(|e| shared_error(&self.subject, e))?;
+        while let Some(message) = messages.next().await {
+            match message.map(|m| serde_json::from_slice::<T>(&m.payload)) {
+                Ok(Ok(value)) => apply(value),
+                Ok(Err(e)) => tracing::error!(subject = self.subject, "not a value of this kind, ignored: {e}"),
+                Err(e) => tracing::warn!(subject = self.subject, "following: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `text` names NATS rather than a folder.
 pub fn is_nats_url(text: &str) -> bool {
     ["nats://", "tls://"].iter().any(|scheme| text.starts_with(scheme))
 }
 
 /// A storage error about NATS (`what` failed: `message`).
-pub fn shared_error(what: impl Into<String>, message: impl std::fmt::Display) -> JournalError {
-    JournalError::Shared { what: what.into(), message: message.to_string() }
+pub fn shared_error(what: impl ToString, message: impl std::fmt::Display) -> JournalError {
+    JournalError::Shared { what: what.to_string(), message: message.to_string() }
 }
 
 /// Connects and returns the JetStream context.

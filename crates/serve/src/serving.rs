@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{Engine, EngineConfig, ForecastCache, Refusal, ReloadReport, Split};
+use crate::nats::SharedValue;
 use crate::error::ServeError;
 use crate::journal::{Durability, Journal};
 use crate::market::MarketState;
@@ -17,6 +18,17 @@ use crate::nats::NatsOptions;
 
 /// Files in the state folder besides the market state's.
 const SPLIT_FILE: &str = "split.json";
+/// The shared value holding the split, with NATS.
+const SPLIT_KEY: &str = "split";
+
+/// What replicas share through NATS.
+struct Shared {
+    market: MarketState,
+    audit: Journal,
+    split: SharedValue,
+    /// The split as last set through any replica.
+    current: Option<Split>,
+}
 const AUDIT_FILE: &str = "audit.jsonl";
 
 /// Settings of the shared state.
@@ -34,8 +46,8 @@ pub struct ServingConfig {
     pub max_in_flight: usize,
     /// Most accounts in one CalibrateBatch.
     pub max_batch: usize,
-    /// The market state and the audit log on NATS JetStream streams shared by replicas
-    /// instead of the folder's journals (the split stays in `state_dir`).
+    /// Market state, audit log and split on NATS JetStream, shared by replicas, instead of
+    /// the state folder (which is then not used).
     pub nats: Option<NatsOptions>,
 }
 
@@ -44,6 +56,16 @@ impl ServingConfig {
     pub fn new(engine: EngineConfig) -> Self {
         Self { engine, state_dir: None, durability: Durability::GroupCommit, max_in_flight: 64, max_batch: 10_000, nats: None }
     }
+}
+
+/// Where a split set through ModelService is kept, so it outlives restarts.
+enum SplitStore {
+    /// Not kept (no state folder).
+    Nowhere,
+    /// `split.json` in the state folder.
+    File(PathBuf),
+    /// A key every replica follows, so an account gets the same arm whichever one answers.
+    Shared(SharedValue),
 }
 
 /// The shared state.
@@ -57,7 +79,7 @@ pub struct Serving {
     pub audit: Option<Journal>,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    split_file: Option<PathBuf>,
+    split_store: SplitStore,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     /// Most accounts in one batch.
@@ -79,39 +101,41 @@ impl Serving {
     pub async fn connect(config: ServingConfig) -> Result<Self, ServeError> {
         let shared = match &config.nats {
             Some(options) => {
-                let market = MarketState::connect(options).await.map_err(|source| ServeError::Storage { what: "market state", source })?;
-                let audit = crate::nats::audit_journal(options).await.map_err(|source| ServeError::Storage { what: "audit log", source })?;
-                Some((market, audit))
+                let storage = |what| move |source| ServeError::Storage { what, source };
+                let market = MarketState::connect(options).await.map_err(storage("market state"))?;
+                let audit = crate::nats::audit_journal(options).await.map_err(storage("audit log"))?;
+                let split = SharedValue::open(options, SPLIT_KEY).await.map_err(storage("A/B split"))?;
+                let current = split.get::<Split>().await.map_err(storage("A/B split"))?;
+                Some(Shared { market, audit, split, current })
             }
             None => None,
         };
         Self::open_with(config, shared)
     }
 
-    fn open_with(config: ServingConfig, shared: Option<(MarketState, Journal)>) -> Result<Self, ServeError> {
+    fn open_with(config: ServingConfig, shared: Option<Shared>) -> Result<Self, ServeError> {
         let mut engine_config = config.engine.clone();
-        let (mut market, mut audit, mut split_file) = match shared {
-            Some((market, audit)) => (Some(market), Some(audit), None),
-            None => (None, None, None),
-        };
-        if let Some(dir) = &config.state_dir {
-            if market.is_none() {
-                market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
+        let (mut market, mut audit, mut split_store) = (None, None, SplitStore::Nowhere);
+        if let Some(shared) = shared {
+            (market, audit, split_store) = (Some(shared.market), Some(shared.audit), SplitStore::Shared(shared.split));
+            // A split set through any replica is every replica's.
+            if let Some(split) = shared.current {
+                engine_config.split = split;
             }
-            if audit.is_none() {
-                let journal = Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?;
-                if let Some(cut) = journal.cut_at_open() {
-                    // Only margins never returned to a caller can be in a damaged tail.
-                    tracing::warn!(journal = %journal.path().display(), "{cut}");
-                }
-                audit = Some(journal);
+        } else if let Some(dir) = &config.state_dir {
+            market = Some(MarketState::open(dir, config.durability).map_err(|source| ServeError::Storage { what: "market state", source })?);
+            let journal = Journal::open(&dir.join(AUDIT_FILE), config.durability).map_err(|source| ServeError::Storage { what: "audit log", source })?;
+            if let Some(cut) = journal.cut_at_open() {
+                // Only margins never returned to a caller can be in a damaged tail.
+                tracing::warn!(journal = %journal.path().display(), "{cut}");
             }
+            audit = Some(journal);
             let path = dir.join(SPLIT_FILE);
             // A split set through ModelService outlives restarts.
             if let Some(split) = read_split(&path)? {
                 engine_config.split = split;
             }
-            split_file = Some(path);
+            split_store = SplitStore::File(path);
         }
         let engine = Engine::load(engine_config)?;
         Ok(Self {
@@ -120,13 +144,39 @@ impl Serving {
             market,
             audit,
             metrics: Metrics::default(),
-            split_file,
+            split_store,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             max_in_flight: config.max_in_flight,
             max_batch: config.max_batch,
             swap: std::sync::Mutex::new(()),
             refusals: std::sync::Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// With a shared split, follows the changes other replicas make to it (a no-op otherwise).
+    pub fn follow_shared_split(self: &Arc<Self>) {
+        let SplitStore::Shared(value) = &self.split_store else { return };
+        let (value, serving) = (value.clone(), self.clone());
+        tokio::spawn(async move {
+            let followed = value
+                .follow(|split: Split| {
+                    let _one = serving.swap.lock().unwrap_or_else(|p| p.into_inner());
+                    if *serving.engine().split() == split {
+                        return;
+                    }
+                    match serving.engine().with_split(split) {
+                        Ok(engine) => {
+                            tracing::info!(generation = engine.generation(), "A/B split changed by another replica");
+                            serving.install(engine);
+                        }
+                        Err(e) => tracing::error!("a shared A/B split this replica cannot serve, ignored: {e}"),
+                    }
+                })
+                .await;
+            if let Err(e) = followed {
+                tracing::error!("no longer following the shared A/B split: {e}");
+            }
+        });
     }
 
     /// The current generation; a request holds it from start to end.
@@ -167,12 +217,17 @@ impl Serving {
         *reported = refused.iter().cloned().collect();
     }
 
-    /// Sets the A/B split (checked, stored in the state folder) and swaps it in.
+    /// Sets the A/B split (checked, stored in the state folder or, with NATS, where every
+    /// replica follows it) and swaps it in.
     pub fn set_split(&self, split: Split) -> Result<Arc<Engine>, ServeError> {
         let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let engine = self.engine().with_split(split.clone())?;
-        if let Some(path) = &self.split_file {
-            foresight_registry::atomic::write_json_atomic(path, &split).map_err(|e| ServeError::Internal(format!("the split was not stored: {e}")))?;
+        match &self.split_store {
+            SplitStore::Nowhere => {}
+            SplitStore::File(path) => {
+                foresight_registry::atomic::write_json_atomic(path, &split).map_err(|e| ServeError::Internal(format!("the split was not stored: {e}")))?;
+            }
+            SplitStore::Shared(value) => value.put_blocking(&split).map_err(|source| ServeError::Storage { what: "A/B split", source })?,
         }
         self.install(engine);
         Ok(self.engine())
