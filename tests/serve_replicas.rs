@@ -51,6 +51,46 @@ pub fn nats_server() -> NatsServer {
     panic!("nats-server did not start on port {port}");
 }
 
+/// A three-node JetStream cluster on free loopback ports; `url` lists every node.
+pub struct NatsCluster {
+    nodes: Vec<Option<Process>>,
+    /// `nats://127.0.0.1:P1,nats://127.0.0.1:P2,nats://127.0.0.1:P3`.
+    pub url: String,
+    _storage: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Stops node `i` (as a crash would).
+    pub fn stop(&mut self, i: usize) {
+        self.nodes[i] = None;
+    }
+}
+
+pub fn nats_cluster() -> NatsCluster {
+    let storage = tempfile::tempdir().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (clients, routes): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free(), free())).unzip();
+    let nodes = (0..3)
+        .map(|i| {
+            let others: Vec<String> = (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
+            let child = Command::new(nats_binary())
+                .args(["-js", "-n", &format!("n{i}"), "-a", "127.0.0.1", "-p", &clients[i].to_string()])
+                .args(["-sd", storage.path().join(format!("n{i}")).to_str().unwrap(), "--cluster_name", "foresight"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i]), "--routes", &others.join(",")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server runs");
+            Some(Process(child))
+        })
+        .collect();
+    for port in &clients {
+        assert!((0..100).any(|_| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() || { std::thread::sleep(Duration::from_millis(50)); false }));
+    }
+    let url = clients.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    NatsCluster { nodes, url, _storage: storage }
+}
+
 /// A replica on `nats`, its audit log and split in `folder`.
 async fn replica(nats: &NatsServer, folder: &Path) -> (Process, String) {
     start_binary_args(&root().join("models"), folder, &["--state", &nats.url, "--reload-interval", "0"]).await
@@ -59,7 +99,9 @@ async fn replica(nats: &NatsServer, folder: &Path) -> (Process, String) {
 /// Waits until the service at `address` holds `sequence` for BTC.
 async fn holds(address: &str, sequence: u64) -> proto::AssetState {
     let mut market = MarketDataServiceClient::connect(address.to_string()).await.unwrap();
-    for _ in 0..200 {
+    // Replicas apply what another published within moments; after a node of a cluster went, a
+    // replica whose consumer was there notices within seconds and resumes.
+    for _ in 0..600 {
         if let Ok(state) = market.get_asset_state(proto::AssetStateRequest { asset: "BTC".into() }).await {
             let state = state.into_inner();
             if state.last_sequence >= sequence {
@@ -177,4 +219,35 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
     let (_c_process, c) = replica(&nats, tempfile::tempdir().unwrap().path()).await;
     let split = ModelServiceClient::connect(c).await.unwrap().list_models(proto::ListModelsRequest {}).await.unwrap().into_inner().split.unwrap();
     assert_eq!(split.arms.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_calibrating() {
+    let mut cluster = nats_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, format!("state = \"{}\"\n[nats]\nreplicas = 3\n", cluster.url)).unwrap();
+    let config = config.to_str().unwrap();
+    for replica in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(replica)).unwrap();
+    }
+    // JetStream elects its metadata leader within moments of the routes forming: a replica
+    // started before that waits for it.
+    let (_a_process, a) = start_binary_args(&root().join("models"), &dir.path().join("a"), &["--config", config, "--reload-interval", "0"]).await;
+    let (_b_process, b) = start_binary_args(&root().join("models"), &dir.path().join("b"), &["--config", config, "--reload-interval", "0"]).await;
+    let updates = btc_updates(5);
+    assert!(publish(&a, updates.clone()).await.iter().all(|x| x.status == AckStatus::Stored as i32));
+    assert_eq!(holds(&b, 405).await.days, 400);
+
+    // One node of three goes: the streams keep a quorum of two copies.
+    cluster.stop(0);
+    let mut tick = btc_updates(6).pop().unwrap();
+    tick.sequence = 406;
+    let acks = publish(&b, vec![tick]).await;
+    assert_eq!(acks[0].status, AckStatus::Stored as i32, "{acks:?}");
+    assert_eq!(holds(&a, 406).await.last_sequence, 406);
+    for (replica, account) in [(&a, "x"), (&b, "y")] {
+        let margin = CalibrationServiceClient::connect(replica.to_string()).await.unwrap().calibrate(from_state(account)).await.unwrap().into_inner();
+        assert!(margin.initial_margin > 0.0 && margin.components[0].model == "btc-dvol-har-x@v1");
+    }
 }

@@ -555,9 +555,15 @@ impl Journal {
     /// A journal on the JetStream stream `name` (created if missing), appended to under
     /// `subject`: what replicas share instead of a file each. Its [`Journal::path`] is
     /// `nats:<name>`, for messages.
-    pub async fn on_stream(options: &crate::nats::NatsOptions, name: &str, subject: &str, retention: crate::nats::Retention) -> Result<Self, JournalError> {
-        let jetstream = crate::nats::connect(options).await?;
-        crate::nats::stream(&jetstream, name, subject, options.replicas, retention).await?;
+    pub async fn on_stream(
+        jetstream: &async_nats::jetstream::Context,
+        replicas: usize,
+        name: &str,
+        subject: &str,
+        retention: crate::nats::Retention,
+    ) -> Result<Self, JournalError> {
+        crate::nats::stream(jetstream, name, subject, replicas, retention).await?;
+        let jetstream = jetstream.clone();
         let runtime = tokio::runtime::Handle::current();
         Ok(Self {
             path: PathBuf::from(format!("nats:{name}")),

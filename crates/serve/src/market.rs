@@ -150,6 +150,28 @@ impl AssetState {
     }
 }
 
+impl SharedLog {
+    /// Publishes `payload` under message id `id` and returns JetStream's acknowledgement,
+    /// retrying until [`PUBLISH_RETRY`] has passed.
+    async fn publish(&self, subject: &str, id: &str, payload: Vec<u8>) -> Result<jetstream::publish::PublishAck, JournalError> {
+        let deadline = tokio::time::Instant::now() + PUBLISH_RETRY;
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id);
+            let attempt = async { self.jetstream.publish_with_headers(subject.to_string(), headers, payload.clone().into()).await?.await.map_err(Into::into) };
+            let error: Box<dyn std::error::Error + Send + Sync> = match attempt.await {
+                Ok(ack) => return Ok(ack),
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(shared_error(format!("publish to {MARKET_STREAM}"), error));
+            }
+            tracing::warn!(stream = MARKET_STREAM, "publish not acknowledged, retrying: {error}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 /// Applies one message of the market stream to `assets`: every replica reaches the same outcome,
 /// since each applies the same messages in the same order.
 fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, payload: &[u8]) -> Outcome {
@@ -261,6 +283,10 @@ const MARKET_SUBJECT: &str = "foresight.market";
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Outcomes kept for publishers (far more than one call's updates).
 const OUTCOMES_KEPT: u64 = 100_000;
+/// How long the market stream may be quiet before a replica checks it is not behind.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+/// How long a publish is retried while JetStream does not acknowledge it.
+const PUBLISH_RETRY: Duration = Duration::from_secs(15);
 /// Longest a publisher waits for this replica to apply what JetStream stored.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -314,45 +340,81 @@ impl MarketState {
     /// Joins the market stream on NATS (created if missing): the state is built by applying
     /// the stream from its start, in the background; [`MarketState::caught_up`] says when it
     /// holds what the stream held at start-up.
-    pub async fn connect(options: &NatsOptions) -> Result<Self, JournalError> {
-        let jetstream = crate::nats::connect(options).await?;
+    pub async fn connect(jetstream: &jetstream::Context, options: &NatsOptions) -> Result<Self, JournalError> {
+        let jetstream = jetstream.clone();
         // Kept for good: a replica builds its state from the whole stream.
         let retention = Retention { max_age: Duration::ZERO, duplicate_window: DUPLICATE_WINDOW };
         let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, retention).await?;
         let target = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.last_sequence;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig { deliver_policy: jetstream::consumer::DeliverPolicy::All, ..Default::default() })
-            .await
-            .map_err(|e| shared_error(format!("consumer of {MARKET_STREAM}"), e))?;
-        let mut messages = consumer.messages().await.map_err(|e| shared_error(format!("messages of {MARKET_STREAM}"), e))?;
         let assets: Arc<Mutex<BTreeMap<String, AssetState>>> = Arc::default();
         let outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>> = Arc::default();
         let (applied_tx, applied) = watch::channel(0);
         let (caught_up_tx, caught_up) = watch::channel(target == 0);
         let (state, kept) = (assets.clone(), outcomes.clone());
         tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let message = match message {
-                    Ok(m) => m,
+            // Follows the stream from the next sequence not applied: when the consumer fails
+            // (its node went, the connection moved to another), a new one resumes there.
+            let mut next = 1;
+            loop {
+                let config = jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+                    ..Default::default()
+                };
+                let messages = match stream.create_consumer(config).await {
+                    Ok(consumer) => consumer.messages().await,
                     Err(e) => {
-                        // The ordered consumer recreates itself after a gap; say so and go on.
-                        tracing::warn!(stream = MARKET_STREAM, "reading the market stream: {e}");
+                        tracing::warn!(stream = MARKET_STREAM, next, "following the market stream: {e}");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                         continue;
                     }
                 };
-                let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
-                let outcome = apply_shared(&state, &message.payload);
-                if let Ok(mut kept) = kept.lock() {
-                    kept.insert(sequence, outcome);
-                    let keep_from = sequence.saturating_sub(OUTCOMES_KEPT);
-                    *kept = kept.split_off(&keep_from);
+                let mut messages = match messages {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(stream = MARKET_STREAM, next, "following the market stream: {e}");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    let message = match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
+                        Ok(Some(Ok(m))) => m,
+                        Ok(Some(Err(e))) => {
+                            tracing::warn!(stream = MARKET_STREAM, next, "reading the market stream, resuming: {e}");
+                            break;
+                        }
+                        Ok(None) => break,
+                        // Quiet: fine if there is nothing new; if the stream has moved on, this
+                        // consumer is stuck (its node went without a word) and is replaced.
+                        Err(_) => match stream.info().await {
+                            Ok(info) if info.state.last_sequence >= next => {
+                                tracing::warn!(stream = MARKET_STREAM, next, last = info.state.last_sequence, "the market stream moved on without this replica: resuming");
+                                break;
+                            }
+                            _ => continue,
+                        },
+                    };
+                    let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
+                    if sequence < next {
+                        continue; // delivered again after a resume
+                    }
+                    let outcome = apply_shared(&state, &message.payload);
+                    if let Ok(mut kept) = kept.lock() {
+                        kept.insert(sequence, outcome);
+                        let keep_from = sequence.saturating_sub(OUTCOMES_KEPT);
+                        *kept = kept.split_off(&keep_from);
+                    }
+                    next = sequence + 1;
+                    let _ = applied_tx.send(sequence);
+                    if sequence >= target {
+                        let _ = caught_up_tx.send(true);
+                    }
                 }
-                let _ = applied_tx.send(sequence);
-                if sequence >= target {
-                    let _ = caught_up_tx.send(true);
+                if applied_tx.is_closed() {
+                    return; // the state is gone
                 }
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            tracing::error!(stream = MARKET_STREAM, "the market stream ended: this replica no longer follows it");
         });
         Ok(Self { assets, log: Log::Shared(SharedLog { jetstream, applied, caught_up, outcomes }) })
     }
@@ -422,71 +484,50 @@ impl MarketState {
     }
 
     /// Publishes each update to the stream (one subject per asset, deduplicated by JetStream
-    /// within its window by `<asset>:<sequence>`), then answers each with what applying it in
-    /// stream order did on this replica, once JetStream stored it and this replica applied it.
-    /// An update this replica already holds is answered DUPLICATE without a publish.
+    /// within its window by `<asset>:<sequence>:<checksum>`), then answers it with what applying
+    /// it in stream order did on this replica, once JetStream stored it and this replica applied
+    /// it. An update this replica already holds is answered DUPLICATE without a publish.
+    ///
+    /// Updates go one at a time, each retried until JetStream acknowledges it (a cluster that
+    /// lost a node elects new stream leaders within seconds): a later update never overtakes an
+    /// earlier one, which its sequence would then make a duplicate.
     async fn publish_shared(&self, shared: &SharedLog, updates: &[Result<Update, Rejected>]) -> Result<Vec<Ack>, JournalError> {
-        enum Pending {
-            Done(Ack),
-            Stored { asset: String, sequence: u64, ack: jetstream::context::PublishAckFuture },
-        }
-        let mut pending = Vec::with_capacity(updates.len());
+        let mut acks = Vec::with_capacity(updates.len());
         for received in updates {
             let record = match received {
                 Ok(record) => record,
                 Err(r) => {
-                    pending.push(Pending::Done(Ack { asset: r.asset.clone(), sequence: r.sequence, status: AckStatus::Rejected, error: format!("{}: {}", r.field, r.message) }));
+                    acks.push(Ack { asset: r.asset.clone(), sequence: r.sequence, status: AckStatus::Rejected, error: format!("{}: {}", r.field, r.message) });
                     continue;
                 }
             };
             let (asset, sequence) = (record.asset().to_string(), record.sequence());
-            let done = |status, error: String| Pending::Done(Ack { asset: asset.clone(), sequence, status, error });
+            let ack = |status, error: String| Ack { asset: asset.clone(), sequence, status, error };
             if let Err(message) = check_subject_token(&asset) {
-                pending.push(done(AckStatus::Rejected, format!("asset: {message}")));
+                acks.push(ack(AckStatus::Rejected, format!("asset: {message}")));
                 continue;
             }
             let held = self.assets.lock().ok().and_then(|a| a.get(&asset).map(|s| s.last_sequence)).unwrap_or(0);
             if sequence <= held {
-                pending.push(done(AckStatus::Duplicate, String::new()));
+                acks.push(ack(AckStatus::Duplicate, String::new()));
                 continue;
             }
             let payload = serde_json::to_vec(record).map_err(|e| shared_error("encoding an update", e))?;
-            // JetStream drops a re-sent *identical* update by this id; a different update under
-            // the same sequence (say, after the first was rejected) is applied on its merits.
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload)).as_str());
-            let ack = shared
-                .jetstream
-                .publish_with_headers(format!("{MARKET_SUBJECT}.{asset}"), headers, payload.into())
-                .await
-                .map_err(|e| shared_error(format!("publish to {MARKET_STREAM}"), e))?;
-            pending.push(Pending::Stored { asset, sequence, ack });
-        }
-        let mut acks = Vec::with_capacity(pending.len());
-        for p in pending {
-            let (asset, sequence, ack) = match p {
-                Pending::Done(ack) => {
-                    acks.push(ack);
-                    continue;
-                }
-                Pending::Stored { asset, sequence, ack } => (asset, sequence, ack),
-            };
+            // JetStream drops a re-sent *identical* update by this id (a retry below included);
+            // a different update under the same sequence (say, after the first was rejected)
+            // is applied on its merits.
+            let id = format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload));
             // A duplicate's PubAck carries the original message's stream sequence: the resend
             // is answered by what became of the original.
-            let stored = ack.await.map_err(|e| shared_error(format!("PubAck from {MARKET_STREAM}"), e))?;
+            let stored = shared.publish(&format!("{MARKET_SUBJECT}.{asset}"), &id, payload).await?;
             let mut applied = shared.applied.clone();
             tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|s| *s >= stored.sequence))
                 .await
                 .map_err(|_| shared_error("applying the market stream", format!("stream sequence {} not applied after {APPLY_TIMEOUT:?}", stored.sequence)))?
                 .map_err(|_| shared_error("applying the market stream", "this replica stopped following it"))?;
-            let (status, error) = shared
-                .outcomes
-                .lock()
-                .ok()
-                .and_then(|o| o.get(&stored.sequence).cloned())
-                .unwrap_or((AckStatus::Stored, String::new()));
+            let (status, error) = shared.outcomes.lock().ok().and_then(|o| o.get(&stored.sequence).cloned()).unwrap_or((AckStatus::Stored, String::new()));
             let status = if stored.duplicate && status == AckStatus::Stored { AckStatus::Duplicate } else { status };
-            acks.push(Ack { asset, sequence, status, error });
+            acks.push(ack(status, error));
         }
         Ok(acks)
     }

@@ -41,9 +41,9 @@ const AUDIT_SUBJECT: &str = "foresight.audit";
 
 /// The audit log of every replica: one stream, each call's lines stored once JetStream
 /// acknowledges them.
-pub async fn audit_journal(options: &NatsOptions) -> Result<crate::journal::Journal, JournalError> {
+pub async fn audit_journal(jetstream: &jetstream::Context, options: &NatsOptions) -> Result<crate::journal::Journal, JournalError> {
     let retention = Retention { max_age: options.audit_max_age, duplicate_window: Duration::from_secs(120) };
-    crate::journal::Journal::on_stream(options, AUDIT_STREAM, AUDIT_SUBJECT, retention).await
+    crate::journal::Journal::on_stream(jetstream, options.replicas, AUDIT_STREAM, AUDIT_SUBJECT, retention).await
 }
 
 /// One value every replica shares (e.g. the A/B split): the last message of its subject on a
@@ -65,8 +65,8 @@ const SHARED_HISTORY: i64 = 16;
 
 impl SharedValue {
     /// The shared value `key` (its stream created if missing).
-    pub async fn open(options: &NatsOptions, key: &str) -> Result<Self, JournalError> {
-        let jetstream = connect(options).await?;
+    pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, key: &str) -> Result<Self, JournalError> {
+        let jetstream = jetstream.clone();
         let config = stream::Config {
             name: SHARED_STREAM.into(),
             subjects: vec![format!("{SHARED_SUBJECT}.>")],
@@ -136,7 +136,14 @@ pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, Journa
     if let Some(path) = &options.ca {
         connect = connect.add_root_certificates(path.clone()).require_tls(true);
     }
-    let client = connect.connect(options.url.as_str()).await.map_err(|e| shared_error(format!("connect to {}", options.url), e))?;
+    // A cluster is given as comma-separated URLs; the client fails over between them.
+    let servers = options
+        .url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| shared_error(format!("NATS URL `{}`", options.url), e))?;
+    let client = connect.connect(servers).await.map_err(|e| shared_error(format!("connect to {}", options.url), e))?;
     Ok(jetstream::new(client))
 }
 
@@ -160,8 +167,23 @@ pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, 
         duplicate_window: retention.duplicate_window,
         ..Default::default()
     };
-    jetstream.get_or_create_stream(config).await.map_err(|e| shared_error(format!("stream {name}"), e))
+    // A cluster starting with the service elects its JetStream leader within moments: wait for
+    // it rather than fail the start.
+    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+    loop {
+        match jetstream.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(stream = name, "waiting for JetStream: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(shared_error(format!("stream {name}"), e)),
+        }
+    }
 }
+
+/// How long a starting service waits for JetStream to answer.
+const STARTUP_WAIT: Duration = Duration::from_secs(20);
 
 /// Whether `asset` can be a subject token (no `.`, wildcards or white space): the market
 /// stream has one subject per asset.

@@ -65,7 +65,7 @@ enum SplitStore {
     /// `split.json` in the state folder.
     File(PathBuf),
     /// A key every replica follows, so an account gets the same arm whichever one answers.
-    Shared(SharedValue),
+    Shared(Box<SharedValue>),
 }
 
 /// The shared state.
@@ -102,9 +102,10 @@ impl Serving {
         let shared = match &config.nats {
             Some(options) => {
                 let storage = |what| move |source| ServeError::Storage { what, source };
-                let market = MarketState::connect(options).await.map_err(storage("market state"))?;
-                let audit = crate::nats::audit_journal(options).await.map_err(storage("audit log"))?;
-                let split = SharedValue::open(options, SPLIT_KEY).await.map_err(storage("A/B split"))?;
+                let jetstream = crate::nats::connect(options).await.map_err(storage("NATS"))?;
+                let market = MarketState::connect(&jetstream, options).await.map_err(storage("market state"))?;
+                let audit = crate::nats::audit_journal(&jetstream, options).await.map_err(storage("audit log"))?;
+                let split = SharedValue::open(&jetstream, options, SPLIT_KEY).await.map_err(storage("A/B split"))?;
                 let current = split.get::<Split>().await.map_err(storage("A/B split"))?;
                 Some(Shared { market, audit, split, current })
             }
@@ -117,7 +118,7 @@ impl Serving {
         let mut engine_config = config.engine.clone();
         let (mut market, mut audit, mut split_store) = (None, None, SplitStore::Nowhere);
         if let Some(shared) = shared {
-            (market, audit, split_store) = (Some(shared.market), Some(shared.audit), SplitStore::Shared(shared.split));
+            (market, audit, split_store) = (Some(shared.market), Some(shared.audit), SplitStore::Shared(Box::new(shared.split)));
             // A split set through any replica is every replica's.
             if let Some(split) = shared.current {
                 engine_config.split = split;
@@ -156,7 +157,7 @@ impl Serving {
     /// With a shared split, follows the changes other replicas make to it (a no-op otherwise).
     pub fn follow_shared_split(self: &Arc<Self>) {
         let SplitStore::Shared(value) = &self.split_store else { return };
-        let (value, serving) = (value.clone(), self.clone());
+        let (value, serving) = (value.as_ref().clone(), self.clone());
         tokio::spawn(async move {
             let followed = value
                 .follow(|split: Split| {
