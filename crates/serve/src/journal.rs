@@ -94,13 +94,8 @@ pub enum JournalError {
     #[error("journal {0} is closed")]
     Closed(PathBuf),
     /// The shared log (NATS JetStream) could not be reached, written or read.
-    #[error("NATS {what}: {message}")]
-    Shared {
-        /// What was attempted.
-        what: String,
-        /// Why it failed.
-        message: String,
-    },
+    #[error(transparent)]
+    Shared(#[from] crate::nats::NatsError),
 }
 
 /// The line that starts the checksummed format.

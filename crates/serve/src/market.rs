@@ -164,7 +164,7 @@ impl SharedLog {
                 Err(e) => e,
             };
             if tokio::time::Instant::now() >= deadline {
-                return Err(shared_error(format!("publish to {MARKET_STREAM}"), error));
+                return Err(shared_error(format!("publish to {MARKET_STREAM}"), error).into());
             }
             tracing::warn!(stream = MARKET_STREAM, "publish not acknowledged, retrying: {error}");
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt;
 
-use crate::journal::JournalError;
 
 /// How to reach NATS.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,16 +34,10 @@ impl NatsOptions {
     }
 }
 
-/// The audit stream and its subject.
+/// The audit stream every replica appends to (see `Serving::connect`).
 pub const AUDIT_STREAM: &str = "FORESIGHT_AUDIT";
-const AUDIT_SUBJECT: &str = "foresight.audit";
-
-/// The audit log of every replica: one stream, each call's lines stored once JetStream
-/// acknowledges them.
-pub async fn audit_journal(jetstream: &jetstream::Context, options: &NatsOptions) -> Result<crate::journal::Journal, JournalError> {
-    let retention = Retention { max_age: options.audit_max_age, duplicate_window: Duration::from_secs(120) };
-    crate::journal::Journal::on_stream(jetstream, options.replicas, AUDIT_STREAM, AUDIT_SUBJECT, retention).await
-}
+/// Its subject.
+pub const AUDIT_SUBJECT: &str = "foresight.audit";
 
 /// One value every replica shares (e.g. the A/B split): the last message of its subject on a
 /// small stream, written by one replica and followed by all. (A plain stream rather than
@@ -65,7 +58,7 @@ const SHARED_HISTORY: i64 = 16;
 
 impl SharedValue {
     /// The shared value `key` (its stream created if missing).
-    pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, key: &str) -> Result<Self, JournalError> {
+    pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, key: &str) -> Result<Self, NatsError> {
         let jetstream = jetstream.clone();
         let config = stream::Config {
             name: SHARED_STREAM.into(),
@@ -80,7 +73,7 @@ impl SharedValue {
     }
 
     /// The value now, if one was ever written.
-    pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>, JournalError> {
+    pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>, NatsError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self.stream.get_last_raw_message_by_subject(&self.subject).await {
             Ok(message) => serde_json::from_slice(&message.payload).map(Some).map_err(|e| shared_error(&self.subject, e)),
@@ -91,7 +84,7 @@ impl SharedValue {
 
     /// Writes `value`, from a blocking thread (the callers' `spawn_blocking`), and returns once
     /// JetStream stored it.
-    pub fn put_blocking<T: Serialize>(&self, value: &T) -> Result<(), JournalError> {
+    pub fn put_blocking<T: Serialize>(&self, value: &T) -> Result<(), NatsError> {
         let bytes = serde_json::to_vec(value).map_err(|e| shared_error(&self.subject, e))?;
         self.runtime.block_on(async {
             let ack = self.jetstream.publish(self.subject.clone(), bytes.into()).await.map_err(|e| shared_error(&self.subject, e))?;
@@ -101,7 +94,7 @@ impl SharedValue {
 
     /// Calls `apply` with the value now and every value written after it (by any replica),
     /// until the connection's subscription ends.
-    pub async fn follow<T: DeserializeOwned>(&self, mut apply: impl FnMut(T)) -> Result<(), JournalError> {
+    pub async fn follow<T: DeserializeOwned>(&self, mut apply: impl FnMut(T)) -> Result<(), NatsError> {
         use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
         let config = OrderedConfig { filter_subject: self.subject.clone(), deliver_policy: DeliverPolicy::LastPerSubject, ..Default::default() };
         let consumer = self.stream.create_consumer(config).await.map_err(|e| shared_error(&self.subject, e))?;
@@ -122,13 +115,23 @@ pub fn is_nats_url(text: &str) -> bool {
     ["nats://", "tls://"].iter().any(|scheme| text.starts_with(scheme))
 }
 
-/// A storage error about NATS (`what` failed: `message`).
-pub fn shared_error(what: impl ToString, message: impl std::fmt::Display) -> JournalError {
-    JournalError::Shared { what: what.to_string(), message: message.to_string() }
+/// NATS could not be reached, written or read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("NATS {what}: {message}")]
+pub struct NatsError {
+    /// What was attempted.
+    pub what: String,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// `what` failed with `message`.
+pub fn shared_error(what: impl ToString, message: impl std::fmt::Display) -> NatsError {
+    NatsError { what: what.to_string(), message: message.to_string() }
 }
 
 /// Connects and returns the JetStream context.
-pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, JournalError> {
+pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsError> {
     let mut connect = async_nats::ConnectOptions::new().name("foresight-serve").connection_timeout(Duration::from_secs(5));
     if let Some(path) = &options.credentials {
         connect = connect.credentials_file(path).await.map_err(|e| shared_error(format!("credentials {}", path.display()), e))?;
@@ -157,7 +160,7 @@ pub struct Retention {
 }
 
 /// The stream `name` capturing `subjects`, created if missing (file storage, `replicas` copies).
-pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, replicas: usize, retention: Retention) -> Result<stream::Stream, JournalError> {
+pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, replicas: usize, retention: Retention) -> Result<stream::Stream, NatsError> {
     let config = stream::Config {
         name: name.to_string(),
         subjects: vec![subjects.to_string()],

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{Engine, EngineConfig, ForecastCache, Refusal, ReloadReport, Split};
-use crate::nats::SharedValue;
+use crate::nats::{AUDIT_STREAM, AUDIT_SUBJECT, Retention, SharedValue};
 use crate::error::ServeError;
 use crate::journal::{Durability, Journal};
 use crate::market::MarketState;
@@ -102,11 +102,13 @@ impl Serving {
         let shared = match &config.nats {
             Some(options) => {
                 let storage = |what| move |source| ServeError::Storage { what, source };
-                let jetstream = crate::nats::connect(options).await.map_err(storage("NATS"))?;
+                let jetstream = crate::nats::connect(options).await.map_err(|e| storage("NATS")(e.into()))?;
                 let market = MarketState::connect(&jetstream, options).await.map_err(storage("market state"))?;
-                let audit = crate::nats::audit_journal(&jetstream, options).await.map_err(storage("audit log"))?;
-                let split = SharedValue::open(&jetstream, options, SPLIT_KEY).await.map_err(storage("A/B split"))?;
-                let current = split.get::<Split>().await.map_err(storage("A/B split"))?;
+                // One audit stream for every replica; a call returns once its lines are acknowledged.
+                let retention = Retention { max_age: options.audit_max_age, duplicate_window: Duration::from_secs(120) };
+                let audit = Journal::on_stream(&jetstream, options.replicas, AUDIT_STREAM, AUDIT_SUBJECT, retention).await.map_err(storage("audit log"))?;
+                let split = SharedValue::open(&jetstream, options, SPLIT_KEY).await.map_err(|e| storage("A/B split")(e.into()))?;
+                let current = split.get::<Split>().await.map_err(|e| storage("A/B split")(e.into()))?;
                 Some(Shared { market, audit, split, current })
             }
             None => None,
@@ -228,7 +230,7 @@ impl Serving {
             SplitStore::File(path) => {
                 foresight_registry::atomic::write_json_atomic(path, &split).map_err(|e| ServeError::Internal(format!("the split was not stored: {e}")))?;
             }
-            SplitStore::Shared(value) => value.put_blocking(&split).map_err(|source| ServeError::Storage { what: "A/B split", source })?,
+            SplitStore::Shared(value) => value.put_blocking(&split).map_err(|e| ServeError::Storage { what: "A/B split", source: e.into() })?,
         }
         self.install(engine);
         Ok(self.engine())
