@@ -132,8 +132,13 @@ impl ServeFile {
         engine.collateral = self.collateral;
         let mut serving = ServingConfig::new(engine);
         serving.state_dir = self.state_dir;
+        let nats = match &self.state {
+            Some(state) => is_nats_url(state).map_err(|message| invalid("state", message))?,
+            None => false,
+        };
         match self.state {
-            Some(url) if is_nats_url(&url) => {
+            Some(url) if nats => {
+                let url = url.trim().to_string();
                 let replicas = self.nats.replicas.unwrap_or(1);
                 if !(1..=5).contains(&replicas) {
                     return Err(invalid("nats.replicas", format!("JetStream keeps 1 to 5 copies, got {replicas}")));

@@ -453,35 +453,69 @@ enum Writer {
     Stream(Arc<StreamWriter>),
 }
 
-/// Publishes queued lines to a JetStream subject from the runtime's tasks (callers may be on
-/// blocking threads).
+/// Publishes queued lines to a JetStream stream from one task of the runtime (callers may be
+/// on blocking threads): each piece under its own message id, the pieces of every call queued
+/// meanwhile sent together and acknowledged in queue order; a piece JetStream did not
+/// acknowledge is retried under its id (so never stored twice) before its call is answered.
 struct StreamWriter {
-    jetstream: async_nats::jetstream::Context,
-    subject: String,
-    runtime: tokio::runtime::Handle,
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
 }
 
 /// Largest message a stream journal publishes (NATS refuses payloads over its `max_payload`,
 /// 1 MiB by default): a call's lines are split at line ends.
 const STREAM_MESSAGE_BYTES: usize = 512 * 1024;
+/// Most calls whose lines go out together.
+const STREAM_GROUP: usize = 256;
 
 impl StreamWriter {
-    fn write(self: &Arc<Self>, lines: Vec<u8>, done: oneshot::Sender<Result<(), String>>) {
-        let writer = self.clone();
-        self.runtime.spawn(async move {
-            let published = async {
-                let mut acks = Vec::new();
-                for chunk in line_chunks(&lines, STREAM_MESSAGE_BYTES) {
-                    let ack = writer.jetstream.publish(writer.subject.clone(), chunk.to_vec().into()).await.map_err(|e| e.to_string())?;
-                    acks.push(ack);
+    fn start(jetstream: async_nats::jetstream::Context, stream: String, subject: String) -> Self {
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            // Message ids unique to this writer: start time, process, counter.
+            let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let prefix = format!("{started:x}-{}", std::process::id());
+            let mut counter = 0u64;
+            while let Some(first) = queued.recv().await {
+                let mut group = vec![first];
+                while group.len() < STREAM_GROUP {
+                    match queued.try_recv() {
+                        Ok(more) => group.push(more),
+                        Err(_) => break,
+                    }
                 }
-                for ack in acks {
-                    ack.await.map_err(|e| e.to_string())?;
+                let mut sent = Vec::new();
+                for (call, pending) in group.iter().enumerate() {
+                    for piece in line_chunks(&pending.lines, STREAM_MESSAGE_BYTES) {
+                        counter += 1;
+                        let id = format!("{prefix}-{counter}");
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert("Nats-Msg-Id", id.as_str());
+                        let ack = jetstream.publish_with_headers(subject.clone(), headers, piece.to_vec().into()).await.ok();
+                        sent.push((call, id, piece, ack));
+                    }
                 }
-                Ok::<(), String>(())
-            };
-            let _ = done.send(published.await);
+                let mut failed: Vec<Option<String>> = vec![None; group.len()];
+                for (call, id, piece, ack) in sent {
+                    let stored = match ack {
+                        Some(ack) => ack.await.is_ok_and(|a| a.sequence > 0 && a.stream == stream),
+                        None => false,
+                    };
+                    if !stored && let Err(e) = crate::nats::publish_acknowledged(&jetstream, &stream, &subject, &id, piece).await {
+                        failed[call] = Some(e.to_string());
+                    }
+                }
+                for (pending, failure) in group.into_iter().zip(failed) {
+                    let _ = pending.done.send(failure.map_or(Ok(()), Err));
+                }
+            }
         });
+        Self { queue }
+    }
+
+    fn write(&self, lines: Vec<u8>, done: oneshot::Sender<Result<(), String>>, path: &Path) {
+        if let Err(returned) = self.queue.send(Pending { lines, done }) {
+            let _ = returned.0.done.send(Err(format!("{}: its writer has stopped", path.display())));
+        }
     }
 }
 
@@ -558,13 +592,8 @@ impl Journal {
         retention: crate::nats::Retention,
     ) -> Result<Self, JournalError> {
         crate::nats::stream(jetstream, name, subject, replicas, retention).await?;
-        let jetstream = jetstream.clone();
-        let runtime = tokio::runtime::Handle::current();
-        Ok(Self {
-            path: PathBuf::from(format!("nats:{name}")),
-            writer: Writer::Stream(Arc::new(StreamWriter { jetstream, subject: subject.to_string(), runtime })),
-            cut_at_open: None,
-        })
+        let writer = StreamWriter::start(jetstream.clone(), name.to_string(), subject.to_string());
+        Ok(Self { path: PathBuf::from(format!("nats:{name}")), writer: Writer::Stream(Arc::new(writer)), cut_at_open: None })
     }
 
     /// The journal file.
@@ -591,7 +620,7 @@ impl Journal {
         match &self.writer {
             Writer::Thread(sender) => sender.send(Pending { lines: lines.0, done }).map_err(|_| JournalError::Closed(self.path.clone()))?,
             Writer::Direct(combiner) => combiner.write(lines.0, done, &self.path),
-            Writer::Stream(writer) => writer.write(lines.0, done),
+            Writer::Stream(writer) => writer.write(lines.0, done, &self.path),
         }
         Ok(receiver)
     }
@@ -644,28 +673,36 @@ fn write_groups(mut appender: Appender, receiver: &mpsc::Receiver<Pending>, dura
 
 /// Copies the JetStream stream `name` (a [`Journal::on_stream`]), as it is now, into the file
 /// `out` in the journal format a single machine writes, so that replays and reports read it
-/// unchanged; returns the lines written. The file is written whole or not at all.
+/// unchanged; returns the lines written. Written through a temporary file beside `out` and
+/// renamed: whole or not at all, without holding the stream in memory.
 pub async fn export_stream(options: &crate::nats::NatsOptions, name: &str, out: &Path) -> Result<usize, JournalError> {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
     use tokio_stream::StreamExt;
     let shared = |what: &str, e: &dyn std::fmt::Display| crate::nats::shared_error(format!("{what} {name}"), e);
+    let io_error = |source| JournalError::Io { path: out.to_path_buf(), source };
     let jetstream = crate::nats::connect(options).await?;
     let mut stream = jetstream.get_stream(name).await.map_err(|e| shared("stream", &e))?;
-    let last = stream.info().await.map_err(|e| shared("stream", &e))?.state.last_sequence;
-    let mut bytes = [VERSION_2_LINE, b"\n"].concat();
-    if last > 0 {
+    let state = stream.info().await.map_err(|e| shared("stream", &e))?.state.clone();
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io_error)?;
+    file.write_all(&[VERSION_2_LINE, b"\n"].concat()).map_err(io_error)?;
+    let mut lines = 0;
+    if state.messages > 0 {
         let consumer = stream.create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() }).await.map_err(|e| shared("consumer of", &e))?;
         let mut messages = consumer.messages().await.map_err(|e| shared("messages of", &e))?;
+        // Up to what the stream held when the export began: the last message, or none pending.
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| shared("reading", &e))?;
-            bytes.extend_from_slice(&message.payload);
-            if message.info().map_err(|e| shared("reading", &e))?.stream_sequence >= last {
+            file.write_all(&message.payload).map_err(io_error)?;
+            lines += message.payload.iter().filter(|b| **b == b'\n').count();
+            let info = message.info().map_err(|e| shared("reading", &e))?;
+            if info.stream_sequence >= state.last_sequence || info.pending == 0 {
                 break;
             }
         }
     }
-    let lines = bytes.iter().filter(|b| **b == b'\n').count() - 1;
-    foresight_registry::atomic::write_atomic(out, &bytes).map_err(|e| JournalError::Io { path: out.to_path_buf(), source: io::Error::other(e.to_string()) })?;
+    file.as_file().sync_all().map_err(io_error)?;
+    file.persist(out).map_err(|e| io_error(e.error))?;
     Ok(lines)
 }
 

@@ -150,28 +150,6 @@ impl AssetState {
     }
 }
 
-impl SharedLog {
-    /// Publishes `payload` under message id `id` and returns JetStream's acknowledgement,
-    /// retrying until [`PUBLISH_RETRY`] has passed.
-    async fn publish(&self, subject: &str, id: &str, payload: Vec<u8>) -> Result<jetstream::publish::PublishAck, JournalError> {
-        let deadline = tokio::time::Instant::now() + PUBLISH_RETRY;
-        loop {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id);
-            let attempt = async { self.jetstream.publish_with_headers(subject.to_string(), headers, payload.clone().into()).await?.await.map_err(Into::into) };
-            let error: Box<dyn std::error::Error + Send + Sync> = match attempt.await {
-                Ok(ack) => return Ok(ack),
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(shared_error(format!("publish to {MARKET_STREAM}"), error).into());
-            }
-            tracing::warn!(stream = MARKET_STREAM, "publish not acknowledged, retrying: {error}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-}
-
 /// Applies one message of the market stream to `assets`: every replica reaches the same outcome,
 /// since each applies the same messages in the same order.
 fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, payload: &[u8]) -> Outcome {
@@ -285,8 +263,6 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const OUTCOMES_KEPT: u64 = 100_000;
 /// How long the market stream may be quiet before a replica checks it is not behind.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
-/// How long a publish is retried while JetStream does not acknowledge it.
-const PUBLISH_RETRY: Duration = Duration::from_secs(15);
 /// Longest a publisher waits for this replica to apply what JetStream stored.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -345,7 +321,9 @@ impl MarketState {
         // Kept for good: a replica builds its state from the whole stream.
         let retention = Retention { max_age: Duration::ZERO, duplicate_window: DUPLICATE_WINDOW };
         let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, retention).await?;
-        let target = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.last_sequence;
+        let state = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.clone();
+        // Caught up once the last message held at start-up is applied (none held: at once).
+        let target = if state.messages == 0 { 0 } else { state.last_sequence };
         let assets: Arc<Mutex<BTreeMap<String, AssetState>>> = Arc::default();
         let outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>> = Arc::default();
         let (applied_tx, applied) = watch::channel(0);
@@ -386,15 +364,19 @@ impl MarketState {
                         Ok(None) => break,
                         // Quiet: fine if there is nothing new; if the stream has moved on, this
                         // consumer is stuck (its node went without a word) and is replaced.
+                        Err(_) if applied_tx.is_closed() => return, // the state is gone
                         Err(_) => match stream.info().await {
-                            Ok(info) if info.state.last_sequence >= next => {
+                            Ok(info) if info.state.messages > 0 && info.state.last_sequence >= next.max(info.state.first_sequence) => {
                                 tracing::warn!(stream = MARKET_STREAM, next, last = info.state.last_sequence, "the market stream moved on without this replica: resuming");
                                 break;
                             }
                             _ => continue,
                         },
                     };
-                    let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
+                    let Ok((sequence, pending)) = message.info().map(|i| (i.stream_sequence, i.pending)) else {
+                        tracing::error!(stream = MARKET_STREAM, next, "a message without its stream sequence: resuming");
+                        break;
+                    };
                     if sequence < next {
                         continue; // delivered again after a resume
                     }
@@ -406,8 +388,9 @@ impl MarketState {
                     }
                     next = sequence + 1;
                     let _ = applied_tx.send(sequence);
-                    if sequence >= target {
-                        let _ = caught_up_tx.send(true);
+                    // (Nothing pending also counts: the tail held at start may since have gone.)
+                    if sequence >= target || pending == 0 {
+                        let _ = caught_up_tx.send_if_modified(|c| !std::mem::replace(c, true));
                     }
                 }
                 if applied_tx.is_closed() {
@@ -519,14 +502,26 @@ impl MarketState {
             let id = format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload));
             // A duplicate's PubAck carries the original message's stream sequence: the resend
             // is answered by what became of the original.
-            let stored = shared.publish(&format!("{MARKET_SUBJECT}.{asset}"), &id, payload).await?;
+            let stored = crate::nats::publish_acknowledged(&shared.jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.{asset}"), &id, &payload).await?;
             let mut applied = shared.applied.clone();
             tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|s| *s >= stored.sequence))
                 .await
                 .map_err(|_| shared_error("applying the market stream", format!("stream sequence {} not applied after {APPLY_TIMEOUT:?}", stored.sequence)))?
                 .map_err(|_| shared_error("applying the market stream", "this replica stopped following it"))?;
-            let (status, error) = shared.outcomes.lock().ok().and_then(|o| o.get(&stored.sequence).cloned()).unwrap_or((AckStatus::Stored, String::new()));
-            let status = if stored.duplicate && status == AckStatus::Stored { AckStatus::Duplicate } else { status };
+            let outcome = shared.outcomes.lock().ok().and_then(|o| o.get(&stored.sequence).cloned());
+            let (status, error) = match (outcome, stored.duplicate) {
+                (Some((AckStatus::Stored, _)), true) => (AckStatus::Duplicate, String::new()),
+                (Some(outcome), _) => outcome,
+                // A resend of an update applied so long ago that its outcome is no longer kept.
+                (None, true) => (AckStatus::Duplicate, String::new()),
+                (None, false) => {
+                    return Err(shared_error(
+                        "applying the market stream",
+                        format!("{asset} sequence {sequence} (stream sequence {}) has no recorded outcome", stored.sequence),
+                    )
+                    .into());
+                }
+            };
             acks.push(ack(status, error));
         }
         Ok(acks)

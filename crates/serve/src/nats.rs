@@ -82,14 +82,13 @@ impl SharedValue {
         }
     }
 
-    /// Writes `value`, from a blocking thread (the callers' `spawn_blocking`), and returns once
-    /// JetStream stored it.
+    /// Writes `value` and returns once JetStream stored it. Only from a blocking thread
+    /// (`spawn_blocking`): it blocks on the runtime, which panics inside an async task.
     pub fn put_blocking<T: Serialize>(&self, value: &T) -> Result<(), NatsError> {
         let bytes = serde_json::to_vec(value).map_err(|e| shared_error(&self.subject, e))?;
-        self.runtime.block_on(async {
-            let ack = self.jetstream.publish(self.subject.clone(), bytes.into()).await.map_err(|e| shared_error(&self.subject, e))?;
-            ack.await.map(drop).map_err(|e| shared_error(&self.subject, e))
-        })
+        // A unique id per write: a retry after a lost acknowledgement is not stored twice.
+        let id = format!("{}:{}", self.subject, uuid_like());
+        self.runtime.block_on(publish_acknowledged(&self.jetstream, SHARED_STREAM, &self.subject, &id, &bytes)).map(drop)
     }
 
     /// Calls `apply` with the value now and every value written after it (by any replica),
@@ -110,9 +109,22 @@ impl SharedValue {
     }
 }
 
-/// Whether `text` names NATS rather than a folder.
-pub fn is_nats_url(text: &str) -> bool {
-    ["nats://", "tls://"].iter().any(|scheme| text.starts_with(scheme))
+/// A process-unique token (time, process and a counter) for message ids.
+fn uuid_like() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{now:x}-{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Whether `text` names NATS (`nats://`, `tls://`, any case) rather than a folder; another
+/// `scheme://` is an error, so that a mistyped URL never becomes a local folder.
+pub fn is_nats_url(text: &str) -> Result<bool, String> {
+    let text = text.trim().to_ascii_lowercase();
+    match text.split_once("://") {
+        Some(("nats" | "tls", _)) => Ok(true),
+        Some((scheme, _)) => Err(format!("`{scheme}://` is not a NATS URL (nats://HOST:PORT or tls://HOST:PORT) nor a folder")),
+        None => Ok(false),
+    }
 }
 
 /// NATS could not be reached, written or read.
@@ -132,7 +144,9 @@ pub fn shared_error(what: impl ToString, message: impl std::fmt::Display) -> Nat
 
 /// Connects and returns the JetStream context.
 pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsError> {
-    let mut connect = async_nats::ConnectOptions::new().name("foresight-serve").connection_timeout(Duration::from_secs(5));
+    // A replica may start before NATS accepts connections: it keeps trying (the client's own
+    // reconnect logic) instead of exiting.
+    let mut connect = async_nats::ConnectOptions::new().name("foresight-serve").connection_timeout(Duration::from_secs(5)).retry_on_initial_connect();
     if let Some(path) = &options.credentials {
         connect = connect.credentials_file(path).await.map_err(|e| shared_error(format!("credentials {}", path.display()), e))?;
     }
@@ -148,6 +162,46 @@ pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsEr
         .map_err(|e| shared_error(format!("NATS URL `{}`", options.url), e))?;
     let client = connect.connect(servers).await.map_err(|e| shared_error(format!("connect to {}", options.url), e))?;
     Ok(jetstream::new(client))
+}
+
+/// How long a publish is retried while JetStream does not acknowledge it.
+pub const PUBLISH_RETRY: Duration = Duration::from_secs(15);
+
+/// Publishes `payload` to `subject` (stored by `stream`) under message id `id` and returns
+/// JetStream's acknowledgement, retrying under the same id until [`PUBLISH_RETRY`] has passed:
+/// a cluster that lost a node elects new stream leaders within seconds, and the id makes a
+/// retry of a message that was stored after all a duplicate. An acknowledgement without a
+/// stream sequence (a duplicate whose original is not yet agreed on, as some servers answer)
+/// is not an answer: the publish is retried until it has one.
+pub async fn publish_acknowledged(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+    id: &str,
+    payload: &[u8],
+) -> Result<jetstream::publish::PublishAck, NatsError> {
+    let deadline = tokio::time::Instant::now() + PUBLISH_RETRY;
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        let attempt = async {
+            let ack = jetstream.publish_with_headers(subject.to_string(), headers, payload.to_vec().into()).await?.await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ack)
+        };
+        let problem = match attempt.await {
+            Ok(ack) if ack.sequence > 0 && ack.stream == stream => return Ok(ack),
+            Ok(ack) if ack.stream != stream => {
+                return Err(shared_error(format!("publish of {id} to {subject}"), format!("stored by stream {}, not {stream}", ack.stream)));
+            }
+            Ok(_) => "acknowledged without a stream sequence".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(shared_error(format!("publish of {id} to {subject}"), format!("{problem} (retried for {PUBLISH_RETRY:?})")));
+        }
+        tracing::warn!(stream, id, "publish not acknowledged, retrying: {problem}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// A stream's settings beyond its name and subjects.
@@ -175,7 +229,16 @@ pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, 
     let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
     loop {
         match jetstream.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return Ok(stream),
+            Ok(mut stream) => {
+                // An existing stream keeps its settings unless told: bring copies, age and
+                // duplicate window to what this service is configured with.
+                let current = stream.info().await.map_err(|e| shared_error(format!("stream {name}"), e))?.config.clone();
+                if (current.num_replicas, current.max_age, current.duplicate_window) != (config.num_replicas, config.max_age, config.duplicate_window) {
+                    tracing::info!(stream = name, replicas = config.num_replicas, "updating the stream's settings");
+                    jetstream.update_stream(config.clone()).await.map_err(|e| shared_error(format!("updating stream {name}"), e))?;
+                }
+                return Ok(stream);
+            }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(stream = name, "waiting for JetStream: {e}");
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -203,8 +266,11 @@ mod tests {
 
     #[test]
     fn urls_and_subject_tokens() {
-        assert!(is_nats_url("nats://127.0.0.1:4222") && is_nats_url("tls://nats.example:4222"));
-        assert!(!is_nats_url("reports/serve-state") && !is_nats_url("/var/lib/foresight"));
+        assert_eq!(is_nats_url("nats://127.0.0.1:4222"), Ok(true));
+        assert_eq!(is_nats_url(" NATS://a:4222,nats://b:4222"), Ok(true));
+        assert_eq!(is_nats_url("tls://nats.example:4222"), Ok(true));
+        assert_eq!((is_nats_url("reports/serve-state"), is_nats_url("/var/lib/foresight")), (Ok(false), Ok(false)));
+        assert!(is_nats_url("ws://nats:443").unwrap_err().contains("ws://"));
         assert!(check_subject_token("BTC").is_ok() && check_subject_token("BTC-PERP").is_ok());
         for bad in ["", "BTC.X", "BT C", "*", "a>"] {
             assert!(check_subject_token(bad).is_err(), "{bad}");

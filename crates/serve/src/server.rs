@@ -108,6 +108,8 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
     if serving.market.as_ref().is_some_and(|m| !m.caught_up()) {
         // A replica joining a shared market stream answers from stale state until it has
         // applied what the stream held when it started: probes keep traffic away meanwhile.
+        // The whole server ("", what Kubernetes' gRPC probes ask by default) too.
+        health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health.set_not_serving::<CalibrationServiceServer<CalibrationApi>>().await;
         health.set_not_serving::<MarketDataServiceServer<MarketDataApi>>().await;
         let (serving, health) = (serving.clone(), health.clone());
@@ -117,6 +119,7 @@ pub async fn run(serving: Arc<Serving>, options: &ServerOptions, listener: TcpLi
             }
             health.set_serving::<CalibrationServiceServer<CalibrationApi>>().await;
             health.set_serving::<MarketDataServiceServer<MarketDataApi>>().await;
+            health.set_service_status("", tonic_health::ServingStatus::Serving).await;
             tracing::info!("market state caught up with the shared stream");
         });
     }

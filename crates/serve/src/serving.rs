@@ -102,7 +102,7 @@ impl Serving {
         let shared = match &config.nats {
             Some(options) => {
                 let storage = |what| move |source| ServeError::Storage { what, source };
-                let jetstream = crate::nats::connect(options).await.map_err(|e| storage("NATS")(e.into()))?;
+                let jetstream = crate::nats::connect(options).await.map_err(|e| storage("shared state")(e.into()))?;
                 let market = MarketState::connect(&jetstream, options).await.map_err(storage("market state"))?;
                 // One audit stream for every replica; a call returns once its lines are acknowledged.
                 let retention = Retention { max_age: options.audit_max_age, duplicate_window: Duration::from_secs(120) };
@@ -156,28 +156,31 @@ impl Serving {
         })
     }
 
-    /// With a shared split, follows the changes other replicas make to it (a no-op otherwise).
+    /// With a shared split, follows the changes other replicas make to it (a no-op otherwise);
+    /// when following fails (JetStream electing a leader, a lost connection), it starts again.
     pub fn follow_shared_split(self: &Arc<Self>) {
         let SplitStore::Shared(value) = &self.split_store else { return };
         let (value, serving) = (value.as_ref().clone(), self.clone());
+        let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<Split>();
         tokio::spawn(async move {
-            let followed = value
-                .follow(|split: Split| {
-                    let _one = serving.swap.lock().unwrap_or_else(|p| p.into_inner());
-                    if *serving.engine().split() == split {
-                        return;
-                    }
-                    match serving.engine().with_split(split) {
-                        Ok(engine) => {
-                            tracing::info!(generation = engine.generation(), "A/B split changed by another replica");
-                            serving.install(engine);
-                        }
-                        Err(e) => tracing::error!("a shared A/B split this replica cannot serve, ignored: {e}"),
-                    }
+            loop {
+                let followed = value.follow(|split: Split| drop(sender.send(split))).await;
+                if let Err(e) = followed {
+                    tracing::warn!("following the shared A/B split, starting again: {e}");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(split) = received.recv().await {
+                // The swap lock is a blocking one (reloads hold it while models load).
+                let serving = serving.clone();
+                let _ = tokio::task::spawn_blocking(move || match serving.install_split(split, true) {
+                    Ok(Some(engine)) => tracing::info!(generation = engine.generation(), "A/B split changed by another replica"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("a shared A/B split this replica cannot serve, ignored: {e}"),
                 })
                 .await;
-            if let Err(e) = followed {
-                tracing::error!("no longer following the shared A/B split: {e}");
             }
         });
     }
@@ -223,8 +226,9 @@ impl Serving {
     /// Sets the A/B split (checked, stored in the state folder or, with NATS, where every
     /// replica follows it) and swaps it in.
     pub fn set_split(&self, split: Split) -> Result<Arc<Engine>, ServeError> {
-        let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
-        let engine = self.engine().with_split(split.clone())?;
+        // Checked, then stored (with NATS a round trip: not under the swap lock, which the
+        // split follower and reloads take), then swapped in.
+        self.engine().with_split(split.clone())?;
         match &self.split_store {
             SplitStore::Nowhere => {}
             SplitStore::File(path) => {
@@ -232,8 +236,20 @@ impl Serving {
             }
             SplitStore::Shared(value) => value.put_blocking(&split).map_err(|e| ServeError::Storage { what: "A/B split", source: e.into() })?,
         }
-        self.install(engine);
+        self.install_split(split, false)?;
         Ok(self.engine())
+    }
+
+    /// Swaps in a generation with `split` (unless `only_if_new` and it is already served);
+    /// returns the new generation, if any.
+    fn install_split(&self, split: Split, only_if_new: bool) -> Result<Option<Arc<Engine>>, ServeError> {
+        let _one = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.engine();
+        if only_if_new && *current.split() == split {
+            return Ok(None);
+        }
+        self.install(current.with_split(split)?);
+        Ok(Some(self.engine()))
     }
 
     /// A slot for one calibration call, or [`ServeError::Overloaded`].
