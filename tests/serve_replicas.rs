@@ -251,3 +251,66 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
         assert!(margin.initial_margin > 0.0 && margin.components[0].model == "btc-dvol-har-x@v1");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_loses_nothing_acknowledged_and_catches_up() {
+    let nats = nats_server();
+    let (a_dir, b_dir, single_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a_process, a) = replica(&nats, a_dir.path()).await;
+    let (_b_process, b) = replica(&nats, b_dir.path()).await;
+    let updates = btc_updates(60);
+    assert!(publish(&a, updates[..400].to_vec()).await.iter().all(|x| x.status == AckStatus::Stored as i32));
+
+    // Calibrations through B all along, while the ticks go one by one through A; A is killed
+    // after the 20th. The publisher then resends, through B, what A did not acknowledge.
+    let calls = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut client = CalibrationServiceClient::connect(b).await.unwrap();
+            let mut answered = 0;
+            for i in 0..60 {
+                client.calibrate(from_state(&format!("load-{i}"))).await.expect("B keeps answering");
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answered
+        })
+    };
+    let mut acknowledged = Vec::new();
+    for (k, update) in updates[400..].iter().enumerate() {
+        if k == 20 {
+            a_process.0.kill().unwrap();
+            a_process.0.wait().unwrap();
+        }
+        let through_a = if k < 20 { publish_one(&a, update.clone()).await } else { None };
+        let ack = match through_a {
+            Some(ack) => ack,
+            None => publish_one(&b, update.clone()).await.expect("B acknowledges"),
+        };
+        assert!(ack.status == AckStatus::Stored as i32 || ack.status == AckStatus::Duplicate as i32, "{ack:?}");
+        acknowledged.push(ack.sequence);
+    }
+    assert_eq!(calls.await.unwrap(), 60);
+    assert_eq!(acknowledged, (401..=460).collect::<Vec<u64>>());
+
+    // The restarted A catches up; both hold what one service with its own journal holds after
+    // the same updates, each applied once.
+    let (_a_process, a) = replica(&nats, a_dir.path()).await;
+    let (on_a, on_b) = (holds(&a, 460).await, holds(&b, 460).await);
+    let (_single_process, single) = start_binary_args(&root().join("models"), single_dir.path(), &["--reload-interval", "0"]).await;
+    publish(&single, updates.clone()).await;
+    let alone = holds(&single, 460).await;
+    for state in [&on_a, &on_b] {
+        assert_eq!((state.last_sequence, state.days, state.last_price, state.open_date.clone()), (alone.last_sequence, alone.days, alone.last_price, alone.open_date.clone()));
+    }
+    let margin = |address: String| async move { CalibrationServiceClient::connect(address).await.unwrap().calibrate(from_state("after")).await.unwrap().into_inner().initial_margin };
+    let (via_a, via_b, via_single) = (margin(a.clone()).await, margin(b.clone()).await, margin(single.clone()).await);
+    assert_eq!((via_a, via_b), (via_single, via_single));
+}
+
+/// Publishes one update; `None` when the service is gone.
+async fn publish_one(address: &str, update: proto::MarketUpdate) -> Option<proto::PublishAck> {
+    let mut client = MarketDataServiceClient::connect(address.to_string()).await.ok()?;
+    let mut acks = client.publish(tokio_stream::iter(vec![update])).await.ok()?.into_inner();
+    tokio_stream::StreamExt::next(&mut acks).await?.ok()
+}
