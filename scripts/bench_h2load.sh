@@ -10,20 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROW_SECONDS="${SECONDS_PER_ROW:-5}"
 
-./scripts/bootstrap.sh >/dev/null
-if ! command -v h2load >/dev/null; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y -qq nghttp2-client >/dev/null
-fi
-cargo build -q --workspace --bins
-cargo build -q --release -p foresight-serve --bin foresight-serve
-
-work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench_setup.sh
 port=$(free_port); metrics_port=$(free_port)
-# The bundled history ends in the past: without a longer data-age limit every margin would fall
-# back to the reactive rate as stale, and the forward-looking path would not be measured.
-printf '[limits]\nmax_age_secs = 1e10\n' > "$work/serve.toml"
 target/release/foresight-serve --config "$work/serve.toml" --registry models --state-dir "$work/state" --durability buffered --reload-interval 0 \
     --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" 2>"$work/serve.log" &
 server=$!

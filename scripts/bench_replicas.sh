@@ -10,21 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROW_SECONDS="${SECONDS_PER_ROW:-5}"
 
-./scripts/bootstrap.sh >/dev/null
-if ! command -v h2load >/dev/null; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y -qq nghttp2-client >/dev/null
-fi
-cargo build -q --workspace --bins
-cargo build -q --release -p foresight-serve --bin foresight-serve
-
-work=$(mktemp -d)
+. scripts/bench_setup.sh
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 nats_port=$(free_port)
 /usr/sbin/nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >/dev/null 2>&1 & pids+=($!)
-printf '[limits]\nmax_age_secs = 1e10\n' > "$work/serve.toml"
 
 # start_replica NAME: a replica on the NATS server; prints "port metrics_port".
 start_replica() {

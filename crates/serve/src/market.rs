@@ -161,13 +161,18 @@ fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, payload: &[u8]) ->
         }
     };
     let Ok(mut assets) = assets.lock() else { return (AckStatus::Rejected, "market state lock poisoned".into()) };
-    let outcome = match assets.entry(record.asset().to_string()).or_default().apply(&record) {
+    let applied = outcome(assets.entry(record.asset().to_string()).or_default().apply(&record));
+    assets.retain(|_, s| s.last_sequence > 0);
+    applied
+}
+
+/// The acknowledgement status (and, rejected, the reason) of [`AssetState::apply`]'s result.
+fn outcome(applied: Result<bool, Rejection>) -> Outcome {
+    match applied {
         Ok(true) => (AckStatus::Stored, String::new()),
         Ok(false) => (AckStatus::Duplicate, String::new()),
         Err((field, message)) => (AckStatus::Rejected, format!("{field}: {message}")),
-    };
-    assets.retain(|_, s| s.last_sequence > 0);
-    outcome
+    }
 }
 
 fn split_error(e: crate::error::ServeError) -> Rejection {
@@ -199,6 +204,13 @@ pub struct Ack {
     pub status: AckStatus,
     /// Rejected: the field and the reason.
     pub error: String,
+}
+
+impl Ack {
+    /// An update refused before it reached the state (its fields did not validate).
+    fn invalid(r: &Rejected) -> Self {
+        Ack { asset: r.asset.clone(), sequence: r.sequence, status: AckStatus::Rejected, error: format!("{}: {}", r.field, r.message) }
+    }
 }
 
 /// What the state holds for one asset.
@@ -438,19 +450,15 @@ impl MarketState {
                 let record = match received {
                     Ok(record) => record,
                     Err(r) => {
-                        acks.push(Ack { asset: r.asset.clone(), sequence: r.sequence, status: AckStatus::Rejected, error: format!("{}: {}", r.field, r.message) });
+                        acks.push(Ack::invalid(r));
                         continue;
                     }
                 };
-                let ack = |status: AckStatus, error: String| Ack { asset: record.asset().to_string(), sequence: record.sequence(), status, error };
-                match assets.entry(record.asset().to_string()).or_default().apply(record) {
-                    Ok(true) => {
-                        stored.push(record);
-                        acks.push(ack(AckStatus::Stored, String::new()));
-                    }
-                    Ok(false) => acks.push(ack(AckStatus::Duplicate, String::new())),
-                    Err((field, message)) => acks.push(ack(AckStatus::Rejected, format!("{field}: {message}"))),
+                let (status, error) = outcome(assets.entry(record.asset().to_string()).or_default().apply(record));
+                if status == AckStatus::Stored {
+                    stored.push(record);
                 }
+                acks.push(Ack { asset: record.asset().to_string(), sequence: record.sequence(), status, error });
             }
             assets.retain(|_, s| s.last_sequence > 0); // an asset whose every update was rejected
             let duplicates = acks.iter().any(|a| a.status == AckStatus::Duplicate);
@@ -480,7 +488,7 @@ impl MarketState {
             let record = match received {
                 Ok(record) => record,
                 Err(r) => {
-                    acks.push(Ack { asset: r.asset.clone(), sequence: r.sequence, status: AckStatus::Rejected, error: format!("{}: {}", r.field, r.message) });
+                    acks.push(Ack::invalid(r));
                     continue;
                 }
             };
