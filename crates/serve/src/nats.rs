@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt;
 
-
 /// How to reach NATS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NatsOptions {
