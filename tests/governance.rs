@@ -10,22 +10,8 @@ use foresight_registry::store::Action;
 use foresight_registry::{ModelRef, Registry};
 use foresight_train::promotion::{MarginSettings, PromotionData, same_days_evidence};
 
+use crate::serve_ops::scratch_registry;
 use crate::util::{data, foresight_err, foresight_ok, read_json, root};
-
-/// A scratch copy of the committed `models/`.
-fn scratch() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.path().is_dir() { copy(&entry.path(), &target) } else { std::fs::copy(entry.path(), target).map(drop).unwrap() }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    copy(&root().join("models"), dir.path());
-    dir
-}
 
 fn models(registry: &Path, args: &[&str]) -> Vec<String> {
     let mut all = vec!["models".to_string(), "--registry".into(), registry.display().to_string()];
@@ -45,7 +31,7 @@ fn err(registry: &Path, args: &[&str]) -> String {
 
 #[test]
 fn no_common_out_of_sample_window_is_refused_naming_both_windows() {
-    let dir = scratch();
+    let dir = scratch_registry();
     // The bundled 2-hour bars up to 2024-03-31: the champion (HAR-X, trained to 2024-06-30)
     // has no out-of-sample day in them, the challenger (trained to 2021-12-31) has 820.
     let text = std::fs::read_to_string(data("btc_usdt_2h.csv")).unwrap();
@@ -64,7 +50,7 @@ fn no_common_out_of_sample_window_is_refused_naming_both_windows() {
 
 #[test]
 fn a_forecast_winner_whose_margin_fails_coverage_is_refused_and_forcing_logs_reason_and_evidence() {
-    let dir = scratch();
+    let dir = scratch_registry();
     // GJR-t as SPX champion, forced past the rule (it loses to log-HAR on forecasts).
     let forced = ok(dir.path(), &["promote", "spx-gjr-t@v1", "--force", "governance test: GJR-t as incumbent"]);
     assert!(forced.contains("FORCED") && forced.contains("rule objects: no significant win"), "{forced}");
@@ -94,7 +80,7 @@ fn a_forecast_winner_whose_margin_fails_coverage_is_refused_and_forcing_logs_rea
 
 #[test]
 fn diff_compares_two_forecasters_on_the_same_days() {
-    let dir = scratch();
+    let dir = scratch_registry();
     let out = ok(dir.path(), &["diff", "btc-neural@v1", "btc-dvol-har-x@v1"]);
     assert!(out.contains("evaluation.window"), "the card diff comes first: {out}");
     assert!(out.contains("btc-dvol-har-x@v1 against btc-neural@v1 on the same days"), "{out}");

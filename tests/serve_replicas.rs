@@ -15,8 +15,8 @@ use tonic_health::pb::health_client::HealthClient;
 use foresight_serve::audit::AuditRecord;
 use foresight_serve::journal::read_lines;
 
-use crate::serve_ops::{Process, btc_updates, from_state, publish, start_binary_args};
-use crate::util::{foresight_ok, root};
+use crate::serve_ops::{Process, btc_updates, from_state, publish, scratch_registry, start_binary_args};
+use crate::util::{force_promote, foresight_ok, root};
 
 /// A JetStream-enabled `nats-server` on a free loopback port, stopped when dropped.
 pub struct NatsServer {
@@ -91,7 +91,7 @@ pub fn nats_cluster() -> NatsCluster {
     NatsCluster { nodes, url, _storage: storage }
 }
 
-/// A replica on `nats`, its audit log and split in `folder`.
+/// A replica on `nats` serving the committed registry (`folder` gets its log).
 async fn replica(nats: &NatsServer, folder: &Path) -> (Process, String) {
     start_binary_args(&root().join("models"), folder, &["--state", &nats.url, "--reload-interval", "0"]).await
 }
@@ -313,4 +313,34 @@ async fn publish_one(address: &str, update: proto::MarketUpdate) -> Option<proto
     let mut client = MarketDataServiceClient::connect(address.to_string()).await.ok()?;
     let mut acks = client.publish(tokio_stream::iter(vec![update])).await.ok()?.into_inner();
     tokio_stream::StreamExt::next(&mut acks).await?.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_reaches_every_replica_with_the_same_registry_sequence() {
+    let nats = nats_server();
+    let registry = scratch_registry();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--state", nats.url.as_str(), "--reload-interval", "1"];
+    let (_a_process, a) = start_binary_args(registry.path(), a_dir.path(), &args).await;
+    let (_b_process, b) = start_binary_args(registry.path(), b_dir.path(), &args).await;
+    let listing = |address: String| async move { ModelServiceClient::connect(address).await.unwrap().list_models(proto::ListModelsRequest {}).await.unwrap().into_inner() };
+    let before = listing(a.clone()).await.registry_sequence;
+    assert!(before > 0, "the committed registry has a log");
+    assert_eq!(listing(b.clone()).await.registry_sequence, before);
+
+    force_promote(registry.path(), "btc-log-har@v1", "replica test");
+    for address in [&a, &b] {
+        let mut reached = false;
+        for _ in 0..100 {
+            let now = listing(address.to_string()).await;
+            let btc = now.models.iter().find(|m| m.slot == "BTC/volatility").map(|m| m.model.clone());
+            if btc.as_deref() == Some("btc-log-har@v1") {
+                assert_eq!(now.registry_sequence, before + 1, "{address}");
+                reached = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(reached, "{address} serves the promoted champion");
+    }
 }

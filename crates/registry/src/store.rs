@@ -36,6 +36,14 @@ pub struct RegistryIndex {
     pub artifacts: BTreeMap<String, Artifact>,
 }
 
+impl RegistryIndex {
+    /// Entries in every slot's log: a number every reader of the same `registry.json` agrees
+    /// on, which grows with each promotion, rollback and review.
+    pub fn change_sequence(&self) -> u64 {
+        self.slots.values().map(|s| s.log.len() as u64).sum()
+    }
+}
+
 impl Default for RegistryIndex {
     fn default() -> Self {
         Self { format: INDEX_FORMAT.into(), slots: BTreeMap::new(), artifacts: BTreeMap::new() }

@@ -271,6 +271,8 @@ impl std::fmt::Display for Refusal {
 pub struct Engine {
     config: EngineConfig,
     generation: u64,
+    /// The registry's change-log sequence when this generation was built.
+    registry_sequence: u64,
     reactive: Arm,
     models: HashMap<String, Arc<Served>>,
     /// `<asset>/<task>` → `name@vN`.
@@ -490,7 +492,8 @@ impl Engine {
         };
         check_settings(&config)?;
         let weights = arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
-        Ok((Self { config, generation, reactive, models, champions, arms, weights, correlation }, report))
+        let registry_sequence = registry.index().change_sequence();
+        Ok((Self { config, generation, registry_sequence, reactive, models, champions, arms, weights, correlation }, report))
     }
 
     /// Whether `other` serves the same: the same champions, the same models (a `name@vN` is
@@ -505,6 +508,12 @@ impl Engine {
     /// This generation's number (1 at start-up, +1 at every swap).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The registry's change-log sequence when this generation was built (the same on every
+    /// replica serving the same registry).
+    pub fn registry_sequence(&self) -> u64 {
+        self.registry_sequence
     }
 
     /// The settings.

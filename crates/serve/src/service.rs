@@ -323,6 +323,7 @@ impl ModelService for ModelApi {
             split: Some(engine.split().into()),
             reactive_arm: engine.reactive_arm(),
             generation: engine.generation(),
+            registry_sequence: engine.registry_sequence(),
         }))
     }
 
