@@ -194,7 +194,15 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
         arms: vec![proto::ArmWeight { arm: "model:champion".into(), weight: 0.5 }, proto::ArmWeight { arm: "ewma".into(), weight: 0.5 }],
         shadow: false,
     };
+    // A writer that read the split before this change (as a replica whose follower lags)...
+    let options = foresight_serve::nats::NatsOptions::new(nats.url.clone());
+    let jetstream = foresight_serve::nats::connect(&options).await.unwrap();
+    let stale = foresight_serve::nats::SharedValue::open(&jetstream, &options, "split").await.unwrap();
+    let before: Option<serde_json::Value> = stale.get().await.unwrap();
     ModelServiceClient::connect(a.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    // ...cannot overwrite it with what it had read.
+    let refused = tokio::task::spawn_blocking(move || stale.put_blocking(&before)).await.unwrap().unwrap_err();
+    assert!(refused.to_string().contains("another replica changed it meanwhile"), "{refused}");
     let mut models_b = ModelServiceClient::connect(b.clone()).await.unwrap();
     let mut followed = false;
     for _ in 0..100 {

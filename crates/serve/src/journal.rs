@@ -500,7 +500,7 @@ impl StreamWriter {
                         Some(ack) => ack.await.is_ok_and(|a| a.sequence > 0 && a.stream == stream),
                         None => false,
                     };
-                    if !stored && let Err(e) = crate::nats::publish_acknowledged(&jetstream, &stream, &subject, &id, piece).await {
+                    if !stored && let Err(e) = crate::nats::publish_acknowledged(&jetstream, &stream, &subject, &id, piece, None).await {
                         failed[call] = Some(e.to_string());
                     }
                 }

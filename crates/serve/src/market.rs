@@ -510,7 +510,7 @@ impl MarketState {
             let id = format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload));
             // A duplicate's PubAck carries the original message's stream sequence: the resend
             // is answered by what became of the original.
-            let stored = crate::nats::publish_acknowledged(&shared.jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.{asset}"), &id, &payload).await?;
+            let stored = crate::nats::publish_acknowledged(&shared.jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.{asset}"), &id, &payload, None).await?;
             let mut applied = shared.applied.clone();
             tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|s| *s >= stored.sequence))
                 .await

@@ -4,6 +4,7 @@
 //! stream's replicas).
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -48,6 +49,9 @@ pub struct SharedValue {
     stream: stream::Stream,
     subject: String,
     runtime: tokio::runtime::Handle,
+    /// Stream sequence of the latest value this process has seen (0: none): a write is stored
+    /// only if it is still the latest, so a stale writer cannot undo a newer value.
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The stream of values replicas share, and how many past values of each it keeps.
@@ -68,26 +72,33 @@ impl SharedValue {
             ..Default::default()
         };
         let stream = jetstream.get_or_create_stream(config).await.map_err(|e| shared_error(format!("stream {SHARED_STREAM}"), e))?;
-        Ok(Self { jetstream, stream, subject: format!("{SHARED_SUBJECT}.{key}"), runtime: tokio::runtime::Handle::current() })
+        Ok(Self { jetstream, stream, subject: format!("{SHARED_SUBJECT}.{key}"), runtime: tokio::runtime::Handle::current(), seen: Default::default() })
     }
 
     /// The value now, if one was ever written.
     pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>, NatsError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self.stream.get_last_raw_message_by_subject(&self.subject).await {
-            Ok(message) => serde_json::from_slice(&message.payload).map(Some).map_err(|e| shared_error(&self.subject, e)),
+            Ok(message) => {
+                self.seen.fetch_max(message.sequence, Ordering::SeqCst);
+                serde_json::from_slice(&message.payload).map(Some).map_err(|e| shared_error(&self.subject, e))
+            }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(shared_error(&self.subject, e)),
         }
     }
 
-    /// Writes `value` and returns once JetStream stored it. Only from a blocking thread
+    /// Writes `value` and returns once JetStream stored it, unless another writer stored a
+    /// value this process has not seen yet (an error saying so). Only from a blocking thread
     /// (`spawn_blocking`): it blocks on the runtime, which panics inside an async task.
     pub fn put_blocking<T: Serialize>(&self, value: &T) -> Result<(), NatsError> {
         let bytes = serde_json::to_vec(value).map_err(|e| shared_error(&self.subject, e))?;
         // A unique id per write: a retry after a lost acknowledgement is not stored twice.
         let id = format!("{}:{}", self.subject, uuid_like());
-        self.runtime.block_on(publish_acknowledged(&self.jetstream, SHARED_STREAM, &self.subject, &id, &bytes)).map(drop)
+        let expected = self.seen.load(Ordering::SeqCst);
+        let ack = self.runtime.block_on(publish_acknowledged(&self.jetstream, SHARED_STREAM, &self.subject, &id, &bytes, Some(expected)))?;
+        self.seen.fetch_max(ack.sequence, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Calls `apply` with the value now and every value written after it (by any replica),
@@ -98,6 +109,9 @@ impl SharedValue {
         let consumer = self.stream.create_consumer(config).await.map_err(|e| shared_error(&self.subject, e))?;
         let mut messages = consumer.messages().await.map_err(|e| shared_error(&self.subject, e))?;
         while let Some(message) = messages.next().await {
+            if let Some(sequence) = message.as_ref().ok().and_then(|m| m.info().ok()).map(|i| i.stream_sequence) {
+                self.seen.fetch_max(sequence, Ordering::SeqCst);
+            }
             match message.map(|m| serde_json::from_slice::<T>(&m.payload)) {
                 Ok(Ok(value)) => apply(value),
                 Ok(Err(e)) => tracing::error!(subject = self.subject, "not a value of this kind, ignored: {e}"),
@@ -172,27 +186,36 @@ pub const PUBLISH_RETRY: Duration = Duration::from_secs(15);
 /// retry of a message that was stored after all a duplicate. An acknowledgement without a
 /// stream sequence (a duplicate whose original is not yet agreed on, as some servers answer)
 /// is not an answer: the publish is retried until it has one.
+///
+/// With `expected_last`, the write is conditional: JetStream stores it only if the subject's
+/// last message still has that stream sequence (0: none yet), and a newer one is an error at
+/// once, not retried.
 pub async fn publish_acknowledged(
     jetstream: &jetstream::Context,
     stream: &str,
     subject: &str,
     id: &str,
     payload: &[u8],
+    expected_last: Option<u64>,
 ) -> Result<jetstream::publish::PublishAck, NatsError> {
+    use async_nats::jetstream::context::PublishErrorKind;
     let deadline = tokio::time::Instant::now() + PUBLISH_RETRY;
     loop {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
-        let attempt = async {
-            let ack = jetstream.publish_with_headers(subject.to_string(), headers, payload.to_vec().into()).await?.await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ack)
-        };
+        if let Some(sequence) = expected_last {
+            headers.insert("Nats-Expected-Last-Subject-Sequence", sequence.to_string().as_str());
+        }
+        let attempt = async { jetstream.publish_with_headers(subject.to_string(), headers, payload.to_vec().into()).await?.await };
         let problem = match attempt.await {
             Ok(ack) if ack.sequence > 0 && ack.stream == stream => return Ok(ack),
             Ok(ack) if ack.stream != stream => {
                 return Err(shared_error(format!("publish of {id} to {subject}"), format!("stored by stream {}, not {stream}", ack.stream)));
             }
             Ok(_) => "acknowledged without a stream sequence".to_string(),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                return Err(shared_error(subject, "another replica changed it meanwhile: read it again, then write"));
+            }
             Err(e) => e.to_string(),
         };
         if tokio::time::Instant::now() >= deadline {
