@@ -177,9 +177,14 @@ impl PromotionEvidence {
         self.challenger_window.intersect(&self.incumbent_window)
     }
 
+    /// Both scores at the primary horizon.
+    pub fn primary_scores(&self) -> Option<&HorizonScores> {
+        self.horizons.iter().find(|h| h.horizon == self.primary_horizon)
+    }
+
     /// Origins scored at the primary horizon.
     pub fn common_days(&self) -> usize {
-        self.horizons.iter().find(|h| h.horizon == self.primary_horizon).map_or(0, |h| h.n)
+        self.primary_scores().map_or(0, |h| h.n)
     }
 
     /// One line for the registry log and the console.
@@ -190,7 +195,7 @@ impl PromotionEvidence {
         let Some(window) = self.common_window() else {
             return format!("no common out-of-sample window with {}", self.incumbent);
         };
-        let mut text = match self.horizons.iter().find(|h| h.horizon == self.primary_horizon) {
+        let mut text = match self.primary_scores() {
             Some(h) => format!(
                 "h={} {} {:.4} vs {} {:.4} on the same {} days {window}",
                 h.horizon, self.score_name, h.challenger, self.incumbent, h.incumbent, h.n
@@ -253,16 +258,14 @@ impl PromotionRule {
         let mut objections = Vec::new();
         match &evidence.diebold_mariano {
             Some(dm) if dm.p_value_one_sided < self.significance => {}
-            Some(dm) => objections.push(format!(
-                "no significant win at h={}: {} {} vs {}, Diebold-Mariano {:.2}, one-sided p {:.3} ≥ {}",
-                dm.horizon,
-                evidence.score_name,
-                evidence.horizons.iter().find(|h| h.horizon == dm.horizon).map_or("-".into(), |h| format!("{:.4}", h.challenger)),
-                evidence.horizons.iter().find(|h| h.horizon == dm.horizon).map_or("-".into(), |h| format!("{:.4}", h.incumbent)),
-                dm.statistic,
-                dm.p_value_one_sided,
-                self.significance
-            )),
+            Some(dm) => {
+                // (The test is at the primary horizon, whose scores exist: it has common days.)
+                let (mine, theirs) = evidence.primary_scores().map_or((f64::NAN, f64::NAN), |h| (h.challenger, h.incumbent));
+                objections.push(format!(
+                    "no significant win at h={}: {} {mine:.4} vs {theirs:.4}, Diebold-Mariano {:.2}, one-sided p {:.3} ≥ {}",
+                    dm.horizon, evidence.score_name, dm.statistic, dm.p_value_one_sided, self.significance
+                ));
+            }
             None => objections.push(format!("no Diebold-Mariano test at h={}", evidence.primary_horizon)),
         }
         if let Some(m) = &evidence.margin {
