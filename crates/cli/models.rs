@@ -146,7 +146,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ModelsCommand::Review { slot, against, data } => {
-            let slot_name = if slot.contains('/') { slot.clone() } else { format!("{slot}/volatility") };
+            let slot_name = foresight_registry::card::named_slot(&slot);
             let champion = registry.champion(&slot_name).cloned().with_context(|| format!("{slot_name} has no champion to review"))?;
             let card = registry.card(&champion)?;
             let evidence = same_days_evidence(&registry, &champion, against.as_ref(), &data.load(&card)?, &data.margin()?)?;

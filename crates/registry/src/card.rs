@@ -95,6 +95,11 @@ impl ModelCard {
     }
 }
 
+/// The slot a person names: `<asset>/<task>`, or just `<asset>` for its volatility slot.
+pub fn named_slot(name: &str) -> String {
+    if name.contains('/') { name.to_string() } else { slot(name, Task::Volatility) }
+}
+
 /// The registry slot of an asset and task, `<asset>/<task>`.
 pub fn slot(asset: &str, task: Task) -> String {
     format!("{asset}/{}", task.as_str())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{create_dir_atomic, write_atomic, write_json_atomic};
-use crate::card::{CARD_FORMAT, ModelCard, ModelRef, valid_name};
+use crate::card::{CARD_FORMAT, ModelCard, ModelRef, named_slot, valid_name};
 use crate::error::{RegistryError, Result};
 use crate::promotion::{Incumbent, PromotionEvidence, PromotionRule};
 use crate::runtime::LoadedModel;
@@ -380,7 +380,7 @@ impl Registry {
     /// changes but the log, which keeps the evidence and what `rule` objects to (returned: empty
     /// when the champion would win its place again today).
     pub fn review(&mut self, slot: &str, evidence: &PromotionEvidence, rule: &PromotionRule) -> Result<Vec<String>> {
-        let slot_name = if slot.contains('/') { slot.to_string() } else { format!("{slot}/volatility") };
+        let slot_name = named_slot(slot);
         let champion = self.champion(&slot_name).cloned().ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion to review")))?;
         if evidence.challenger != champion {
             return Err(RegistryError::Invalid(format!("the evidence is about {}, the champion of {slot_name} is {champion}", evidence.challenger)));
@@ -406,7 +406,7 @@ impl Registry {
     /// Restores the champion that the current one replaced, in slot `slot` (`<asset>/<task>`,
     /// or just `<asset>` for its volatility slot). The restored model must still pass its checks.
     pub fn rollback(&mut self, slot: &str, reason: &str) -> Result<Promotion> {
-        let slot_name = if slot.contains('/') { slot.to_string() } else { format!("{slot}/volatility") };
+        let slot_name = named_slot(slot);
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(RegistryError::Invalid("a rollback needs a reason, which goes into the registry log".into()));
