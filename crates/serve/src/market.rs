@@ -377,12 +377,18 @@ impl MarketState {
                         // Quiet: fine if there is nothing new; if the stream has moved on, this
                         // consumer is stuck (its node went without a word) and is replaced.
                         Err(_) if applied_tx.is_closed() => return, // the state is gone
-                        Err(_) => match stream.info().await {
-                            Ok(info) if info.state.messages > 0 && info.state.last_sequence >= next.max(info.state.first_sequence) => {
+                        Err(_) => match tokio::time::timeout(IDLE_CHECK, stream.info()).await {
+                            Ok(Ok(info)) if info.state.messages > 0 && info.state.last_sequence >= next.max(info.state.first_sequence) => {
                                 tracing::warn!(stream = MARKET_STREAM, next, last = info.state.last_sequence, "the market stream moved on without this replica: resuming");
                                 break;
                             }
-                            _ => continue,
+                            Ok(Ok(_)) => continue,
+                            // The stream cannot even be asked (its leader went): a new consumer
+                            // is the surer way back than waiting on this one.
+                            _ => {
+                                tracing::warn!(stream = MARKET_STREAM, next, "the market stream does not answer: resuming");
+                                break;
+                            }
                         },
                     };
                     let Ok((sequence, pending)) = message.info().map(|i| (i.stream_sequence, i.pending)) else {
