@@ -91,6 +91,23 @@ pub fn nats_cluster() -> NatsCluster {
     NatsCluster { nodes, url, _storage: storage }
 }
 
+/// Prints the replicas' logs (`serve.log` in each folder) when the test fails: a failure under
+/// load on a shared machine is only understood from what the replicas said.
+struct LogsOnFailure(Vec<PathBuf>);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for folder in &self.0 {
+                let log = std::fs::read_to_string(folder.join("serve.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                eprintln!("--- {} (last {} lines)", folder.join("serve.log").display(), tail.len());
+                tail.iter().rev().for_each(|line| eprintln!("{line}"));
+            }
+        }
+    }
+}
+
 /// A replica on `nats` serving the committed registry (`folder` gets its log).
 async fn replica(nats: &NatsServer, folder: &Path) -> (Process, String) {
     start_binary_args(&root().join("models"), folder, &["--state", &nats.url, "--reload-interval", "0"]).await
@@ -124,6 +141,7 @@ async fn serving(address: &str, service: &str) -> bool {
 async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() {
     let nats = nats_server();
     let (a_dir, b_dir, single_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _logs = LogsOnFailure(vec![a_dir.path().to_path_buf(), b_dir.path().to_path_buf()]);
     let (mut a_process, a) = replica(&nats, a_dir.path()).await;
     let (_b_process, b) = replica(&nats, b_dir.path()).await;
 
@@ -229,10 +247,7 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
     assert_eq!(split.arms.len(), 2);
 }
 
-// Flaky in the full `make test` on two cores (a replica sometimes misses the 30 s to resume
-// after the node stops); passes alone: `cargo test --test tests -- --ignored three_node`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky under the full suite's load on two cores; run alone with --ignored"]
 async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_calibrating() {
     let mut cluster = nats_cluster();
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +257,7 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
     for replica in ["a", "b"] {
         std::fs::create_dir(dir.path().join(replica)).unwrap();
     }
+    let _logs = LogsOnFailure(vec![dir.path().join("a"), dir.path().join("b")]);
     // JetStream elects its metadata leader within moments of the routes forming: a replica
     // started before that waits for it.
     let (_a_process, a) = start_binary_args(&root().join("models"), &dir.path().join("a"), &["--config", config, "--reload-interval", "0"]).await;
@@ -267,6 +283,7 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
 async fn a_replica_killed_under_load_loses_nothing_acknowledged_and_catches_up() {
     let nats = nats_server();
     let (a_dir, b_dir, single_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _logs = LogsOnFailure(vec![a_dir.path().to_path_buf(), b_dir.path().to_path_buf()]);
     let (mut a_process, a) = replica(&nats, a_dir.path()).await;
     let (_b_process, b) = replica(&nats, b_dir.path()).await;
     let updates = btc_updates(60);
@@ -331,6 +348,7 @@ async fn a_promotion_reaches_every_replica_with_the_same_registry_sequence() {
     let nats = nats_server();
     let registry = scratch_registry();
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _logs = LogsOnFailure(vec![a_dir.path().to_path_buf(), b_dir.path().to_path_buf()]);
     let args = ["--state", nats.url.as_str(), "--reload-interval", "1"];
     let (_a_process, a) = start_binary_args(registry.path(), a_dir.path(), &args).await;
     let (_b_process, b) = start_binary_args(registry.path(), b_dir.path(), &args).await;

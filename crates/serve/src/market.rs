@@ -263,6 +263,104 @@ struct SharedLog {
     outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>>,
 }
 
+/// The task that applies the market stream to a replica's state, from its start and then as
+/// it grows.
+struct Follower {
+    state: Arc<Mutex<BTreeMap<String, AssetState>>>,
+    outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>>,
+    applied: watch::Sender<u64>,
+    caught_up: watch::Sender<bool>,
+    /// The stream's last sequence at start-up (0: it held nothing).
+    target: u64,
+}
+
+impl Follower {
+    /// Follows the stream from the next sequence not applied, until the state is dropped: when
+    /// the consumer fails or goes quiet while the stream moves on (its node went, the
+    /// connection moved to another), a new one resumes there.
+    async fn run(self, mut stream: jetstream::stream::Stream) {
+        let mut next = 1;
+        // How long a consumer may deliver nothing while the stream holds more. Doubled each
+        // time a new consumer also delivers nothing in that time, so that on a loaded machine
+        // a consumer still being set up is not replaced again and again before it can deliver.
+        let mut patience = IDLE_CHECK;
+        loop {
+            let config = jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+                ..Default::default()
+            };
+            let messages = match stream.create_consumer(config).await {
+                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut messages = match messages {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(stream = MARKET_STREAM, next, "following the market stream: {e}");
+                    tokio::time::sleep(RESUME_PAUSE).await;
+                    continue;
+                }
+            };
+            let resumed_at = next;
+            loop {
+                let message = match tokio::time::timeout(patience, messages.next()).await {
+                    Ok(Some(Ok(m))) => m,
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(stream = MARKET_STREAM, next, "reading the market stream, resuming: {e}");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(_) if self.applied.is_closed() => return, // the state is gone
+                    // Quiet: fine if there is nothing new; if the stream has moved on, this
+                    // consumer is stuck (its node went without a word) and is replaced.
+                    Err(_) => match tokio::time::timeout(IDLE_CHECK, stream.info()).await {
+                        Ok(Ok(info)) if info.state.messages > 0 && info.state.last_sequence >= next.max(info.state.first_sequence) => {
+                            tracing::warn!(stream = MARKET_STREAM, next, last = info.state.last_sequence, ?patience, "the market stream moved on without this replica: resuming");
+                            break;
+                        }
+                        Ok(Ok(_)) => continue,
+                        // The stream cannot even be asked (its leader went): a new consumer
+                        // is the surer way back than waiting on this one.
+                        _ => {
+                            tracing::warn!(stream = MARKET_STREAM, next, "the market stream does not answer: resuming");
+                            break;
+                        }
+                    },
+                };
+                let Ok((sequence, pending)) = message.info().map(|i| (i.stream_sequence, i.pending)) else {
+                    tracing::error!(stream = MARKET_STREAM, next, "a message without its stream sequence: resuming");
+                    break;
+                };
+                if sequence < next {
+                    continue; // delivered again after a resume
+                }
+                self.apply(sequence, &message.payload);
+                next = sequence + 1;
+                // (Nothing pending also counts: the tail held at start may since have gone.)
+                if sequence >= self.target || pending == 0 {
+                    let _ = self.caught_up.send_if_modified(|c| !std::mem::replace(c, true));
+                }
+            }
+            if self.applied.is_closed() {
+                return; // the state is gone
+            }
+            patience = if next > resumed_at { IDLE_CHECK } else { (patience * 2).min(MAX_PATIENCE) };
+            tokio::time::sleep(RESUME_PAUSE).await;
+        }
+    }
+
+    /// Applies the message at stream `sequence` and keeps its outcome for the publisher.
+    fn apply(&self, sequence: u64, payload: &[u8]) {
+        let outcome = apply_shared(&self.state, payload);
+        if let Ok(mut kept) = self.outcomes.lock() {
+            kept.insert(sequence, outcome);
+            let keep_from = sequence.saturating_sub(OUTCOMES_KEPT);
+            *kept = kept.split_off(&keep_from);
+        }
+        let _ = self.applied.send(sequence);
+    }
+}
+
 /// What applying one stream message did: its status and, rejected, why.
 type Outcome = (AckStatus, String);
 
@@ -273,8 +371,12 @@ const MARKET_SUBJECT: &str = "foresight.market";
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Outcomes kept for publishers (far more than one call's updates).
 const OUTCOMES_KEPT: u64 = 100_000;
-/// How long the market stream may be quiet before a replica checks it is not behind.
+/// How long the market stream may be quiet before a replica checks it is not behind, and the
+/// most a replica waits on a consumer that delivers nothing while the stream moves on.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
+const MAX_PATIENCE: Duration = Duration::from_secs(16);
+/// The pause before a new consumer replaces one that failed.
+const RESUME_PAUSE: Duration = Duration::from_millis(250);
 /// Longest a publisher waits for this replica to apply what JetStream stored.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -340,83 +442,8 @@ impl MarketState {
         let outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>> = Arc::default();
         let (applied_tx, applied) = watch::channel(0);
         let (caught_up_tx, caught_up) = watch::channel(target == 0);
-        let (state, kept) = (assets.clone(), outcomes.clone());
-        tokio::spawn(async move {
-            // Follows the stream from the next sequence not applied: when the consumer fails
-            // (its node went, the connection moved to another), a new one resumes there.
-            let mut next = 1;
-            loop {
-                let config = jetstream::consumer::pull::OrderedConfig {
-                    deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
-                    ..Default::default()
-                };
-                let messages = match stream.create_consumer(config).await {
-                    Ok(consumer) => consumer.messages().await,
-                    Err(e) => {
-                        tracing::warn!(stream = MARKET_STREAM, next, "following the market stream: {e}");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        continue;
-                    }
-                };
-                let mut messages = match messages {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(stream = MARKET_STREAM, next, "following the market stream: {e}");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        continue;
-                    }
-                };
-                loop {
-                    let message = match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
-                        Ok(Some(Ok(m))) => m,
-                        Ok(Some(Err(e))) => {
-                            tracing::warn!(stream = MARKET_STREAM, next, "reading the market stream, resuming: {e}");
-                            break;
-                        }
-                        Ok(None) => break,
-                        // Quiet: fine if there is nothing new; if the stream has moved on, this
-                        // consumer is stuck (its node went without a word) and is replaced.
-                        Err(_) if applied_tx.is_closed() => return, // the state is gone
-                        Err(_) => match tokio::time::timeout(IDLE_CHECK, stream.info()).await {
-                            Ok(Ok(info)) if info.state.messages > 0 && info.state.last_sequence >= next.max(info.state.first_sequence) => {
-                                tracing::warn!(stream = MARKET_STREAM, next, last = info.state.last_sequence, "the market stream moved on without this replica: resuming");
-                                break;
-                            }
-                            Ok(Ok(_)) => continue,
-                            // The stream cannot even be asked (its leader went): a new consumer
-                            // is the surer way back than waiting on this one.
-                            _ => {
-                                tracing::warn!(stream = MARKET_STREAM, next, "the market stream does not answer: resuming");
-                                break;
-                            }
-                        },
-                    };
-                    let Ok((sequence, pending)) = message.info().map(|i| (i.stream_sequence, i.pending)) else {
-                        tracing::error!(stream = MARKET_STREAM, next, "a message without its stream sequence: resuming");
-                        break;
-                    };
-                    if sequence < next {
-                        continue; // delivered again after a resume
-                    }
-                    let outcome = apply_shared(&state, &message.payload);
-                    if let Ok(mut kept) = kept.lock() {
-                        kept.insert(sequence, outcome);
-                        let keep_from = sequence.saturating_sub(OUTCOMES_KEPT);
-                        *kept = kept.split_off(&keep_from);
-                    }
-                    next = sequence + 1;
-                    let _ = applied_tx.send(sequence);
-                    // (Nothing pending also counts: the tail held at start may since have gone.)
-                    if sequence >= target || pending == 0 {
-                        let _ = caught_up_tx.send_if_modified(|c| !std::mem::replace(c, true));
-                    }
-                }
-                if applied_tx.is_closed() {
-                    return; // the state is gone
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        });
+        let follower = Follower { state: assets.clone(), outcomes: outcomes.clone(), applied: applied_tx, caught_up: caught_up_tx, target };
+        tokio::spawn(follower.run(stream));
         Ok(Self { assets, log: Log::Shared(SharedLog { jetstream, applied, caught_up, outcomes }) })
     }
 
