@@ -61,6 +61,6 @@ pub fn run(args: CorrelationArgs) -> anyhow::Result<()> {
     let mut registry = Registry::open(&args.registry)?;
     let description = format!("{} on {}..{} ({} returns), shrinkage {:.3}", artifact.assets.join("/"), artifact.window.0, artifact.window.1, artifact.observations, artifact.intensity);
     let stored = registry.put_artifact("correlation", &serde_json::to_value(&artifact)?, &description)?;
-    println!("wrote {} (sha256 {})", registry.root().join(&stored.path).display(), stored.sha256);
+    println!("wrote {} (sha256 {})", registry.describe(&stored.path), stored.sha256);
     Ok(())
 }

@@ -154,7 +154,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let objections = registry.review(&slot_name, &evidence, &PromotionRule::default())?;
             println!(
                 "review of {champion} logged in {}: {}",
-                registry.root().join("registry.json").display(),
+                registry.describe("registry.json"),
                 if objections.is_empty() { "it would win its place again today".to_string() } else { format!("the rule objects ({})", objections.len()) }
             );
             Ok(())
@@ -192,7 +192,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
 fn list(registry: &Registry) -> anyhow::Result<()> {
     let listing = registry.list()?;
     if listing.is_empty() {
-        println!("{}: no models yet (train some: foresight train --config training/btc_intraday.toml)", registry.root().display());
+        println!("{}: no models yet (train some: foresight train --config training/btc_intraday.toml)", registry.location());
         return Ok(());
     }
     let mut table = Table::new();

@@ -90,7 +90,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         println!(
             "registered {} in {} ({} golden rows; challenger of {})",
             card.reference(),
-            registry.root().join(&card.name).join(format!("v{}", card.version)).display(),
+            registry.describe(&format!("{}/v{}", card.name, card.version)),
             card.golden.len(),
             card.slot()
         );

@@ -2,7 +2,8 @@
 //!
 //! Files are written to a temporary file in the destination folder, flushed to disk (`fsync`)
 //! and renamed over the target; the folder is then synced so the rename itself survives a power
-//! cut. Whole model versions are staged in a temporary folder and renamed into place the same way.
+//! cut. A file that must not be overwritten (a model version's) is hard-linked into place instead,
+//! which fails when the target exists.
 
 use std::fs::File;
 use std::io::Write;
@@ -21,36 +22,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Writes `bytes` to `path` only if nothing is there (temp file, fsync, hard link, fsync of
+/// the folder): `false`, and nothing written, when `path` exists.
+pub fn create_file_atomic(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let dir = parent(path)?;
+    std::fs::create_dir_all(dir).map_err(RegistryError::io(dir))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(RegistryError::io(dir))?;
+    tmp.write_all(bytes).map_err(RegistryError::io(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(RegistryError::io(tmp.path()))?;
+    // A hard link, unlike a rename, fails when the target exists.
+    match std::fs::hard_link(tmp.path(), path) {
+        Ok(()) => sync_dir(dir).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(RegistryError::Io { file: path.to_path_buf(), source }),
+    }
+}
+
 /// Serializes `value` as pretty JSON (with a final newline) and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| RegistryError::Format { file: path.to_path_buf(), message: e.to_string() })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
-}
-
-/// Creates folder `target` with the given files, atomically: the files are written and synced
-/// in a sibling temporary folder which is then renamed to `target`. Fails if `target` exists.
-pub fn create_dir_atomic(target: &Path, files: &[(&str, &[u8])]) -> Result<()> {
-    let dir = parent(target)?;
-    std::fs::create_dir_all(dir).map_err(RegistryError::io(dir))?;
-    if target.exists() {
-        return Err(RegistryError::Invalid(format!("{} already exists; versions are never overwritten", target.display())));
-    }
-    let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(dir).map_err(RegistryError::io(dir))?;
-    for (name, bytes) in files {
-        let path = staging.path().join(name);
-        let mut file = File::create(&path).map_err(RegistryError::io(&path))?;
-        file.write_all(bytes).map_err(RegistryError::io(&path))?;
-        file.sync_all().map_err(RegistryError::io(&path))?;
-    }
-    sync_dir(staging.path())?;
-    let staged = staging.keep();
-    std::fs::rename(&staged, target).map_err(|source| {
-        let _ = std::fs::remove_dir_all(&staged);
-        RegistryError::Io { file: target.to_path_buf(), source }
-    })?;
-    sync_dir(dir)
 }
 
 fn parent(path: &Path) -> Result<&Path> {
@@ -80,15 +73,13 @@ mod tests {
     }
 
     #[test]
-    fn a_version_folder_appears_whole_and_is_never_overwritten() {
+    fn a_created_file_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("m/v1");
-        create_dir_atomic(&target, &[("model.onnx", b"abc"), ("card.json", b"{}")]).unwrap();
-        assert_eq!(std::fs::read(target.join("model.onnx")).unwrap(), b"abc");
-        let err = create_dir_atomic(&target, &[("model.onnx", b"xyz")]).unwrap_err();
-        assert!(err.to_string().contains("never overwritten"), "{err}");
-        assert_eq!(std::fs::read(target.join("model.onnx")).unwrap(), b"abc");
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("m")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("v1")], "no staging folder left behind");
+        let target = dir.path().join("m/v1/model.onnx");
+        assert!(create_file_atomic(&target, b"abc").unwrap());
+        assert!(!create_file_atomic(&target, b"xyz").unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"abc");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("m/v1")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("model.onnx")], "no temporary file left behind");
     }
 }

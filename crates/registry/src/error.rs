@@ -24,6 +24,18 @@ pub enum RegistryError {
         /// What is wrong, with the field.
         message: String,
     },
+    /// The object store (or folder) holding the registry failed.
+    #[error("{object}: {message}")]
+    Store {
+        /// The object or registry, as a path or URL.
+        object: String,
+        /// What the store answered.
+        message: String,
+    },
+    /// Another writer changed `registry.json` between this writer's read and its write, again
+    /// and again.
+    #[error("{0}")]
+    Conflict(String),
     /// A model reference names nothing in the registry or is malformed.
     #[error("{0}")]
     NotFound(String),

@@ -14,6 +14,8 @@
 //! - [`exogenous`]: a HAR-X model's exogenous input as its card records it;
 //! - [`verify`]: sha256 of the ONNX file and its golden rows re-run through ONNX Runtime;
 //! - [`runtime`]: find and load ONNX Runtime (`ort`, load-dynamic) and run a model on `f64` rows;
+//! - [`storage`]: where the registry is kept (a folder, or an S3-compatible store) and its
+//!   conditional writes;
 //! - [`atomic`]: temp-file + fsync + rename writes, so a crash never leaves a half-written registry.
 #![deny(missing_docs)]
 
@@ -24,6 +26,7 @@ pub mod exogenous;
 pub mod inputs;
 pub mod promotion;
 pub mod runtime;
+pub mod storage;
 pub mod store;
 pub mod verify;
 

@@ -1,17 +1,18 @@
-//! The registry folder: `models/<name>/v<version>/{model.onnx,card.json}`, the champion and
-//! challengers of each slot (`<asset>/<task>`) in `models/registry.json` with a log of every
-//! promotion and rollback, and shared artifacts (e.g. the cross-asset correlation).
+//! The registry: `<name>/v<version>/{model.onnx,card.json}`, the champion and challengers of
+//! each slot (`<asset>/<task>`) in `registry.json` with a log of every promotion, rollback and
+//! review, and shared artifacts (e.g. the cross-asset correlation). It lives in a folder (the
+//! checkout's `models/`) or an object store ([`crate::storage`]); every change of
+//! `registry.json` is a conditional write, so concurrent writers never undo one another.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{create_dir_atomic, write_atomic, write_json_atomic};
 use crate::card::{CARD_FORMAT, ModelCard, ModelRef, named_slot, valid_name};
 use crate::error::{RegistryError, Result};
 use crate::promotion::{Incumbent, PromotionEvidence, PromotionRule};
 use crate::runtime::LoadedModel;
+use crate::storage::{Location, Storage, Version};
 use crate::verify::{Verified, sha256_hex, verify};
 
 /// Version tag of `registry.json`.
@@ -139,37 +140,59 @@ pub struct Promotion {
     pub objections: Vec<String>,
 }
 
-/// The registry rooted at a folder (the checkout's `models/`).
+/// The registry in a folder (the checkout's `models/`) or an object store.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    root: PathBuf,
+    storage: Storage,
     index: RegistryIndex,
+    /// The version of `registry.json` that `index` was read from (`None`: there was none): a
+    /// change is stored only if it is still the latest.
+    index_version: Option<Version>,
 }
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(RegistryError::io(path))?;
-    serde_json::from_str(&text).map_err(|e| RegistryError::Format { file: path.to_path_buf(), message: e.to_string() })
+/// How often a change of `registry.json` is re-applied when another writer got there first.
+const CHANGE_ATTEMPTS: usize = 8;
+
+/// The version number of a model's `v<n>/card.json`, relative to the model's folder.
+fn card_version(relative: &str) -> Option<u32> {
+    relative.strip_suffix(&format!("/{CARD_FILE}"))?.strip_prefix('v')?.parse().ok()
 }
 
 impl Registry {
-    /// Opens the registry at `root` (an empty or missing folder is an empty registry).
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let root = root.into();
-        let path = root.join(INDEX_FILE);
-        let index: RegistryIndex = if path.exists() { read_json(&path)? } else { RegistryIndex::default() };
-        if index.format != INDEX_FORMAT {
-            return Err(RegistryError::Format { file: path, message: format!("format `{}`, expected `{INDEX_FORMAT}`", index.format) });
-        }
-        Ok(Self { root, index })
+    /// Opens the registry at `location`, a folder or an object store URL (an empty or missing
+    /// folder is an empty registry).
+    pub fn open(location: impl Into<Location>) -> Result<Self> {
+        let storage = Storage::open(&location.into())?;
+        let mut registry = Self { storage, index: RegistryIndex::default(), index_version: None };
+        registry.read_index()?;
+        Ok(registry)
     }
 
-    /// The registry folder.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Reads `registry.json` again.
+    fn read_index(&mut self) -> Result<()> {
+        let (index, version): (RegistryIndex, _) = match self.storage.get(INDEX_FILE)? {
+            Some((bytes, version)) => (self.parse(INDEX_FILE, &bytes)?, Some(version)),
+            None => (RegistryIndex::default(), None),
+        };
+        if index.format != INDEX_FORMAT {
+            return Err(self.format_error(INDEX_FILE, format!("format `{}`, expected `{INDEX_FORMAT}`", index.format)));
+        }
+        (self.index, self.index_version) = (index, version);
+        Ok(())
+    }
+
+    /// Where the registry is.
+    pub fn location(&self) -> &Location {
+        self.storage.location()
+    }
+
+    /// A path inside the registry (`btc-log-har/v1`, `registry.json`) as people should read it.
+    pub fn describe(&self, relative: &str) -> String {
+        self.storage.describe(relative)
     }
 
     /// The parsed `registry.json`.
@@ -177,41 +200,61 @@ impl Registry {
         &self.index
     }
 
-    fn save(&self) -> Result<()> {
-        write_json_atomic(&self.root.join(INDEX_FILE), &self.index)
+    fn format_error(&self, relative: &str, message: impl ToString) -> RegistryError {
+        RegistryError::Format { file: self.describe(relative).into(), message: message.to_string() }
     }
 
-    /// Version numbers of model `name`, ascending (folders `v<n>` holding a card).
+    fn parse<T: serde::de::DeserializeOwned>(&self, relative: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| self.format_error(relative, e))
+    }
+
+    fn read(&self, relative: &str) -> Result<Vec<u8>> {
+        let (bytes, _) = self.storage.get(relative)?.ok_or_else(|| RegistryError::NotFound(format!("{} is missing", self.describe(relative))))?;
+        Ok(bytes)
+    }
+
+    /// Applies `edit` to the index and stores it, only if `registry.json` is still the version
+    /// this registry read. When another writer changed it meanwhile, the index is read again
+    /// and `edit` applied to it afresh (it checks its own preconditions against what is there
+    /// now), a few times before giving up.
+    fn change<T>(&mut self, mut edit: impl FnMut(&mut RegistryIndex) -> Result<T>) -> Result<T> {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let mut next = self.index.clone();
+            let outcome = edit(&mut next)?;
+            let mut text = serde_json::to_string_pretty(&next).map_err(|e| self.format_error(INDEX_FILE, e))?;
+            text.push('\n');
+            match self.storage.replace(INDEX_FILE, text.as_bytes(), self.index_version.as_ref())? {
+                Some(version) => {
+                    (self.index, self.index_version) = (next, Some(version));
+                    return Ok(outcome);
+                }
+                None => self.read_index()?,
+            }
+        }
+        Err(RegistryError::Conflict(format!("{} kept changing under other writers ({CHANGE_ATTEMPTS} attempts): try again", self.describe(INDEX_FILE))))
+    }
+
+    /// Version numbers of model `name`, ascending (those whose card is stored).
     pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
-        let dir = self.root.join(name);
-        if !dir.is_dir() {
+        if !valid_name(name) {
             return Ok(Vec::new());
         }
-        let mut versions: Vec<u32> = std::fs::read_dir(&dir)
-            .map_err(RegistryError::io(&dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix('v')).and_then(|v| v.parse().ok()))
-            .filter(|v: &u32| dir.join(format!("v{v}")).join(CARD_FILE).exists())
-            .collect();
+        let mut versions: Vec<u32> = self.storage.list(name)?.iter().filter_map(|p| card_version(p)).collect();
         versions.sort_unstable();
         Ok(versions)
     }
 
     /// Names of the registered models, sorted.
     pub fn model_names(&self) -> Result<Vec<String>> {
-        if !self.root.is_dir() {
-            return Ok(Vec::new());
-        }
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.root).map_err(RegistryError::io(&self.root))? {
-            let entry = entry.map_err(RegistryError::io(&self.root))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-            if valid_name(&name) && entry.path().is_dir() && !self.versions(&name)?.is_empty() {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        let names: BTreeSet<String> = self
+            .storage
+            .list("")?
+            .iter()
+            .filter_map(|p| p.split_once('/'))
+            .filter(|(name, rest)| valid_name(name) && card_version(rest).is_some())
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Ok(names.into_iter().collect())
     }
 
     /// `reference` with its version filled in (the latest when it names none).
@@ -227,28 +270,28 @@ impl Registry {
                 )));
             }
             None => *versions.last().ok_or_else(|| {
-                RegistryError::NotFound(format!("no model `{}` in {} (see `foresight models list`)", reference.name, self.root.display()))
+                RegistryError::NotFound(format!("no model `{}` in {} (see `foresight models list`)", reference.name, self.location()))
             })?,
         };
         Ok(ModelRef { name: reference.name.clone(), version: Some(version) })
     }
 
-    /// Folder of a resolved model version.
-    pub fn model_dir(&self, reference: &ModelRef) -> Result<PathBuf> {
+    /// A resolved model version's folder inside the registry (`btc-log-har/v1`).
+    pub fn model_folder(&self, reference: &ModelRef) -> Result<String> {
         let r = self.resolve(reference)?;
-        Ok(self.root.join(&r.name).join(format!("v{}", r.version.unwrap_or_default())))
+        Ok(format!("{}/v{}", r.name, r.version.unwrap_or_default()))
     }
 
     /// The card of a model version.
     pub fn card(&self, reference: &ModelRef) -> Result<ModelCard> {
-        let path = self.model_dir(reference)?.join(CARD_FILE);
-        let card: ModelCard = read_json(&path)?;
+        let path = format!("{}/{CARD_FILE}", self.model_folder(reference)?);
+        let card: ModelCard = self.parse(&path, &self.read(&path)?)?;
         if card.format != CARD_FORMAT {
-            return Err(RegistryError::Format { file: path, message: format!("format `{}`, expected `{CARD_FORMAT}`", card.format) });
+            return Err(self.format_error(&path, format!("format `{}`, expected `{CARD_FORMAT}`", card.format)));
         }
         let r = self.resolve(reference)?;
         if card.name != r.name || Some(card.version) != r.version {
-            return Err(RegistryError::Format { file: path, message: format!("the card says {}, its folder {r}", card.reference()) });
+            return Err(self.format_error(&path, format!("the card says {}, its folder {r}", card.reference())));
         }
         Ok(card)
     }
@@ -256,8 +299,7 @@ impl Registry {
     /// Loads a model version into ONNX Runtime after checking its sha256 and golden rows.
     pub fn load(&self, reference: &ModelRef) -> Result<(ModelCard, LoadedModel, Verified)> {
         let card = self.card(reference)?;
-        let path = self.model_dir(reference)?.join(&card.onnx.file);
-        let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+        let bytes = self.read(&format!("{}/{}", self.model_folder(reference)?, card.onnx.file))?;
         let (model, verified) = verify(&card, &bytes)?;
         Ok((card, model, verified))
     }
@@ -282,27 +324,37 @@ impl Registry {
     }
 
     /// Registers a new version of `card.name`: assigns the next version number and the ONNX
-    /// file's sha256, checks the golden rows through ONNX Runtime, writes the version folder
-    /// atomically and enters it as a challenger of its slot. Returns the stored card.
+    /// file's sha256, checks the golden rows through ONNX Runtime, stores the version and enters
+    /// it as a challenger of its slot. Returns the stored card.
+    ///
+    /// A version is claimed by creating its `model.onnx` (refused when present): a job that
+    /// loses the race to another takes the next number, and neither overwrites the other. The
+    /// card comes second, so a version is listed only once both files are stored.
     pub fn publish(&mut self, mut card: ModelCard, onnx: &[u8]) -> Result<ModelCard> {
         if !valid_name(&card.name) {
             return Err(RegistryError::Invalid(format!("model name `{}`: lowercase letters, digits and `-` only", card.name)));
         }
-        let version = self.versions(&card.name)?.last().map_or(1, |v| v + 1);
         card.format = CARD_FORMAT.into();
-        card.version = version;
         card.onnx.file = MODEL_FILE.into();
         card.onnx.sha256 = sha256_hex(onnx);
         // Refuse to register what would fail its own check later.
         verify(&card, onnx)?;
-        let mut card_json = serde_json::to_string_pretty(&card)
-            .map_err(|e| RegistryError::Format { file: CARD_FILE.into(), message: e.to_string() })?;
+        let mut version = self.versions(&card.name)?.last().map_or(1, |v| v + 1);
+        while !self.storage.create(&format!("{}/v{version}/{MODEL_FILE}", card.name), onnx)? {
+            version += 1;
+        }
+        card.version = version;
+        let mut card_json = serde_json::to_string_pretty(&card).map_err(|e| self.format_error(CARD_FILE, e))?;
         card_json.push('\n');
-        let dir = self.root.join(&card.name).join(format!("v{version}"));
-        create_dir_atomic(&dir, &[(MODEL_FILE, onnx), (CARD_FILE, card_json.as_bytes())])?;
-        let slot = self.index.slots.entry(card.slot()).or_default();
-        slot.challengers.push(card.reference());
-        self.save()?;
+        let card_path = format!("{}/v{version}/{CARD_FILE}", card.name);
+        if !self.storage.create(&card_path, card_json.as_bytes())? {
+            return Err(RegistryError::Conflict(format!("{} appeared while this version was being stored", self.describe(&card_path))));
+        }
+        let (slot, reference) = (card.slot(), card.reference());
+        self.change(|index| {
+            index.slots.entry(slot.clone()).or_default().challengers.push(reference.clone());
+            Ok(())
+        })?;
         Ok(card)
     }
 
@@ -323,24 +375,9 @@ impl Registry {
         }
         let reference = self.resolve(reference)?;
         let (card, _, verified) = self.load(&reference)?;
-        let slot_name = card.slot();
-        let current = self.champion(&slot_name).cloned();
-        if current.as_ref() == Some(&reference) {
-            return Err(RegistryError::Refused(format!("{reference} is already the champion of {slot_name}")));
-        }
         // Evidence about something else never decides this promotion.
         if evidence.challenger != reference {
             return Err(RegistryError::Invalid(format!("the evidence is about {}, not {reference}", evidence.challenger)));
-        }
-        match (&evidence.incumbent, &current) {
-            (Incumbent::Model(compared), Some(champion)) if compared == champion => {}
-            (Incumbent::Baseline(_), None) => {}
-            (compared, champion) => {
-                return Err(RegistryError::Invalid(format!(
-                    "the evidence compares {reference} with {compared}, but the champion of {slot_name} is {}: compute it again",
-                    champion.as_ref().map_or("nobody".to_string(), |c| c.to_string())
-                )));
-            }
         }
         let objections = rule.objections(evidence);
         if !objections.is_empty() && reason.is_none() {
@@ -350,29 +387,46 @@ impl Registry {
                 objections.join("; ")
             )));
         }
-        let slot = self.index.slots.entry(slot_name).or_default();
-        slot.challengers.retain(|c| c != &reference);
-        if let Some(previous) = &current
-            && !slot.challengers.contains(previous)
-        {
-            slot.challengers.push(previous.clone());
-        }
-        slot.champion = Some(reference.clone());
-        let forced = !objections.is_empty();
-        let summary = evidence.summary();
-        slot.log.push(LogEntry {
-            at: now(),
-            action: Action::Promote,
-            model: reference.clone(),
-            previous: current.clone(),
-            forced,
-            reason: reason.map(str::to_string),
-            evidence: summary.clone(),
-            objections: objections.clone(),
-            details: Some(evidence.clone()),
-        });
-        self.save()?;
-        Ok(Promotion { model: reference, previous: current, verified, evidence: summary, forced, objections })
+        let (slot_name, summary, forced) = (card.slot(), evidence.summary(), !objections.is_empty());
+        // Checked against the index as stored now: a champion changed by another writer since
+        // the evidence was computed makes the evidence stale.
+        let previous = self.change(|index| {
+            let slot = index.slots.entry(slot_name.clone()).or_default();
+            let current = slot.champion.clone();
+            if current.as_ref() == Some(&reference) {
+                return Err(RegistryError::Refused(format!("{reference} is already the champion of {slot_name}")));
+            }
+            match (&evidence.incumbent, &current) {
+                (Incumbent::Model(compared), Some(champion)) if compared == champion => {}
+                (Incumbent::Baseline(_), None) => {}
+                (compared, champion) => {
+                    return Err(RegistryError::Invalid(format!(
+                        "the evidence compares {reference} with {compared}, but the champion of {slot_name} is {}: compute it again",
+                        champion.as_ref().map_or("nobody".to_string(), |c| c.to_string())
+                    )));
+                }
+            }
+            slot.challengers.retain(|c| c != &reference);
+            if let Some(previous) = &current
+                && !slot.challengers.contains(previous)
+            {
+                slot.challengers.push(previous.clone());
+            }
+            slot.champion = Some(reference.clone());
+            slot.log.push(LogEntry {
+                at: now(),
+                action: Action::Promote,
+                model: reference.clone(),
+                previous: current.clone(),
+                forced,
+                reason: reason.map(str::to_string),
+                evidence: summary.clone(),
+                objections: objections.clone(),
+                details: Some(evidence.clone()),
+            });
+            Ok(current)
+        })?;
+        Ok(Promotion { model: reference, previous, verified, evidence: summary, forced, objections })
     }
 
     /// Records a review of `slot`'s champion: `evidence` scores it (as the challenger) against
@@ -381,25 +435,27 @@ impl Registry {
     /// when the champion would win its place again today).
     pub fn review(&mut self, slot: &str, evidence: &PromotionEvidence, rule: &PromotionRule) -> Result<Vec<String>> {
         let slot_name = named_slot(slot);
-        let champion = self.champion(&slot_name).cloned().ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion to review")))?;
-        if evidence.challenger != champion {
-            return Err(RegistryError::Invalid(format!("the evidence is about {}, the champion of {slot_name} is {champion}", evidence.challenger)));
-        }
-        self.load(&champion)?;
+        self.load(&evidence.challenger)?;
         let objections = rule.objections(evidence);
-        let slot = self.index.slots.get_mut(&slot_name).expect("it has a champion");
-        slot.log.push(LogEntry {
-            at: now(),
-            action: Action::Review,
-            model: champion,
-            previous: None,
-            forced: false,
-            reason: None,
-            evidence: evidence.summary(),
-            objections: objections.clone(),
-            details: Some(evidence.clone()),
-        });
-        self.save()?;
+        self.change(|index| {
+            let champion = index.slots.get(&slot_name).and_then(|s| s.champion.clone());
+            let champion = champion.ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion to review")))?;
+            if evidence.challenger != champion {
+                return Err(RegistryError::Invalid(format!("the evidence is about {}, the champion of {slot_name} is {champion}", evidence.challenger)));
+            }
+            index.slots.get_mut(&slot_name).expect("it has a champion").log.push(LogEntry {
+                at: now(),
+                action: Action::Review,
+                model: champion,
+                previous: None,
+                forced: false,
+                reason: None,
+                evidence: evidence.summary(),
+                objections: objections.clone(),
+                details: Some(evidence.clone()),
+            });
+            Ok(())
+        })?;
         Ok(objections)
     }
 
@@ -411,72 +467,75 @@ impl Registry {
         if reason.is_empty() {
             return Err(RegistryError::Invalid("a rollback needs a reason, which goes into the registry log".into()));
         }
-        let entry = self
-            .index
-            .slots
-            .get(&slot_name)
-            .ok_or_else(|| RegistryError::NotFound(format!("no slot `{slot_name}` in {}", self.root.join(INDEX_FILE).display())))?;
-        let current = entry.champion.clone().ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion")))?;
-        let target = entry
-            .log
-            .iter()
-            .rev()
-            .find(|e| e.action == Action::Promote && e.model == current)
-            .and_then(|e| e.previous.clone())
-            .ok_or_else(|| RegistryError::Refused(format!("{slot_name}: {current} replaced no earlier champion; nothing to roll back to")))?;
+        let index_path = self.describe(INDEX_FILE);
+        // (current champion, the one it replaced) in `index`.
+        let targets = |index: &RegistryIndex| -> Result<(ModelRef, ModelRef)> {
+            let entry = index.slots.get(&slot_name).ok_or_else(|| RegistryError::NotFound(format!("no slot `{slot_name}` in {index_path}")))?;
+            let current = entry.champion.clone().ok_or_else(|| RegistryError::Refused(format!("{slot_name} has no champion")))?;
+            let target = entry
+                .log
+                .iter()
+                .rev()
+                .find(|e| e.action == Action::Promote && e.model == current)
+                .and_then(|e| e.previous.clone())
+                .ok_or_else(|| RegistryError::Refused(format!("{slot_name}: {current} replaced no earlier champion; nothing to roll back to")))?;
+            Ok((current, target))
+        };
+        let (current, target) = targets(&self.index)?;
         let (_, _, verified) = self.load(&target)?;
-        let slot = self.index.slots.get_mut(&slot_name).expect("slot checked above");
-        slot.challengers.retain(|c| c != &target);
-        if !slot.challengers.contains(&current) {
-            slot.challengers.push(current.clone());
-        }
-        slot.champion = Some(target.clone());
         let evidence = format!("rolled back from {current}");
-        slot.log.push(LogEntry {
-            at: now(),
-            action: Action::Rollback,
-            model: target.clone(),
-            previous: Some(current.clone()),
-            forced: false,
-            reason: Some(reason.to_string()),
-            evidence: evidence.clone(),
-            objections: Vec::new(),
-            details: None,
-        });
-        self.save()?;
+        self.change(|index| {
+            if targets(index)? != (current.clone(), target.clone()) {
+                return Err(RegistryError::Conflict(format!("{slot_name} changed while rolling back (another writer): run the rollback again")));
+            }
+            let slot = index.slots.get_mut(&slot_name).expect("slot checked above");
+            slot.challengers.retain(|c| c != &target);
+            if !slot.challengers.contains(&current) {
+                slot.challengers.push(current.clone());
+            }
+            slot.champion = Some(target.clone());
+            slot.log.push(LogEntry {
+                at: now(),
+                action: Action::Rollback,
+                model: target.clone(),
+                previous: Some(current.clone()),
+                forced: false,
+                reason: Some(reason.to_string()),
+                evidence: evidence.clone(),
+                objections: Vec::new(),
+                details: None,
+            });
+            Ok(())
+        })?;
         Ok(Promotion { model: target, previous: Some(current), verified, evidence, forced: false, objections: Vec::new() })
     }
 
-    /// Stores a JSON artifact under `artifacts/<name>.json` (atomically) and records it.
+    /// Stores a JSON artifact under `artifacts/<name>.json` and records it.
     pub fn put_artifact(&mut self, name: &str, value: &serde_json::Value, description: &str) -> Result<Artifact> {
         if !valid_name(name) {
             return Err(RegistryError::Invalid(format!("artifact name `{name}`: lowercase letters, digits and `-` only")));
         }
         let relative = format!("artifacts/{name}.json");
-        let mut text = serde_json::to_string_pretty(value)
-            .map_err(|e| RegistryError::Format { file: relative.clone().into(), message: e.to_string() })?;
+        let mut text = serde_json::to_string_pretty(value).map_err(|e| self.format_error(&relative, e))?;
         text.push('\n');
-        write_atomic(&self.root.join(&relative), text.as_bytes())?;
+        self.storage.put(&relative, text.as_bytes())?;
         let artifact = Artifact { path: relative, sha256: sha256_hex(text.as_bytes()), description: description.into() };
-        self.index.artifacts.insert(name.into(), artifact.clone());
-        self.save()?;
+        self.change(|index| {
+            index.artifacts.insert(name.into(), artifact.clone());
+            Ok(())
+        })?;
         Ok(artifact)
     }
 
     /// Reads artifact `name`, checking its sha256.
     pub fn artifact(&self, name: &str) -> Result<serde_json::Value> {
-        let entry = self
-            .index
-            .artifacts
-            .get(name)
-            .ok_or_else(|| RegistryError::NotFound(format!("no artifact `{name}` in {}", self.root.join(INDEX_FILE).display())))?;
-        let path = self.root.join(&entry.path);
-        let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+        let entry = self.index.artifacts.get(name).ok_or_else(|| RegistryError::NotFound(format!("no artifact `{name}` in {}", self.describe(INDEX_FILE))))?;
+        let bytes = self.read(&entry.path)?;
         let actual = sha256_hex(&bytes);
         if actual != entry.sha256 {
             return Err(RegistryError::HashMismatch { model: format!("artifact {name}"), expected: entry.sha256.clone(), actual });
         }
-        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Format { file: path, message: e.to_string() })
+        self.parse(&entry.path, &bytes)
     }
 }
 

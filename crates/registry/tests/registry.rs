@@ -78,7 +78,7 @@ fn a_changed_onnx_file_or_golden_row_is_refused() {
     let dir = scratch(true);
     let registry = Registry::open(dir.path()).unwrap();
     let model = r("btc-log-har@v1");
-    let onnx = registry.model_dir(&model).unwrap().join("model.onnx");
+    let onnx = dir.path().join(registry.model_folder(&model).unwrap()).join("model.onnx");
     let mut bytes = std::fs::read(&onnx).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -89,7 +89,7 @@ fn a_changed_onnx_file_or_golden_row_is_refused() {
 
     // A card whose golden expectation is off by more than the tolerance.
     let model = r("spx-gjr-t@v1");
-    let card_path = registry.model_dir(&model).unwrap().join("card.json");
+    let card_path = dir.path().join(registry.model_folder(&model).unwrap()).join("card.json");
     let mut card: ModelCard = serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
     let (name, value) = card.golden[3].outputs.iter_mut().next().unwrap();
     let name = name.clone();
@@ -193,7 +193,7 @@ fn publishing_adds_a_new_version_as_challenger_and_never_overwrites() {
     let dir = scratch(true);
     let mut registry = Registry::open(dir.path()).unwrap();
     let card = registry.card(&r("spx-log-har@v1")).unwrap();
-    let bytes = std::fs::read(registry.model_dir(&r("spx-log-har@v1")).unwrap().join("model.onnx")).unwrap();
+    let bytes = std::fs::read(dir.path().join(registry.model_folder(&r("spx-log-har@v1")).unwrap()).join("model.onnx")).unwrap();
     let stored = registry.publish(card.clone(), &bytes).unwrap();
     assert_eq!(stored.reference(), r("spx-log-har@v2"));
     assert_eq!(registry.resolve(&r("spx-log-har")).unwrap(), r("spx-log-har@v2"));
@@ -241,4 +241,39 @@ fn artifacts_round_trip_and_are_hash_checked() {
     assert_eq!(reread.artifact("correlation").unwrap(), value);
     std::fs::write(dir.path().join("artifacts/correlation.json"), "{}").unwrap();
     assert!(matches!(reread.artifact("correlation").unwrap_err(), RegistryError::HashMismatch { .. }));
+}
+
+#[test]
+fn concurrent_writers_never_overwrite_each_other() {
+    let dir = scratch(true);
+    let card = Registry::open(dir.path()).unwrap().card(&r("spx-log-har@v1")).unwrap();
+    let bytes = std::fs::read(dir.path().join("spx-log-har/v1/model.onnx")).unwrap();
+    // Four training jobs publish the same model at once, each from its own stale view.
+    let jobs: Vec<Registry> = (0..4).map(|_| Registry::open(dir.path()).unwrap()).collect();
+    let (card, bytes) = (&card, &bytes);
+    let stored: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.into_iter().map(|mut job| s.spawn(move || job.publish(card.clone(), bytes).unwrap().version)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut versions = stored.clone();
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3, 4, 5], "each job got its own version: {stored:?}");
+    let registry = Registry::open(dir.path()).unwrap();
+    let challengers = &registry.index().slots["SPX/volatility"].challengers;
+    for v in 2..=5 {
+        assert!(challengers.contains(&r(&format!("spx-log-har@v{v}"))), "v{v} was entered: {challengers:?}");
+        registry.load(&r(&format!("spx-log-har@v{v}"))).unwrap();
+    }
+
+    // A writer whose view is stale re-applies its change to what is stored now; one whose change
+    // no longer holds (the champion moved under it) is refused.
+    let mut stale = Registry::open(dir.path()).unwrap();
+    let mut first = Registry::open(dir.path()).unwrap();
+    first.rollback("BTC", "first writer").unwrap_or_else(|e| panic!("{e}"));
+    let err = stale.rollback("BTC", "second writer, same view").unwrap_err();
+    assert!(err.to_string().contains("changed while rolling back") || err.to_string().contains("nothing to roll back to"), "{err}");
+    let after = Registry::open(dir.path()).unwrap();
+    let rollbacks = after.index().slots["BTC/volatility"].log.iter().filter(|e| e.reason.as_deref() == Some("first writer")).count();
+    assert_eq!(rollbacks, 1);
+    assert!(!after.index().slots["BTC/volatility"].log.iter().any(|e| e.reason.as_deref() == Some("second writer, same view")));
 }

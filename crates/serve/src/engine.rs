@@ -6,7 +6,6 @@
 //! request sees one consistent set of models from start to end.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use foresight_core::calibrate::{Arm, BaseCalibrator, CalibrationParams, FHS_MIN_RESIDUALS, ForwardInputs};
@@ -20,6 +19,7 @@ use foresight_registry::card::{ModelRef, Task};
 use foresight_registry::exogenous::{ExogenousSpec, Transform};
 use foresight_registry::inputs::{DailyRun, ModelInput, run_over_days};
 use foresight_registry::runtime::LoadedModel;
+use foresight_registry::storage::Location;
 use foresight_registry::{ModelCard, Registry, RegistryError};
 use serde::{Deserialize, Serialize};
 
@@ -124,8 +124,8 @@ pub struct CollateralValue {
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The registry folder.
-    pub registry: PathBuf,
+    /// The registry: a folder or an object store URL (`s3://bucket/prefix`).
+    pub registry: Location,
     /// One-sided confidence of margin rates.
     pub confidence: f64,
     /// The reactive arm every multiplier is relative to and every fallback falls back to.
@@ -143,9 +143,9 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults around a registry folder: 99%, EWMA as the reactive arm, the documented
+    /// Defaults around a registry: 99%, EWMA as the reactive arm, the documented
     /// defaults of the scenario grid, rails and limits, every account on the champion.
-    pub fn new(registry: impl Into<PathBuf>) -> Self {
+    pub fn new(registry: impl Into<Location>) -> Self {
         Self {
             registry: registry.into(),
             confidence: 0.99,
@@ -404,10 +404,10 @@ impl Engine {
     }
 
     fn build(config: EngineConfig, previous: Option<&Engine>, generation: u64) -> Result<(Self, ReloadReport), ServeError> {
-        if !config.registry.is_dir() {
-            return Err(ServeError::setup(format!("registry {}", config.registry.display()), "no such folder (--registry / `registry` in the config)"));
+        if let Some(folder) = config.registry.folder().filter(|f| !f.is_dir()) {
+            return Err(ServeError::setup(format!("registry {}", folder.display()), "no such folder (--registry / `registry` in the config)"));
         }
-        let registry = Registry::open(&config.registry).map_err(|source| ServeError::Registry { context: format!("registry {}", config.registry.display()), source })?;
+        let registry = Registry::open(config.registry.clone()).map_err(|source| ServeError::Registry { context: format!("registry {}", config.registry), source })?;
         let reactive: Arm = config.reactive_arm.parse().map_err(|e: foresight_core::CoreError| invalid("reactive_arm", e.to_string()))?;
         if matches!(reactive.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
             return Err(invalid("reactive_arm", format!("`{reactive}`: the base every multiplier is measured against must be a reactive arm (ewma, hs:N, static:R)")));

@@ -318,7 +318,7 @@ impl ModelService for ModelApi {
         let engine = self.serving.engine();
         let models = engine.served().into_iter().map(|(slot, s)| served_model(slot, s)).collect();
         Ok(Response::new(proto::ListModelsResponse {
-            registry: engine.config().registry.display().to_string(),
+            registry: engine.config().registry.to_string(),
             models,
             split: Some(engine.split().into()),
             reactive_arm: engine.reactive_arm(),

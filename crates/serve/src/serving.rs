@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use foresight_registry::storage::{Storage, Version};
+use foresight_registry::store::INDEX_FILE;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{Engine, EngineConfig, ForecastCache, Refusal, ReloadReport, Split};
@@ -260,20 +262,29 @@ impl Serving {
         })
     }
 
-    /// Watches the registry's index and reloads when it changes, every `every`.
+    /// Watches the registry's index (`registry.json`, in its folder or object store) and
+    /// reloads when it changes, every `every`.
     pub fn watch_registry(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let serving = self.clone();
         tokio::spawn(async move {
-            let index = serving.engine().config().registry.join("registry.json");
-            let mut seen = std::fs::read(&index).ok();
+            let location = serving.engine().config().registry.clone();
+            let storage = match Storage::open(&location) {
+                Ok(storage) => Arc::new(storage),
+                Err(e) => return tracing::error!(registry = %location, "hot reload is off: {e}"),
+            };
+            let mut seen = index_version(&storage).await.ok().flatten();
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let now = std::fs::read(&index).ok();
-                if now == seen {
-                    continue;
-                }
+                let now = match index_version(&storage).await {
+                    Ok(now) if now == seen => continue,
+                    Ok(now) => now,
+                    Err(e) => {
+                        tracing::warn!(registry = %location, "checking the registry for changes: {e}");
+                        continue;
+                    }
+                };
                 let s = serving.clone();
                 // A refused model is tried again at the next tick (its files may still have been
                 // arriving); the index counts as seen once every change is in.
@@ -285,6 +296,16 @@ impl Serving {
                 }
             }
         })
+    }
+}
+
+/// The version (an ETag) of the registry's `registry.json`; the read blocks, so it runs off the
+/// async threads.
+async fn index_version(storage: &Arc<Storage>) -> Result<Option<Version>, String> {
+    let storage = storage.clone();
+    match tokio::task::spawn_blocking(move || storage.version(INDEX_FILE)).await {
+        Ok(read) => read.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
