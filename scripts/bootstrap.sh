@@ -147,4 +147,13 @@ if ! "$PY" -c "import importlib.metadata as m; assert m.version('selenium') == '
   "${PIP[@]}" install "selenium==$SELENIUM_VERSION"
 fi
 
+# An S3-compatible server for the registry's object-store tests (tests/registry_store.rs starts
+# its own on a free loopback port): moto's, which honours conditional writes (If-None-Match,
+# If-Match) as S3 does.
+MOTO_VERSION=5.2.5
+if ! "$PY" -c "import importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION'; import flask, flask_cors" 2>/dev/null; then
+  say "installing moto[s3]==$MOTO_VERSION with its server (flask)"
+  "${PIP[@]}" install "moto[s3]==$MOTO_VERSION" flask flask-cors
+fi
+
 say "ready: ONNX Runtime $ORT_VERSION at $VENV/onnxruntime, libtorch $TORCH_VERSION at $VENV/libtorch"

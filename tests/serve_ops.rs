@@ -87,8 +87,14 @@ pub async fn start_binary_with(registry: &Path, state: &Path, reload_secs: u64, 
 /// Starts `foresight-serve` on `registry` and `state` with more command-line `args`, and waits
 /// until it answers.
 pub async fn start_binary_args(registry: &Path, state: &Path, args: &[&str]) -> (Process, String) {
+    start_binary_env(registry, state, args, &[]).await
+}
+
+/// As [`start_binary_args`], with environment variables `env`.
+pub async fn start_binary_env(registry: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(serve_binary())
+        .envs(env.iter().copied())
         .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(args)

@@ -19,5 +19,6 @@ mod serve_security;
 mod serve_soak;
 mod serve_shape;
 mod registry_arms;
+mod registry_store;
 mod report_cli;
 mod train_cli;

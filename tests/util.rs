@@ -15,13 +15,24 @@ pub fn data(name: &str) -> PathBuf {
 
 /// Runs `foresight` with `args`.
 pub fn foresight(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_foresight")).args(args).output().expect("foresight runs")
+    foresight_env(args, &[])
+}
+
+/// Runs `foresight` with `args` and environment variables `env`.
+pub fn foresight_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_foresight")).args(args).envs(env.iter().copied()).output().expect("foresight runs")
 }
 
 /// Runs `foresight` and insists it succeeds; returns stdout.
 #[track_caller]
 pub fn foresight_ok(args: &[&str]) -> String {
-    let out = foresight(args);
+    foresight_ok_env(args, &[])
+}
+
+/// As [`foresight_ok`], with environment variables `env`.
+#[track_caller]
+pub fn foresight_ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = foresight_env(args, env);
     assert!(
         out.status.success(),
         "foresight {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
@@ -60,11 +71,15 @@ pub fn assert_close(what: &str, a: f64, b: f64, rel: f64) {
 /// `foresight models promote --force "<reason>"` does: the evidence against the current
 /// champion is computed on the card's own data and logged with the reason.
 pub fn force_promote(registry: &Path, model: &str, reason: &str) -> foresight_registry::store::Promotion {
+    force_promote_in(&mut foresight_registry::Registry::open(registry).unwrap(), model, reason)
+}
+
+/// As [`force_promote`], in an open registry (a folder or an object store).
+pub fn force_promote_in(reg: &mut foresight_registry::Registry, model: &str, reason: &str) -> foresight_registry::store::Promotion {
     use foresight_train::promotion::{MarginSettings, PromotionData, promotion_evidence};
-    let mut reg = foresight_registry::Registry::open(registry).unwrap();
     let model: foresight_registry::ModelRef = model.parse().unwrap();
     let card = reg.card(&model).unwrap();
     let data = PromotionData::load(&root().join(&card.training.data[0].path), None).unwrap();
-    let evidence = promotion_evidence(&reg, &model, &data, &MarginSettings::default()).unwrap();
+    let evidence = promotion_evidence(reg, &model, &data, &MarginSettings::default()).unwrap();
     reg.promote(&model, &evidence, &foresight_registry::promotion::PromotionRule::default(), Some(reason)).unwrap()
 }

@@ -1,4 +1,5 @@
-//! `foresight models list|show|verify|promote|rollback|diff`: the registry for people.
+//! `foresight models list|show|verify|promote|review|rollback|diff|copy`: the registry for
+//! people, in a folder or an object store.
 
 use std::path::PathBuf;
 
@@ -6,14 +7,16 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use foresight_registry::promotion::{PromotionEvidence, PromotionRule};
+use foresight_registry::storage::Location;
 use foresight_registry::store::diff;
 use foresight_registry::{ModelCard, ModelRef, Registry};
 use foresight_train::promotion::{MarginSettings, PromotionData, promotion_evidence, same_days_evidence};
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
-    /// Registry folder.
-    #[arg(long, value_name = "DIR", default_value = "models", global = true)]
+    /// The registry: a folder, or an S3-compatible store (`s3://bucket/prefix`, configured by
+    /// the AWS_* environment variables: AWS_ENDPOINT, AWS_REGION, credentials...).
+    #[arg(long, value_name = "DIR|URL", default_value = "models", global = true)]
     registry: PathBuf,
     #[command(subcommand)]
     command: ModelsCommand,
@@ -67,6 +70,13 @@ enum ModelsCommand {
         /// Why; logged in registry.json.
         #[arg(long)]
         reason: String,
+    },
+    /// Copy the registry to another folder or object store (e.g. the bucket replicas serve
+    /// from): the versions it lacks, each checked first, the artifacts, then registry.json.
+    Copy {
+        /// Where to: a folder or `s3://bucket/prefix`.
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
     },
     /// What differs between two model versions' cards and, for two volatility models of one
     /// slot, how they compare on the same out-of-sample days (forecasts and margin).
@@ -162,6 +172,20 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         ModelsCommand::Rollback { slot, reason } => {
             let p = registry.rollback(&slot, &reason)?;
             println!("{} is champion again ({})", p.model, p.evidence);
+            Ok(())
+        }
+        ModelsCommand::Copy { to } => {
+            let mut target = Registry::open(Location::parse(&to))?;
+            let copied = registry.copy_to(&mut target)?;
+            println!(
+                "copied {} to {}: {} versions stored, {} already there, {} artifacts; registry.json at change {}",
+                registry.location(),
+                target.location(),
+                copied.versions_copied,
+                copied.versions_present,
+                copied.artifacts,
+                target.index().change_sequence()
+            );
             Ok(())
         }
         ModelsCommand::Diff { a, b, data } => {

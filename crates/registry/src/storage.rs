@@ -119,6 +119,12 @@ const LOCK_FILE: &str = ".registry.lock";
 impl Storage {
     /// The storage at `location` (nothing is read yet; a folder need not exist).
     pub fn open(location: &Location) -> Result<Self> {
+        Self::open_with(location, std::iter::empty())
+    }
+
+    /// As [`Storage::open`], with S3 settings given here (`aws_endpoint`, `aws_allow_http`,
+    /// ...; see `object_store`'s `AmazonS3ConfigKey`) over those of the environment.
+    pub fn open_with(location: &Location, settings: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match location {
             Location::Folder(folder) => {
                 let prefix = ObjectPath::from_absolute_path(absolute(folder)?).map_err(|e| store_error(location, e))?;
@@ -132,7 +138,9 @@ impl Storage {
                 // S3 settings come from the environment as for the AWS tools: AWS_REGION,
                 // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT (S3-compatible
                 // stores), AWS_ALLOW_HTTP...
-                let options = std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v));
+                let mut options: std::collections::BTreeMap<String, String> =
+                    std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+                options.extend(settings.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)));
                 let (store, prefix) = object_store::parse_url_opts(&url, options).map_err(|e| store_error(location, e))?;
                 (Arc::from(store), prefix)
             }

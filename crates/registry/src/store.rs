@@ -123,6 +123,17 @@ pub struct Listing {
     pub role: &'static str,
 }
 
+/// What [`Registry::copy_to`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Model versions stored in the target.
+    pub versions_copied: usize,
+    /// Model versions the target already held, byte for byte.
+    pub versions_present: usize,
+    /// Artifacts stored.
+    pub artifacts: usize,
+}
+
 /// What [`Registry::promote`] decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Promotion {
@@ -166,7 +177,11 @@ impl Registry {
     /// Opens the registry at `location`, a folder or an object store URL (an empty or missing
     /// folder is an empty registry).
     pub fn open(location: impl Into<Location>) -> Result<Self> {
-        let storage = Storage::open(&location.into())?;
+        Self::on(Storage::open(&location.into())?)
+    }
+
+    /// Opens the registry kept in `storage`.
+    pub fn on(storage: Storage) -> Result<Self> {
         let mut registry = Self { storage, index: RegistryIndex::default(), index_version: None };
         registry.read_index()?;
         Ok(registry)
@@ -527,15 +542,67 @@ impl Registry {
         Ok(artifact)
     }
 
-    /// Reads artifact `name`, checking its sha256.
-    pub fn artifact(&self, name: &str) -> Result<serde_json::Value> {
-        let entry = self.index.artifacts.get(name).ok_or_else(|| RegistryError::NotFound(format!("no artifact `{name}` in {}", self.describe(INDEX_FILE))))?;
+    /// Copies this registry into `target` (another folder or object store, e.g. the bucket
+    /// replicas read): every model version it lacks (each checked first: sha256 and golden
+    /// rows), every artifact, then the index. A version the target holds with other bytes, or a
+    /// target whose slots have log entries or challengers this registry lacks, is refused:
+    /// copying never discards what the target recorded.
+    pub fn copy_to(&self, target: &mut Registry) -> Result<CopyReport> {
+        let mut report = CopyReport::default();
+        for name in self.model_names()? {
+            for v in self.versions(&name)? {
+                let reference = ModelRef { name: name.clone(), version: Some(v) };
+                self.load(&reference)?;
+                let folder = format!("{name}/v{v}");
+                let mut copied = false;
+                for file in [MODEL_FILE, CARD_FILE] {
+                    let path = format!("{folder}/{file}");
+                    let bytes = self.read(&path)?;
+                    if target.storage.create(&path, &bytes)? {
+                        copied = true;
+                    } else if target.read(&path)? != bytes {
+                        return Err(RegistryError::Conflict(format!("{} differs from {}: versions are never overwritten", target.describe(&path), self.describe(&path))));
+                    }
+                }
+                if copied { report.versions_copied += 1 } else { report.versions_present += 1 }
+            }
+        }
+        for artifact in self.index.artifacts.values() {
+            self.artifact_bytes(artifact)?;
+            target.storage.put(&artifact.path, &self.read(&artifact.path)?)?;
+            report.artifacts += 1;
+        }
+        let (source, origin) = (self.index.clone(), self.describe(INDEX_FILE));
+        target.change(|index| {
+            for (slot, theirs) in &index.slots {
+                let ours = source.slots.get(slot);
+                let known = |m: &ModelRef| ours.is_some_and(|o| o.champion.as_ref() == Some(m) || o.challengers.contains(m));
+                if !ours.map_or(&[][..], |o| o.log.as_slice()).starts_with(&theirs.log) || !theirs.challengers.iter().all(known) {
+                    return Err(RegistryError::Conflict(format!(
+                        "the target's {slot} holds changes {origin} lacks (log entries or challengers): copy the other way, or start from an empty target"
+                    )));
+                }
+            }
+            *index = source.clone();
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// An artifact's bytes, checked against its sha256.
+    fn artifact_bytes(&self, entry: &Artifact) -> Result<Vec<u8>> {
         let bytes = self.read(&entry.path)?;
         let actual = sha256_hex(&bytes);
         if actual != entry.sha256 {
-            return Err(RegistryError::HashMismatch { model: format!("artifact {name}"), expected: entry.sha256.clone(), actual });
+            return Err(RegistryError::HashMismatch { model: format!("artifact {}", entry.path), expected: entry.sha256.clone(), actual });
         }
-        self.parse(&entry.path, &bytes)
+        Ok(bytes)
+    }
+
+    /// Reads artifact `name`, checking its sha256.
+    pub fn artifact(&self, name: &str) -> Result<serde_json::Value> {
+        let entry = self.index.artifacts.get(name).ok_or_else(|| RegistryError::NotFound(format!("no artifact `{name}` in {}", self.describe(INDEX_FILE))))?;
+        self.parse(&entry.path, &self.artifact_bytes(entry)?)
     }
 }
 
