@@ -65,8 +65,8 @@ pub struct BacktestArgs {
     /// [default: the known stress events of the bundled data that fall in the scored window].
     #[arg(long, value_name = "DATE[=LABEL]", value_delimiter = ',')]
     events: Vec<String>,
-    /// For `model:<name>[@vN]` arms: the registry folder [default: models].
-    #[arg(long, value_name = "DIR")]
+    /// For `model:<name>[@vN]` arms: the registry, a folder or `s3://bucket/prefix` [default: models].
+    #[arg(long, value_name = "DIR|URL")]
     registry: Option<PathBuf>,
     /// Replay the margins a `foresight-serve` audit log recorded (every arm, posted or shadow)
     /// instead of computing arms: each arm's last audited rate of a day is its margin that day,

@@ -20,8 +20,8 @@ pub struct CorrelationArgs {
     /// Last date to use (YYYY-MM-DD).
     #[arg(long)]
     end: Option<chrono::NaiveDate>,
-    /// Registry folder the artifact goes into.
-    #[arg(long, value_name = "DIR", default_value = "models")]
+    /// The registry the artifact goes into: a folder or `s3://bucket/prefix`.
+    #[arg(long, value_name = "DIR|URL", default_value = "models")]
     registry: PathBuf,
     /// Print, store nothing.
     #[arg(long)]

@@ -51,8 +51,8 @@ pub struct EvaluateArgs {
     /// Arms beside the forecasters in the margin backtest.
     #[arg(long, value_delimiter = ',', default_value = "ewma,hs:250,static:0.10")]
     margin_baselines: Vec<String>,
-    /// Registry folder for registered models.
-    #[arg(long, value_name = "DIR", default_value = "models")]
+    /// The registry of registered models: a folder or `s3://bucket/prefix`.
+    #[arg(long, value_name = "DIR|URL", default_value = "models")]
     registry: PathBuf,
     /// Write `forecast_scores.json` here.
     #[arg(long, value_name = "DIR")]

@@ -34,7 +34,7 @@ pub struct ReportArgs {
     #[arg(long)]
     asset: Option<String>,
     /// With --from-audit: the registry whose promotion log and model cards the page cites.
-    #[arg(long, value_name = "DIR", default_value = "models")]
+    #[arg(long, value_name = "DIR|URL", default_value = "models")]
     registry: PathBuf,
     /// The HTML file to write [default: DIR/report.html, or report.html beside the audit log].
     #[arg(long, value_name = "FILE")]

@@ -17,8 +17,8 @@ pub struct TrainArgs {
     /// Training recipe (TOML): asset, name, data, models, horizons, train_end, refit_every.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Registry folder (overrides the recipe's `registry`).
-    #[arg(long, value_name = "DIR")]
+    /// The registry, a folder or `s3://bucket/prefix` (overrides the recipe's `registry`).
+    #[arg(long, value_name = "DIR|URL")]
     registry: Option<PathBuf>,
     /// Train, score and check, but register nothing.
     #[arg(long)]

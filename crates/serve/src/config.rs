@@ -19,7 +19,7 @@ use crate::serving::ServingConfig;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeFile {
-    /// Registry folder (default `models`).
+    /// The registry: a folder (default `models`) or `s3://bucket/prefix`.
     pub registry: Option<PathBuf>,
     /// Address to listen on (default `127.0.0.1:50051`).
     pub listen: Option<SocketAddr>,

@@ -22,8 +22,9 @@ struct Args {
     /// Settings file (TOML); the flags below override it.
     #[arg(long, value_name = "FILE", env = "FORESIGHT_SERVE_CONFIG")]
     config: Option<PathBuf>,
-    /// The registry folder (its champions are served) [default: models].
-    #[arg(long, value_name = "DIR", env = "FORESIGHT_SERVE_REGISTRY")]
+    /// The registry whose champions are served: a folder, or `s3://bucket/prefix` with the
+    /// AWS_* settings in the environment [default: models].
+    #[arg(long, value_name = "DIR|URL", env = "FORESIGHT_SERVE_REGISTRY")]
     registry: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:50051].
     #[arg(long, env = "FORESIGHT_SERVE_LISTEN")]
