@@ -6,7 +6,9 @@
 //! only while it is still the version that was read. Two training jobs publishing at once thus
 //! get two versions, never one overwriting the other. A folder takes the same two operations
 //! with fsync'd temp-file writes (object_store's local store neither syncs nor offers the
-//! conditional replace), the replace under a lock file that the OS releases if a writer dies.
+//! conditional replace), the replace under a lock file that the OS releases if a writer dies;
+//! a folder's object versions are content hashes (its ETags, from inode, time and size, could
+//! repeat within one clock tick).
 
 use std::fmt;
 use std::future::Future;
@@ -31,11 +33,15 @@ pub enum Location {
 }
 
 impl Location {
-    /// `text` as a location: a URL when it starts with `scheme://`, otherwise a folder.
+    /// `text` as a location: a URL when it starts with `scheme://` (a `file://` URL names a
+    /// folder), otherwise a folder.
     pub fn parse(text: &str) -> Self {
         match text.split_once("://") {
             Some((scheme, _)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') => {
-                Location::Url(text.to_string())
+                match url::Url::parse(text).ok().filter(|u| u.scheme() == "file").and_then(|u| u.to_file_path().ok()) {
+                    Some(folder) => Location::Folder(folder),
+                    None => Location::Url(text.to_string()),
+                }
             }
             _ => Location::Folder(PathBuf::from(text)),
         }
@@ -111,6 +117,8 @@ pub struct Storage {
     /// The registry's root inside the store.
     prefix: ObjectPath,
     location: Location,
+    /// A folder, resolved once (absolute, without `.` or `..`): where its writes go.
+    folder: Option<PathBuf>,
 }
 
 /// The lock file serialising conditional replaces in a folder.
@@ -125,14 +133,16 @@ impl Storage {
     /// As [`Storage::open`], with S3 settings given here (`aws_endpoint`, `aws_allow_http`,
     /// ...; see `object_store`'s `AmazonS3ConfigKey`) over those of the environment.
     pub fn open_with(location: &Location, settings: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let mut resolved = None;
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match location {
             Location::Folder(folder) => {
-                let prefix = ObjectPath::from_absolute_path(absolute(folder)?).map_err(|e| store_error(location, e))?;
+                let folder = resolved.insert(absolute(folder)?);
+                let prefix = ObjectPath::from_absolute_path(&folder).map_err(|e| store_error(location, e))?;
                 (Arc::new(object_store::local::LocalFileSystem::new()), prefix)
             }
             Location::Url(text) => {
                 let url = url::Url::parse(text).map_err(|e| RegistryError::Invalid(format!("registry URL `{text}`: {e}")))?;
-                if !matches!(url.scheme(), "s3" | "s3a" | "file") {
+                if !matches!(url.scheme(), "s3" | "s3a") {
                     return Err(RegistryError::Invalid(format!("registry URL `{text}`: a folder, file:// or s3:// (an S3-compatible store)")));
                 }
                 // S3 settings come from the environment as for the AWS tools: AWS_REGION,
@@ -145,7 +155,7 @@ impl Storage {
                 (Arc::from(store), prefix)
             }
         };
-        Ok(Self { store, prefix, location: location.clone() })
+        Ok(Self { store, prefix, location: location.clone(), folder: resolved })
     }
 
     /// Where the registry is.
@@ -174,6 +184,10 @@ impl Storage {
             Ok::<_, object_store::Error>((result.bytes().await?.to_vec(), version))
         })?;
         match got {
+            Ok((bytes, _)) if self.folder.is_some() => {
+                let version = content_version(&bytes);
+                Ok(Some((bytes, version)))
+            }
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(relative, e)),
@@ -182,6 +196,9 @@ impl Storage {
 
     /// The object's version without its bytes; `None` when there is none.
     pub fn version(&self, relative: &str) -> Result<Option<Version>> {
+        if self.folder.is_some() {
+            return Ok(self.get(relative)?.map(|(_, version)| version));
+        }
         let (store, path) = (self.store.clone(), self.path(relative));
         match block(async move { store.head(&path).await })? {
             Ok(meta) => Ok(Some(Version { e_tag: meta.e_tag, version: meta.version })),
@@ -209,7 +226,7 @@ impl Storage {
 
     /// Stores `bytes` at `relative` only if nothing is there: `false` when something was.
     pub fn create(&self, relative: &str, bytes: &[u8]) -> Result<bool> {
-        if let Location::Folder(folder) = &self.location {
+        if let Some(folder) = &self.folder {
             return create_file_atomic(&folder.join(relative), bytes);
         }
         match self.put_with(relative, bytes, PutMode::Create)? {
@@ -222,7 +239,7 @@ impl Storage {
     /// Replaces `relative` with `bytes` only if it is still at `expected` (`None`: only if there
     /// is nothing there yet). The new version; `None` when another writer changed it first.
     pub fn replace(&self, relative: &str, bytes: &[u8], expected: Option<&Version>) -> Result<Option<Version>> {
-        if let Location::Folder(folder) = &self.location {
+        if let Some(folder) = &self.folder {
             std::fs::create_dir_all(folder).map_err(RegistryError::io(folder))?;
             let lock_path = folder.join(LOCK_FILE);
             let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(RegistryError::io(&lock_path))?;
@@ -231,7 +248,7 @@ impl Storage {
                 return Ok(None);
             }
             write_atomic(&folder.join(relative), bytes)?;
-            return self.version(relative); // (the lock is released when `lock` is dropped)
+            return Ok(Some(content_version(bytes))); // (the lock is released when `lock` is dropped)
         }
         let mode = expected.map_or(PutMode::Create, |v| PutMode::Update(v.into()));
         match self.put_with(relative, bytes, mode)? {
@@ -243,7 +260,7 @@ impl Storage {
 
     /// Stores `bytes` at `relative`, replacing whatever is there.
     pub fn put(&self, relative: &str, bytes: &[u8]) -> Result<()> {
-        if let Location::Folder(folder) = &self.location {
+        if let Some(folder) = &self.folder {
             return write_atomic(&folder.join(relative), bytes);
         }
         self.put_with(relative, bytes, PutMode::Overwrite)?.map(|_| ()).map_err(|e| self.error(relative, e))
@@ -257,6 +274,11 @@ impl Storage {
     fn error(&self, relative: &str, e: object_store::Error) -> RegistryError {
         RegistryError::Store { object: self.describe(relative), message: e.to_string() }
     }
+}
+
+/// A folder's object version: the sha256 of its bytes.
+fn content_version(bytes: &[u8]) -> Version {
+    Version { e_tag: Some(crate::verify::sha256_hex(bytes)), version: None }
 }
 
 /// `folder` as an absolute path without `.` or `..` (which object store paths do not take),
@@ -309,7 +331,7 @@ mod tests {
         assert_eq!(Location::parse("models"), Location::Folder("models".into()));
         assert_eq!(Location::parse("/srv/foresight/models"), Location::Folder("/srv/foresight/models".into()));
         assert_eq!(Location::parse("s3://bucket/models"), Location::Url("s3://bucket/models".into()));
-        assert_eq!(Location::from(Path::new("file:///tmp/m")), Location::Url("file:///tmp/m".into()));
+        assert_eq!(Location::from(Path::new("file:///tmp/m")), Location::Folder("/tmp/m".into()));
         let e = Storage::open(&Location::parse("ftp://host/models")).unwrap_err().to_string();
         assert!(e.contains("ftp://host/models") && e.contains("s3://"), "{e}");
     }
@@ -328,6 +350,10 @@ mod tests {
         assert_eq!(storage.replace("registry.json", b"x", None).unwrap(), None, "something is there now");
         let second = storage.replace("registry.json", b"2", Some(&first)).unwrap().expect("still the version read");
         assert_ne!(first, second);
+        // Rewritten with the same size in the same instant: still another version.
+        let third = storage.replace("registry.json", b"3", Some(&second)).unwrap().expect("the version read");
+        assert_eq!(storage.replace("registry.json", b"4", Some(&second)).unwrap(), None);
+        let second = storage.replace("registry.json", b"2", Some(&third)).unwrap().unwrap();
         assert_eq!(storage.replace("registry.json", b"stale", Some(&first)).unwrap(), None, "a stale writer is refused");
         assert_eq!(storage.get("registry.json").unwrap().unwrap(), (b"2".to_vec(), second));
         let mut listed = storage.list("").unwrap();

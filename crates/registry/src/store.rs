@@ -238,7 +238,14 @@ impl Registry {
             let outcome = edit(&mut next)?;
             let mut text = serde_json::to_string_pretty(&next).map_err(|e| self.format_error(INDEX_FILE, e))?;
             text.push('\n');
-            match self.storage.replace(INDEX_FILE, text.as_bytes(), self.index_version.as_ref())? {
+            let stored = match self.storage.replace(INDEX_FILE, text.as_bytes(), self.index_version.as_ref())? {
+                Some(version) => Some(version),
+                // Refused, but what is stored may be this very write: a store retrying a put
+                // that had succeeded finds its own write in the way. Then it is done, not to be
+                // applied a second time.
+                None => self.storage.get(INDEX_FILE)?.filter(|(bytes, _)| *bytes == text.as_bytes()).map(|(_, version)| version),
+            };
+            match stored {
                 Some(version) => {
                     (self.index, self.index_version) = (next, Some(version));
                     return Ok(outcome);
@@ -367,7 +374,10 @@ impl Registry {
         }
         let (slot, reference) = (card.slot(), card.reference());
         self.change(|index| {
-            index.slots.entry(slot.clone()).or_default().challengers.push(reference.clone());
+            let challengers = &mut index.slots.entry(slot.clone()).or_default().challengers;
+            if !challengers.contains(&reference) {
+                challengers.push(reference.clone());
+            }
             Ok(())
         })?;
         Ok(card)
@@ -548,6 +558,8 @@ impl Registry {
     /// target whose slots have log entries or challengers this registry lacks, is refused:
     /// copying never discards what the target recorded.
     pub fn copy_to(&self, target: &mut Registry) -> Result<CopyReport> {
+        // Checked before anything is written, and again on the index the copy replaces.
+        self.may_replace(&target.index)?;
         let mut report = CopyReport::default();
         for name in self.model_names()? {
             for v in self.versions(&name)? {
@@ -568,25 +580,35 @@ impl Registry {
             }
         }
         for artifact in self.index.artifacts.values() {
-            self.artifact_bytes(artifact)?;
-            target.storage.put(&artifact.path, &self.read(&artifact.path)?)?;
+            target.storage.put(&artifact.path, &self.artifact_bytes(artifact)?)?;
             report.artifacts += 1;
         }
-        let (source, origin) = (self.index.clone(), self.describe(INDEX_FILE));
         target.change(|index| {
-            for (slot, theirs) in &index.slots {
-                let ours = source.slots.get(slot);
-                let known = |m: &ModelRef| ours.is_some_and(|o| o.champion.as_ref() == Some(m) || o.challengers.contains(m));
-                if !ours.map_or(&[][..], |o| o.log.as_slice()).starts_with(&theirs.log) || !theirs.challengers.iter().all(known) {
-                    return Err(RegistryError::Conflict(format!(
-                        "the target's {slot} holds changes {origin} lacks (log entries or challengers): copy the other way, or start from an empty target"
-                    )));
-                }
-            }
-            *index = source.clone();
+            self.may_replace(index)?;
+            *index = self.index.clone();
             Ok(())
         })?;
         Ok(report)
+    }
+
+    /// Whether this registry's index may replace `theirs` (another registry's) without losing
+    /// anything recorded there: every slot's log a prefix of ours, its challengers and
+    /// artifacts known here.
+    fn may_replace(&self, theirs: &RegistryIndex) -> Result<()> {
+        let origin = self.describe(INDEX_FILE);
+        for (slot, their_slot) in &theirs.slots {
+            let ours = self.index.slots.get(slot);
+            let known = |m: &ModelRef| ours.is_some_and(|o| o.champion.as_ref() == Some(m) || o.challengers.contains(m));
+            if !ours.map_or(&[][..], |o| o.log.as_slice()).starts_with(&their_slot.log) || !their_slot.challengers.iter().all(known) {
+                return Err(RegistryError::Conflict(format!(
+                    "the target's {slot} holds changes {origin} lacks (log entries or challengers): copy the other way, or start from an empty target"
+                )));
+            }
+        }
+        if let Some(name) = theirs.artifacts.keys().find(|name| !self.index.artifacts.contains_key(*name)) {
+            return Err(RegistryError::Conflict(format!("the target holds artifact `{name}`, which {origin} lacks")));
+        }
+        Ok(())
     }
 
     /// An artifact's bytes, checked against its sha256.

@@ -277,3 +277,26 @@ fn concurrent_writers_never_overwrite_each_other() {
     assert_eq!(rollbacks, 1);
     assert!(!after.index().slots["BTC/volatility"].log.iter().any(|e| e.reason.as_deref() == Some("second writer, same view")));
 }
+
+#[test]
+fn copying_fills_an_empty_target_and_never_discards_what_a_target_recorded() {
+    let source = Registry::open(repo().join("models")).unwrap();
+    let versions: usize = source.model_names().unwrap().iter().map(|n| source.versions(n).unwrap().len()).sum();
+    let empty = tempfile::tempdir().unwrap();
+    let mut target = Registry::open(empty.path().join("copy")).unwrap();
+    let report = source.copy_to(&mut target).unwrap();
+    assert_eq!((report.versions_copied, report.versions_present), (versions, 0));
+    assert_eq!(Registry::open(empty.path().join("copy")).unwrap().index(), source.index());
+    assert_eq!(source.copy_to(&mut target).unwrap().versions_present, versions, "copying again stores nothing");
+
+    // A target holding an artifact the source lacks: refused before anything is written.
+    let other = tempfile::tempdir().unwrap();
+    let mut target = Registry::open(other.path()).unwrap();
+    target.put_artifact("only-here", &serde_json::json!({ "x": 1 }), "test").unwrap();
+    let err = source.copy_to(&mut target).unwrap_err();
+    assert!(matches!(err, RegistryError::Conflict(_)) && err.to_string().contains("artifact `only-here`"), "{err}");
+    let mut names: Vec<String> = std::fs::read_dir(other.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, [".registry.lock", "artifacts", "registry.json"], "no model was copied");
+    assert_eq!(Registry::open(other.path()).unwrap().artifact("only-here").unwrap(), serde_json::json!({ "x": 1 }));
+}

@@ -281,8 +281,9 @@ impl Follower {
     async fn run(self, mut stream: jetstream::stream::Stream) {
         let mut next = 1;
         // How long a consumer may deliver nothing while the stream holds more. Doubled each
-        // time a new consumer also delivers nothing in that time, so that on a loaded machine
-        // a consumer still being set up is not replaced again and again before it can deliver.
+        // time a new consumer is replaced for delivering nothing, so that on a loaded machine
+        // a consumer still being set up is not replaced again and again before it can
+        // deliver; back to the shortest once one delivers.
         let mut patience = IDLE_CHECK;
         loop {
             let config = jetstream::consumer::pull::OrderedConfig {
@@ -301,7 +302,7 @@ impl Follower {
                     continue;
                 }
             };
-            let resumed_at = next;
+            let mut stalled = false;
             loop {
                 let message = match tokio::time::timeout(patience, messages.next()).await {
                     Ok(Some(Ok(m))) => m,
@@ -316,6 +317,7 @@ impl Follower {
                     Err(_) => match tokio::time::timeout(IDLE_CHECK, stream.info()).await {
                         Ok(Ok(info)) if info.state.messages > 0 && info.state.last_sequence >= next.max(info.state.first_sequence) => {
                             tracing::warn!(stream = MARKET_STREAM, next, last = info.state.last_sequence, ?patience, "the market stream moved on without this replica: resuming");
+                            stalled = true;
                             break;
                         }
                         Ok(Ok(_)) => continue,
@@ -323,6 +325,7 @@ impl Follower {
                         // is the surer way back than waiting on this one.
                         _ => {
                             tracing::warn!(stream = MARKET_STREAM, next, "the market stream does not answer: resuming");
+                            stalled = true;
                             break;
                         }
                     },
@@ -336,6 +339,7 @@ impl Follower {
                 }
                 self.apply(sequence, &message.payload);
                 next = sequence + 1;
+                patience = IDLE_CHECK;
                 // (Nothing pending also counts: the tail held at start may since have gone.)
                 if sequence >= self.target || pending == 0 {
                     let _ = self.caught_up.send_if_modified(|c| !std::mem::replace(c, true));
@@ -344,7 +348,9 @@ impl Follower {
             if self.applied.is_closed() {
                 return; // the state is gone
             }
-            patience = if next > resumed_at { IDLE_CHECK } else { (patience * 2).min(MAX_PATIENCE) };
+            if stalled {
+                patience = (patience * 2).min(MAX_PATIENCE);
+            }
             tokio::time::sleep(RESUME_PAUSE).await;
         }
     }
