@@ -113,6 +113,11 @@ async fn replica(nats: &NatsServer, folder: &Path) -> (Process, String) {
     start_binary_args(&root().join("models"), folder, &["--state", &nats.url, "--reload-interval", "0"]).await
 }
 
+/// A replica with its settings in `config`, serving the committed registry (`folder` gets its log).
+async fn configured_replica(folder: &Path, config: &Path) -> (Process, String) {
+    start_binary_args(&root().join("models"), folder, &["--config", config.to_str().unwrap(), "--reload-interval", "0"]).await
+}
+
 /// Waits until the service at `address` holds `sequence` for BTC.
 async fn holds(address: &str, sequence: u64) -> proto::AssetState {
     let mut market = MarketDataServiceClient::connect(address.to_string()).await.unwrap();
@@ -253,15 +258,14 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("serve.toml");
     std::fs::write(&config, format!("state = \"{}\"\n[nats]\nreplicas = 3\n", cluster.url)).unwrap();
-    let config = config.to_str().unwrap();
     for replica in ["a", "b"] {
         std::fs::create_dir(dir.path().join(replica)).unwrap();
     }
     let _logs = LogsOnFailure(vec![dir.path().join("a"), dir.path().join("b")]);
     // JetStream elects its metadata leader within moments of the routes forming: a replica
     // started before that waits for it.
-    let (_a_process, a) = start_binary_args(&root().join("models"), &dir.path().join("a"), &["--config", config, "--reload-interval", "0"]).await;
-    let (_b_process, b) = start_binary_args(&root().join("models"), &dir.path().join("b"), &["--config", config, "--reload-interval", "0"]).await;
+    let (_a_process, a) = configured_replica(&dir.path().join("a"), &config).await;
+    let (_b_process, b) = configured_replica(&dir.path().join("b"), &config).await;
     let updates = btc_updates(5);
     assert!(publish(&a, updates.clone()).await.iter().all(|x| x.status == AckStatus::Stored as i32));
     assert_eq!(holds(&b, 405).await.days, 400);
@@ -277,6 +281,46 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
         let margin = CalibrationServiceClient::connect(replica.to_string()).await.unwrap().calibrate(from_state(account)).await.unwrap().into_inner();
         assert!(margin.initial_margin > 0.0 && margin.components[0].model == "btc-dvol-har-x@v1");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_replica_restores_the_market_snapshot_and_applies_only_what_came_after() {
+    let nats = nats_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |every: u64| {
+        let path = dir.path().join(format!("serve-{every}.toml"));
+        std::fs::write(&path, format!("state = \"{}\"\n[nats]\nmarket_snapshot_every = {every}\n", nats.url)).unwrap();
+        path
+    };
+    let (with_snapshots, without) = (config(100), config(0));
+    let folders: Vec<PathBuf> = ["a", "b", "c"].iter().map(|r| dir.path().join(r)).collect();
+    folders.iter().for_each(|f| std::fs::create_dir(f).unwrap());
+    let _logs = LogsOnFailure(folders.clone());
+    let (_a_process, a) = configured_replica(&folders[0], &with_snapshots).await;
+    assert!(publish(&a, btc_updates(5)).await.iter().all(|x| x.status == AckStatus::Stored as i32));
+    // A snapshots after stream messages 100, 200, 300 and 400.
+    let snapshotted = (0..200).any(|_| {
+        let log = std::fs::read_to_string(folders[0].join("serve.log")).unwrap_or_default();
+        log.contains("market state snapshotted") && log.contains("through=400") || { std::thread::sleep(Duration::from_millis(50)); false }
+    });
+    assert!(snapshotted, "A snapshotted the state through stream message 400");
+
+    // B starts from that snapshot and applies messages 401..405 only; C, without snapshots,
+    // applies all 405. Both hold what A holds and post the same margin.
+    let (_b_process, b) = configured_replica(&folders[1], &with_snapshots).await;
+    let (_c_process, c) = configured_replica(&folders[2], &without).await;
+    let on_a = holds(&a, 405).await;
+    for address in [&b, &c] {
+        let state = holds(address, 405).await;
+        assert_eq!((state.days, state.last_price, state.open_date.clone(), state.last_tick_ms), (on_a.days, on_a.last_price, on_a.open_date.clone(), on_a.last_tick_ms));
+    }
+    let b_log = std::fs::read_to_string(folders[1].join("serve.log")).unwrap();
+    assert!(b_log.contains("market state restored from its snapshot") && b_log.contains("from=401"), "{b_log}");
+    assert!(!std::fs::read_to_string(folders[2].join("serve.log")).unwrap().contains("restored"));
+    let margin = |address: String| async move { CalibrationServiceClient::connect(address).await.unwrap().calibrate(from_state("snap")).await.unwrap().into_inner() };
+    let (via_a, via_b, via_c) = (margin(a.clone()).await, margin(b.clone()).await, margin(c.clone()).await);
+    assert_eq!((via_b.initial_margin, via_b.components[0].forward_rate), (via_a.initial_margin, via_a.components[0].forward_rate));
+    assert_eq!((via_c.initial_margin, via_c.components[0].forward_rate), (via_a.initial_margin, via_a.components[0].forward_rate));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,8 @@ pub struct NatsFile {
     pub replicas: Option<usize>,
     /// Days the audit stream keeps a calibration (default: for good).
     pub audit_max_age_days: Option<f64>,
+    /// Snapshot the market state every this many market messages (default 10,000; 0: never).
+    pub market_snapshot_every: Option<u64>,
 }
 
 /// The settings the binary runs with.
@@ -150,7 +152,8 @@ impl ServeFile {
                         .filter(|d| !d.is_zero())
                         .ok_or_else(|| invalid("nats.audit_max_age_days", format!("must be > 0 (leave it out to keep everything), got {days}")))?,
                 };
-                serving.nats = Some(NatsOptions { url, credentials: self.nats.credentials, ca: self.nats.ca, replicas, audit_max_age });
+                let market_snapshot_every = self.nats.market_snapshot_every.unwrap_or(crate::nats::DEFAULT_SNAPSHOT_EVERY);
+                serving.nats = Some(NatsOptions { url, credentials: self.nats.credentials, ca: self.nats.ca, replicas, audit_max_age, market_snapshot_every });
             }
             Some(folder) => {
                 if serving.state_dir.as_ref().is_some_and(|d| *d != Path::new(&folder)) {
@@ -241,6 +244,9 @@ mod tests {
         assert_eq!((s.serving.state_dir.as_deref(), s.serving.nats), (Some(Path::new("/tmp/s")), None));
         let s = toml::from_str::<ServeFile>("state = \"nats://127.0.0.1:4222\"\nstate_dir = \"/tmp/a\"\n[nats]\nreplicas = 3").unwrap().settings().unwrap();
         assert_eq!(s.serving.nats.as_ref().map(|n| (n.url.as_str(), n.replicas)), Some(("nats://127.0.0.1:4222", 3)));
+        assert_eq!(s.serving.nats.as_ref().map(|n| n.market_snapshot_every), Some(crate::nats::DEFAULT_SNAPSHOT_EVERY));
+        let s = toml::from_str::<ServeFile>("state = \"nats://x:4222\"\n[nats]\nmarket_snapshot_every = 0").unwrap().settings().unwrap();
+        assert_eq!(s.serving.nats.map(|n| n.market_snapshot_every), Some(0));
         let e = toml::from_str::<ServeFile>("state = \"nats://x:4222\"\n[nats]\nreplicas = 7").unwrap().settings().unwrap_err().to_string();
         assert!(e.starts_with("nats.replicas"), "{e}");
         let e = toml::from_str::<ServeFile>("state = \"/a\"\nstate_dir = \"/b\"").unwrap().settings().unwrap_err().to_string();

@@ -7,7 +7,8 @@
 //!   types and back through [`convert`] and errors into gRPC codes through [`error`], over
 //! - [`serving`]: the shared state: the current [`engine`] generation (hot-swapped), the
 //!   forecast cache, the [`market`] state and the [`audit`] log, both on a [`journal`] (one
-//!   machine) or the market state on a [`nats`] JetStream stream (replicas);
+//!   machine) or the market state on a [`nats`] JetStream stream (replicas), restored from
+//!   its last [`snapshot`];
 //! - [`engine`]: the registry's models through ONNX Runtime, arms and their A/B split, and
 //!   `foresight-core::margin` for the account, over a [`series`] of completed days.
 //!
@@ -28,6 +29,7 @@ pub mod market;
 pub mod metrics;
 pub mod nats;
 pub mod series;
+pub mod snapshot;
 pub mod server;
 pub mod service;
 pub mod serving;

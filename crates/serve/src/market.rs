@@ -23,6 +23,7 @@ use tokio_stream::StreamExt;
 use crate::journal::{Durability, Journal, JournalError, damaged_tail, read_numbered_lines};
 use crate::nats::{NatsOptions, Retention, check_subject_token, shared_error};
 use crate::series::{Day, MarketInput, Rejected, Series, Update};
+use crate::snapshot::Snapshots;
 
 /// Completed days kept per asset (about 11 years of calendar days).
 const MAX_DAYS: usize = 4000;
@@ -152,7 +153,9 @@ impl AssetState {
 
 /// Applies one message of the market stream to `assets`: every replica reaches the same outcome,
 /// since each applies the same messages in the same order.
-fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, payload: &[u8]) -> Outcome {
+/// A message of an asset whose restored snapshot already covers it (`sequence` at or before the
+/// snapshot's, in `covered`) is not applied again.
+fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, sequence: u64, payload: &[u8], covered: &BTreeMap<String, u64>) -> Outcome {
     let record: Update = match serde_json::from_slice(payload) {
         Ok(r) => r,
         Err(e) => {
@@ -160,6 +163,9 @@ fn apply_shared(assets: &Mutex<BTreeMap<String, AssetState>>, payload: &[u8]) ->
             return (AckStatus::Rejected, format!("not a market update: {e}"));
         }
     };
+    if covered.get(record.asset()).is_some_and(|through| sequence <= *through) {
+        return (AckStatus::Stored, String::new());
+    }
     let Ok(mut assets) = assets.lock() else { return (AckStatus::Rejected, "market state lock poisoned".into()) };
     let applied = outcome(assets.entry(record.asset().to_string()).or_default().apply(&record));
     assets.retain(|_, s| s.last_sequence > 0);
@@ -272,6 +278,12 @@ struct Follower {
     caught_up: watch::Sender<bool>,
     /// The stream's last sequence at start-up (0: it held nothing).
     target: u64,
+    /// The first stream sequence to apply (after the restored snapshot, if any).
+    start: u64,
+    /// Per asset, the stream sequence its restored snapshot covers.
+    covered: BTreeMap<String, u64>,
+    /// Where to snapshot the state, and every how many stream messages.
+    snapshots: Option<(Snapshots, u64)>,
 }
 
 impl Follower {
@@ -279,7 +291,7 @@ impl Follower {
     /// the consumer fails or goes quiet while the stream moves on (its node went, the
     /// connection moved to another), a new one resumes there.
     async fn run(self, mut stream: jetstream::stream::Stream) {
-        let mut next = 1;
+        let mut next = self.start;
         // How long a consumer may deliver nothing while the stream holds more. Doubled each
         // time a new consumer is replaced for delivering nothing, so that on a loaded machine
         // a consumer still being set up is not replaced again and again before it can
@@ -357,13 +369,30 @@ impl Follower {
 
     /// Applies the message at stream `sequence` and keeps its outcome for the publisher.
     fn apply(&self, sequence: u64, payload: &[u8]) {
-        let outcome = apply_shared(&self.state, payload);
+        let outcome = apply_shared(&self.state, sequence, payload, &self.covered);
         if let Ok(mut kept) = self.outcomes.lock() {
             kept.insert(sequence, outcome);
             let keep_from = sequence.saturating_sub(OUTCOMES_KEPT);
             *kept = kept.split_off(&keep_from);
         }
         let _ = self.applied.send(sequence);
+        if let Some((snapshots, every)) = &self.snapshots
+            && sequence % every == 0
+        {
+            self.snapshot(snapshots.clone(), sequence);
+        }
+    }
+
+    /// Stores the state as it is after applying `through`, in the background (a copy taken
+    /// now; the follower goes on applying).
+    fn snapshot(&self, snapshots: Snapshots, through: u64) {
+        let Ok(assets) = self.state.lock().map(|a| a.clone()) else { return };
+        tokio::spawn(async move {
+            match snapshots.write(through, &assets).await {
+                Ok(()) => tracing::info!(stream = MARKET_STREAM, through, assets = assets.len(), "market state snapshotted"),
+                Err(e) => tracing::warn!(stream = MARKET_STREAM, through, "the market state was not snapshotted (a starting replica replays more): {e}"),
+            }
+        });
     }
 }
 
@@ -438,17 +467,35 @@ impl MarketState {
     /// holds what the stream held at start-up.
     pub async fn connect(jetstream: &jetstream::Context, options: &NatsOptions) -> Result<Self, JournalError> {
         let jetstream = jetstream.clone();
-        // Kept for good: a replica builds its state from the whole stream.
-        let retention = Retention { max_age: Duration::ZERO, duplicate_window: DUPLICATE_WINDOW };
+        // Kept for good: a replica builds its state from the whole stream, or from the last
+        // snapshot of it and what came after.
+        let retention = Retention::forever(DUPLICATE_WINDOW);
         let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, retention).await?;
         let state = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.clone();
         // Caught up once the last message held at start-up is applied (none held: at once).
         let target = if state.messages == 0 { 0 } else { state.last_sequence };
-        let assets: Arc<Mutex<BTreeMap<String, AssetState>>> = Arc::default();
+        // Start from the last snapshot, if there is one.
+        let snapshots = match options.market_snapshot_every {
+            0 => None,
+            every => Some((Snapshots::open(&jetstream, options).await?, every)),
+        };
+        let restored = match &snapshots {
+            Some((s, _)) => s.latest::<AssetState>().await?,
+            None => None,
+        };
+        let (start, covered, held) = match restored {
+            Some(r) => {
+                tracing::info!(stream = MARKET_STREAM, assets = r.assets.len(), from = r.start, "market state restored from its snapshot; applying the stream");
+                let covered = r.assets.iter().map(|(asset, (through, _))| (asset.clone(), *through)).collect();
+                (r.start, covered, r.assets.into_iter().map(|(asset, (_, state))| (asset, state)).collect())
+            }
+            None => (1, BTreeMap::new(), BTreeMap::new()),
+        };
+        let assets: Arc<Mutex<BTreeMap<String, AssetState>>> = Arc::new(Mutex::new(held));
         let outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>> = Arc::default();
-        let (applied_tx, applied) = watch::channel(0);
-        let (caught_up_tx, caught_up) = watch::channel(target == 0);
-        let follower = Follower { state: assets.clone(), outcomes: outcomes.clone(), applied: applied_tx, caught_up: caught_up_tx, target };
+        let (applied_tx, applied) = watch::channel(start - 1);
+        let (caught_up_tx, caught_up) = watch::channel(target < start);
+        let follower = Follower { state: assets.clone(), outcomes: outcomes.clone(), applied: applied_tx, caught_up: caught_up_tx, target, start, covered, snapshots };
         tokio::spawn(follower.run(stream));
         Ok(Self { assets, log: Log::Shared(SharedLog { jetstream, applied, caught_up, outcomes }) })
     }

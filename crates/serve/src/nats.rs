@@ -25,14 +25,20 @@ pub struct NatsOptions {
     pub replicas: usize,
     /// How long the audit stream keeps a calibration's lines (zero: for good).
     pub audit_max_age: Duration,
+    /// Snapshot the market state every this many stream messages (0: never), so that a
+    /// starting replica need not apply the whole stream.
+    pub market_snapshot_every: u64,
 }
 
 impl NatsOptions {
     /// Options for `url` with one replica and no credentials.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), credentials: None, ca: None, replicas: 1, audit_max_age: Duration::ZERO }
+        Self { url: url.into(), credentials: None, ca: None, replicas: 1, audit_max_age: Duration::ZERO, market_snapshot_every: DEFAULT_SNAPSHOT_EVERY }
     }
 }
+
+/// Stream messages between snapshots of the market state, unless configured.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
 /// The audit stream every replica appends to (see `Serving::connect`).
 pub const AUDIT_STREAM: &str = "FORESIGHT_AUDIT";
@@ -63,15 +69,8 @@ impl SharedValue {
     /// The shared value `key` (its stream created if missing).
     pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, key: &str) -> Result<Self, NatsError> {
         let jetstream = jetstream.clone();
-        let config = stream::Config {
-            name: SHARED_STREAM.into(),
-            subjects: vec![format!("{SHARED_SUBJECT}.>")],
-            storage: stream::StorageType::File,
-            num_replicas: options.replicas.max(1),
-            max_messages_per_subject: SHARED_HISTORY,
-            ..Default::default()
-        };
-        let stream = jetstream.get_or_create_stream(config).await.map_err(|e| shared_error(format!("stream {SHARED_STREAM}"), e))?;
+        let retention = Retention { per_subject: SHARED_HISTORY, ..Retention::forever(Duration::from_secs(120)) };
+        let stream = self::stream(&jetstream, SHARED_STREAM, &format!("{SHARED_SUBJECT}.>"), options.replicas, retention).await?;
         Ok(Self { jetstream, stream, subject: format!("{SHARED_SUBJECT}.{key}"), runtime: tokio::runtime::Handle::current(), seen: Default::default() })
     }
 
@@ -233,6 +232,15 @@ pub struct Retention {
     pub max_age: Duration,
     /// Publishes with a message id seen within this window are dropped as duplicates.
     pub duplicate_window: Duration,
+    /// Messages kept per subject, the newest (0: all).
+    pub per_subject: i64,
+}
+
+impl Retention {
+    /// Everything, for good, with JetStream's duplicate window of `duplicate_window`.
+    pub fn forever(duplicate_window: Duration) -> Self {
+        Self { max_age: Duration::ZERO, duplicate_window, per_subject: 0 }
+    }
 }
 
 /// The stream `name` capturing `subjects`, created if missing (file storage, `replicas` copies).
@@ -244,6 +252,7 @@ pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, 
         num_replicas: replicas.max(1),
         max_age: retention.max_age,
         duplicate_window: retention.duplicate_window,
+        max_messages_per_subject: if retention.per_subject > 0 { retention.per_subject } else { -1 },
         ..Default::default()
     };
     // A cluster starting with the service elects its JetStream leader within moments: wait for
@@ -252,10 +261,11 @@ pub async fn stream(jetstream: &jetstream::Context, name: &str, subjects: &str, 
     loop {
         match jetstream.get_or_create_stream(config.clone()).await {
             Ok(mut stream) => {
-                // An existing stream keeps its settings unless told: bring copies, age and
-                // duplicate window to what this service is configured with.
+                // An existing stream keeps its settings unless told: bring copies, age,
+                // duplicate window and history to what this service is configured with.
                 let current = stream.info().await.map_err(|e| shared_error(format!("stream {name}"), e))?.config.clone();
-                if (current.num_replicas, current.max_age, current.duplicate_window) != (config.num_replicas, config.max_age, config.duplicate_window) {
+                let settings = |c: &stream::Config| (c.num_replicas, c.max_age, c.duplicate_window, c.max_messages_per_subject);
+                if settings(&current) != settings(&config) {
                     tracing::info!(stream = name, replicas = config.num_replicas, "updating the stream's settings");
                     jetstream.update_stream(config.clone()).await.map_err(|e| shared_error(format!("updating stream {name}"), e))?;
                 }
