@@ -376,8 +376,11 @@ impl Follower {
             *kept = kept.split_off(&keep_from);
         }
         let _ = self.applied.send(sequence);
+        // (Not while catching up: older rounds than the stream's newest would only replace
+        // newer ones.)
         if let Some((snapshots, every)) = &self.snapshots
             && sequence % every == 0
+            && sequence > self.target
         {
             self.snapshot(snapshots.clone(), sequence);
         }
