@@ -284,6 +284,8 @@ struct Follower {
     covered: BTreeMap<String, u64>,
     /// Where to snapshot the state, and every how many stream messages.
     snapshots: Option<(Snapshots, u64)>,
+    /// Whether a snapshot is being written.
+    snapshotting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Follower {
@@ -292,6 +294,8 @@ impl Follower {
     /// connection moved to another), a new one resumes there.
     async fn run(self, mut stream: jetstream::stream::Stream) {
         let mut next = self.start;
+        // Messages applied since start-up (logged once caught up).
+        let mut applied = 0u64;
         // How long a consumer may deliver nothing while the stream holds more. Doubled each
         // time a new consumer is replaced for delivering nothing, so that on a loaded machine
         // a consumer still being set up is not replaced again and again before it can
@@ -353,8 +357,9 @@ impl Follower {
                 next = sequence + 1;
                 patience = IDLE_CHECK;
                 // (Nothing pending also counts: the tail held at start may since have gone.)
-                if sequence >= self.target || pending == 0 {
-                    let _ = self.caught_up.send_if_modified(|c| !std::mem::replace(c, true));
+                applied += 1;
+                if (sequence >= self.target || pending == 0) && self.caught_up.send_if_modified(|c| !std::mem::replace(c, true)) {
+                    tracing::info!(stream = MARKET_STREAM, applied, from = self.start, "caught up with the market stream");
                 }
             }
             if self.applied.is_closed() {
@@ -381,6 +386,7 @@ impl Follower {
         if let Some((snapshots, every)) = &self.snapshots
             && sequence % every == 0
             && sequence > self.target
+            && self.covered.values().all(|through| sequence > *through)
         {
             self.snapshot(snapshots.clone(), sequence);
         }
@@ -388,13 +394,20 @@ impl Follower {
 
     /// Stores the state as it is after applying `through`, in the background (a copy taken
     /// now; the follower goes on applying).
+    /// (Skipped while the previous round is still being written: rounds never pile up.)
     fn snapshot(&self, snapshots: Snapshots, through: u64) {
+        if self.snapshotting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::warn!(stream = MARKET_STREAM, through, "the previous market snapshot is still being written: this round is skipped");
+            return;
+        }
         let Ok(assets) = self.state.lock().map(|a| a.clone()) else { return };
+        let snapshotting = self.snapshotting.clone();
         tokio::spawn(async move {
             match snapshots.write(through, &assets).await {
                 Ok(()) => tracing::info!(stream = MARKET_STREAM, through, assets = assets.len(), "market state snapshotted"),
-                Err(e) => tracing::warn!(stream = MARKET_STREAM, through, "the market state was not snapshotted (a starting replica replays more): {e}"),
+                Err(e) => tracing::warn!(stream = MARKET_STREAM, through, "market state not snapshotted (a starting replica replays more): {e}"),
             }
+            snapshotting.store(false, std::sync::atomic::Ordering::Release);
         });
     }
 }
@@ -474,19 +487,31 @@ impl MarketState {
         // snapshot of it and what came after.
         let retention = Retention::forever(DUPLICATE_WINDOW);
         let mut stream = crate::nats::stream(&jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.>"), options.replicas, retention).await?;
+        let created = format!("{:?}", stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.created);
+        // Start from the last snapshot, if there is one. (Set up failing, the whole stream is
+        // replayed: a snapshot only saves time.)
+        let snapshots = match options.market_snapshot_every {
+            0 => None,
+            every => match Snapshots::open(&jetstream, options, created).await {
+                Ok(snapshots) => Some((snapshots, every)),
+                Err(e) => {
+                    tracing::warn!(stream = MARKET_STREAM, "market snapshots are off: {e}");
+                    None
+                }
+            },
+        };
+        let restored = match &snapshots {
+            Some((s, _)) => s.latest::<AssetState>().await.unwrap_or_else(|e| {
+                tracing::warn!(stream = MARKET_STREAM, "the market snapshot cannot be read, replaying the whole stream: {e}");
+                None
+            }),
+            None => None,
+        };
+        // Read after the snapshot: any round written since covers no more than this.
         let state = stream.info().await.map_err(|e| shared_error(format!("stream {MARKET_STREAM}"), e))?.state.clone();
         // Caught up once the last message held at start-up is applied (none held: at once).
         let target = if state.messages == 0 { 0 } else { state.last_sequence };
-        // Start from the last snapshot, if there is one.
-        let snapshots = match options.market_snapshot_every {
-            0 => None,
-            every => Some((Snapshots::open(&jetstream, options).await?, every)),
-        };
-        let restored = match &snapshots {
-            Some((s, _)) => s.latest::<AssetState>().await?,
-            None => None,
-        };
-        let (start, covered, held) = match restored {
+        let (start, covered, held) = match restored.filter(|r| r.start <= target + 1) {
             Some(r) => {
                 tracing::info!(stream = MARKET_STREAM, assets = r.assets.len(), from = r.start, "market state restored from its snapshot; applying the stream");
                 let covered = r.assets.iter().map(|(asset, (through, _))| (asset.clone(), *through)).collect();
@@ -498,7 +523,7 @@ impl MarketState {
         let outcomes: Arc<Mutex<BTreeMap<u64, Outcome>>> = Arc::default();
         let (applied_tx, applied) = watch::channel(start - 1);
         let (caught_up_tx, caught_up) = watch::channel(target < start);
-        let follower = Follower { state: assets.clone(), outcomes: outcomes.clone(), applied: applied_tx, caught_up: caught_up_tx, target, start, covered, snapshots };
+        let follower = Follower { state: assets.clone(), outcomes: outcomes.clone(), applied: applied_tx, caught_up: caught_up_tx, target, start, covered, snapshots, snapshotting: Arc::default() };
         tokio::spawn(follower.run(stream));
         Ok(Self { assets, log: Log::Shared(SharedLog { jetstream, applied, caught_up, outcomes }) })
     }

@@ -32,6 +32,9 @@ struct AssetSnapshot<T> {
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     through: u64,
+    /// When the market stream the round was taken from was created: a snapshot of a stream
+    /// since deleted and created again says nothing about the new one.
+    stream_created: String,
     assets: Vec<String>,
 }
 
@@ -48,25 +51,44 @@ pub struct Restored<T> {
 pub struct Snapshots {
     jetstream: jetstream::Context,
     stream: stream::Stream,
+    /// The market stream's identity (its creation time), recorded in every manifest.
+    stream_created: String,
 }
 
 impl Snapshots {
-    /// The snapshot stream (created if missing).
-    pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions) -> Result<Self, NatsError> {
+    /// The snapshot stream (created if missing), for the market stream created at
+    /// `stream_created`.
+    pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, stream_created: String) -> Result<Self, NatsError> {
         let retention = Retention { per_subject: 1, ..Retention::forever(std::time::Duration::from_secs(120)) };
         let stream = crate::nats::stream(jetstream, STREAM, &format!("{SUBJECT}.>"), options.replicas, retention).await?;
-        Ok(Self { jetstream: jetstream.clone(), stream })
+        Ok(Self { jetstream: jetstream.clone(), stream, stream_created })
     }
 
-    /// The last snapshot; `None` when there is none (or an asset it names is missing: then the
-    /// whole stream is replayed).
+    /// The last snapshot of this market stream; `None`, and the whole stream is replayed, when
+    /// there is none, when it is of another stream, or when an asset it names is missing or
+    /// cannot be read (a snapshot only ever saves time).
     pub async fn latest<T: DeserializeOwned>(&self) -> Result<Option<Restored<T>>, NatsError> {
-        let Some(manifest) = self.last::<Manifest>(&format!("{SUBJECT}.manifest")).await? else { return Ok(None) };
+        let manifest = match self.last::<Manifest>(&format!("{SUBJECT}.manifest")).await {
+            Ok(Some(manifest)) if manifest.stream_created == self.stream_created => manifest,
+            Ok(Some(_)) => {
+                tracing::warn!(stream = STREAM, "the market snapshot is of an earlier market stream: replaying the whole stream");
+                return Ok(None);
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let mut assets = BTreeMap::new();
         for asset in manifest.assets {
-            let Some(snapshot) = self.last::<AssetSnapshot<T>>(&format!("{SUBJECT}.asset.{asset}")).await? else {
-                tracing::warn!(stream = STREAM, asset, "the market snapshot names an asset it holds no state of: replaying the whole stream");
-                return Ok(None);
+            let snapshot = match self.last::<AssetSnapshot<T>>(&format!("{SUBJECT}.asset.{asset}")).await {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) => {
+                    tracing::warn!(stream = STREAM, asset, "the market snapshot names an asset it holds no state of: replaying the whole stream");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    tracing::warn!(stream = STREAM, asset, "the market snapshot of this asset cannot be read, replaying the whole stream: {e}");
+                    return Ok(None);
+                }
             };
             assets.insert(asset, (snapshot.through, snapshot.state));
         }
@@ -84,14 +106,19 @@ impl Snapshots {
     }
 
     /// Stores a round: each asset's state after applying the stream through `through`, then the
-    /// manifest naming them.
+    /// manifest naming them. An asset too large for one NATS message ends the round before its
+    /// manifest (the previous round stays the one restored).
     pub async fn write<T: Serialize>(&self, through: u64, assets: &BTreeMap<String, T>) -> Result<(), NatsError> {
+        let max_payload = self.jetstream.client().server_info().max_payload;
         for (asset, state) in assets {
             let payload = serde_json::to_vec(&AssetSnapshot { through, state }).map_err(|e| shared_error("a market snapshot", e))?;
+            if max_payload > 0 && payload.len() + 1024 > max_payload {
+                return Err(shared_error(format!("the market snapshot of {asset}"), format!("{} bytes, more than NATS takes in one message ({max_payload})", payload.len())));
+            }
             let subject = format!("{SUBJECT}.asset.{asset}");
-            publish_acknowledged(&self.jetstream, STREAM, &subject, &format!("{asset}:{through}"), &payload, None).await?;
+            publish_acknowledged(&self.jetstream, STREAM, &subject, &format!("asset:{asset}:{through}"), &payload, None).await?;
         }
-        let manifest = Manifest { through, assets: assets.keys().cloned().collect() };
+        let manifest = Manifest { through, stream_created: self.stream_created.clone(), assets: assets.keys().cloned().collect() };
         let payload = serde_json::to_vec(&manifest).map_err(|e| shared_error("a market snapshot", e))?;
         publish_acknowledged(&self.jetstream, STREAM, &format!("{SUBJECT}.manifest"), &format!("manifest:{through}"), &payload, None).await?;
         Ok(())
