@@ -356,8 +356,8 @@ impl Follower {
                 self.apply(sequence, &message.payload);
                 next = sequence + 1;
                 patience = IDLE_CHECK;
-                // (Nothing pending also counts: the tail held at start may since have gone.)
                 applied += 1;
+                // (Nothing pending also counts: the tail held at start may since have gone.)
                 if (sequence >= self.target || pending == 0) && self.caught_up.send_if_modified(|c| !std::mem::replace(c, true)) {
                     tracing::info!(stream = MARKET_STREAM, applied, from = self.start, "caught up with the market stream");
                 }
@@ -393,14 +393,15 @@ impl Follower {
     }
 
     /// Stores the state as it is after applying `through`, in the background (a copy taken
-    /// now; the follower goes on applying).
-    /// (Skipped while the previous round is still being written: rounds never pile up.)
+    /// now; the follower goes on applying). Skipped while the previous round is still being
+    /// written: rounds never pile up.
     fn snapshot(&self, snapshots: Snapshots, through: u64) {
-        if self.snapshotting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self.snapshotting.load(std::sync::atomic::Ordering::Acquire) {
             tracing::warn!(stream = MARKET_STREAM, through, "the previous market snapshot is still being written: this round is skipped");
             return;
         }
         let Ok(assets) = self.state.lock().map(|a| a.clone()) else { return };
+        self.snapshotting.store(true, std::sync::atomic::Ordering::Release);
         let snapshotting = self.snapshotting.clone();
         tokio::spawn(async move {
             match snapshots.write(through, &assets).await {
