@@ -137,7 +137,7 @@ impl Storage {
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match location {
             Location::Folder(folder) => {
                 let folder = resolved.insert(absolute(folder)?);
-                let prefix = ObjectPath::from_absolute_path(&folder).map_err(|e| store_error(location, e))?;
+                let prefix = ObjectPath::from_absolute_path(folder).map_err(|e| store_error(location, e))?;
                 (Arc::new(object_store::local::LocalFileSystem::new()), prefix)
             }
             Location::Url(text) => {

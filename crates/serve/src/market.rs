@@ -384,7 +384,7 @@ impl Follower {
         // (Not while catching up: older rounds than the stream's newest would only replace
         // newer ones.)
         if let Some((snapshots, every)) = &self.snapshots
-            && sequence % every == 0
+            && sequence.is_multiple_of(*every)
             && sequence > self.target
             && self.covered.values().all(|through| sequence > *through)
         {
