@@ -15,7 +15,7 @@ use crate::error::{RegistryError, Result};
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path)?;
     std::fs::create_dir_all(dir).map_err(RegistryError::io(dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(RegistryError::io(dir))?;
+    let mut tmp = temporary_in(dir)?;
     tmp.write_all(bytes).map_err(RegistryError::io(tmp.path()))?;
     tmp.as_file().sync_all().map_err(RegistryError::io(tmp.path()))?;
     tmp.persist(path).map_err(|e| RegistryError::Io { file: path.to_path_buf(), source: e.error })?;
@@ -27,7 +27,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn create_file_atomic(path: &Path, bytes: &[u8]) -> Result<bool> {
     let dir = parent(path)?;
     std::fs::create_dir_all(dir).map_err(RegistryError::io(dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(RegistryError::io(dir))?;
+    let mut tmp = temporary_in(dir)?;
     tmp.write_all(bytes).map_err(RegistryError::io(tmp.path()))?;
     tmp.as_file().sync_all().map_err(RegistryError::io(tmp.path()))?;
     // A hard link, unlike a rename, fails when the target exists.
@@ -44,6 +44,17 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
         .map_err(|e| RegistryError::Format { file: path.to_path_buf(), message: e.to_string() })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
+}
+
+/// A temporary file in `dir` that becomes a registry file: readable by all, as a file created
+/// plainly would be (a temporary file is private to its owner), so that a service running as
+/// another user can read what training wrote.
+fn temporary_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir).map_err(RegistryError::io(dir))
 }
 
 fn parent(path: &Path) -> Result<&Path> {
@@ -81,5 +92,10 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"abc");
         let names: Vec<_> = std::fs::read_dir(dir.path().join("m/v1")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("model.onnx")], "no temporary file left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644, "readable by a service running as another user");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! # foresight-registry
 //!
-//! Foresight's model registry, without MLflow: a folder (the checkout's `models/`) that training
-//! writes and the service reads. No libtorch and no polars, so both sides can depend on it
+//! Foresight's model registry, without MLflow: a folder (the checkout's `models/`) or an
+//! S3-compatible bucket that training writes and the service reads. No libtorch and no polars, so both sides can depend on it
 //! (it builds on the pure `foresight-core`).
 //!
 //! - [`card`]: the model card (`card.json`): signature, windows, data hashes, metrics, golden rows;
@@ -16,7 +16,8 @@
 //! - [`runtime`]: find and load ONNX Runtime (`ort`, load-dynamic) and run a model on `f64` rows;
 //! - [`storage`]: where the registry is kept (a folder, or an S3-compatible store) and its
 //!   conditional writes;
-//! - [`atomic`]: temp-file + fsync + rename writes, so a crash never leaves a half-written registry.
+//! - [`atomic`]: temp-file + fsync + rename (or hard-link, for a file never overwritten) writes,
+//!   so a crash never leaves a half-written registry folder.
 #![deny(missing_docs)]
 
 pub mod atomic;

@@ -83,19 +83,6 @@ impl From<&PathBuf> for Location {
     }
 }
 
-impl From<&str> for Location {
-    fn from(text: &str) -> Self {
-        Location::parse(text)
-    }
-}
-
-impl std::str::FromStr for Location {
-    type Err = std::convert::Infallible;
-    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(Location::parse(text))
-    }
-}
-
 /// The version of a stored object that a conditional replace must still find.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {

@@ -168,6 +168,11 @@ fn now() -> String {
 /// How often a change of `registry.json` is re-applied when another writer got there first.
 const CHANGE_ATTEMPTS: usize = 8;
 
+/// A resolved version's folder inside the registry (`btc-log-har/v1`).
+fn folder_of(resolved: &ModelRef) -> String {
+    format!("{}/v{}", resolved.name, resolved.version.unwrap_or_default())
+}
+
 /// The version number of a model's `v<n>/card.json`, relative to the model's folder.
 fn card_version(relative: &str) -> Option<u32> {
     relative.strip_suffix(&format!("/{CARD_FILE}"))?.strip_prefix('v')?.parse().ok()
@@ -300,28 +305,32 @@ impl Registry {
 
     /// A resolved model version's folder inside the registry (`btc-log-har/v1`).
     pub fn model_folder(&self, reference: &ModelRef) -> Result<String> {
-        let r = self.resolve(reference)?;
-        Ok(format!("{}/v{}", r.name, r.version.unwrap_or_default()))
+        Ok(folder_of(&self.resolve(reference)?))
     }
 
     /// The card of a model version.
     pub fn card(&self, reference: &ModelRef) -> Result<ModelCard> {
-        let path = format!("{}/{CARD_FILE}", self.model_folder(reference)?);
+        self.card_of(&self.resolve(reference)?)
+    }
+
+    /// The card of a resolved version (one listing of the store per lookup, not one per step).
+    fn card_of(&self, resolved: &ModelRef) -> Result<ModelCard> {
+        let path = format!("{}/{CARD_FILE}", folder_of(resolved));
         let card: ModelCard = self.parse(&path, &self.read(&path)?)?;
         if card.format != CARD_FORMAT {
             return Err(self.format_error(&path, format!("format `{}`, expected `{CARD_FORMAT}`", card.format)));
         }
-        let r = self.resolve(reference)?;
-        if card.name != r.name || Some(card.version) != r.version {
-            return Err(self.format_error(&path, format!("the card says {}, its folder {r}", card.reference())));
+        if card.name != resolved.name || Some(card.version) != resolved.version {
+            return Err(self.format_error(&path, format!("the card says {}, its folder {resolved}", card.reference())));
         }
         Ok(card)
     }
 
     /// Loads a model version into ONNX Runtime after checking its sha256 and golden rows.
     pub fn load(&self, reference: &ModelRef) -> Result<(ModelCard, LoadedModel, Verified)> {
-        let card = self.card(reference)?;
-        let bytes = self.read(&format!("{}/{}", self.model_folder(reference)?, card.onnx.file))?;
+        let resolved = self.resolve(reference)?;
+        let card = self.card_of(&resolved)?;
+        let bytes = self.read(&format!("{}/{}", folder_of(&resolved), card.onnx.file))?;
         let (model, verified) = verify(&card, &bytes)?;
         Ok((card, model, verified))
     }
@@ -332,7 +341,7 @@ impl Registry {
         for name in self.model_names()? {
             for v in self.versions(&name)? {
                 let reference = ModelRef { name: name.clone(), version: Some(v) };
-                let card = self.card(&reference)?;
+                let card = self.card_of(&reference)?;
                 let slot = self.index.slots.get(&card.slot());
                 let role = match slot {
                     Some(s) if s.champion.as_ref() == Some(&reference) => "champion",

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
 use crate::journal::{Durability, Journal, JournalError, damaged_tail, read_numbered_lines};
-use crate::nats::{NatsOptions, Retention, check_subject_token, shared_error};
+use crate::nats::{DUPLICATE_WINDOW, NatsOptions, Retention, check_subject_token, shared_error};
 use crate::series::{Day, MarketInput, Rejected, Series, Update};
 use crate::snapshot::Snapshots;
 
@@ -416,16 +416,16 @@ impl Follower {
 /// What applying one stream message did: its status and, rejected, why.
 type Outcome = (AckStatus, String);
 
-/// The market stream, its subjects (`foresight.market.<ASSET>`) and how long JetStream itself
-/// drops a re-sent update (the update's own sequence drops it after that).
+/// The market stream and its subjects (`foresight.market.<ASSET>`). JetStream itself drops a
+/// re-sent update within its duplicate window; the update's own sequence drops it after that.
 const MARKET_STREAM: &str = "FORESIGHT_MARKET";
 const MARKET_SUBJECT: &str = "foresight.market";
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Outcomes kept for publishers (far more than one call's updates).
 const OUTCOMES_KEPT: u64 = 100_000;
-/// How long the market stream may be quiet before a replica checks it is not behind, and the
-/// most a replica waits on a consumer that delivers nothing while the stream moves on.
+/// How long the market stream may be quiet before a replica checks it is not behind.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
+/// The most a replica waits on a new consumer that delivers nothing while the stream moves on
+/// (see `Follower::run`).
 const MAX_PATIENCE: Duration = Duration::from_secs(16);
 /// The pause before a new consumer replaces one that failed.
 const RESUME_PAUSE: Duration = Duration::from_millis(250);
@@ -752,6 +752,21 @@ mod tests {
         assert!(acks[1].error.starts_with("tick.price"), "{}", acks[1].error);
         assert_eq!(state.state("BTC").unwrap().last_sequence, 10);
         assert!(state.state("ETH").is_none() && state.input("ETH").is_none());
+    }
+
+    #[test]
+    fn a_message_a_restored_snapshot_covers_is_not_applied_again() {
+        let assets = Mutex::new(BTreeMap::new());
+        let payload = |update: Result<Update, Rejected>| serde_json::to_vec(&update.unwrap()).unwrap();
+        // BTC's snapshot holds the stream through message 3 (its update 2); ETH has none.
+        let covered = BTreeMap::from([("BTC".to_string(), 3)]);
+        assert_eq!(apply_shared(&assets, 3, &payload(tick(2, T0 + 1000, 101.0)), &covered), (AckStatus::Stored, String::new()));
+        assert!(assets.lock().unwrap().is_empty(), "covered: the snapshot already holds it");
+        assert_eq!(apply_shared(&assets, 4, &payload(day(1, "2024-01-01", 100.0)), &covered).0, AckStatus::Stored);
+        assert_eq!(assets.lock().unwrap()["BTC"].last_sequence, 1, "after the snapshot: applied");
+        let eth = Ok(Update::Tick { asset: "ETH".into(), sequence: 1, timestamp_ms: T0, price: 2000.0, implied_vol_percent: None, depth_notional: None });
+        assert_eq!(apply_shared(&assets, 2, &payload(eth), &covered).0, AckStatus::Stored, "another asset is not covered");
+        assert_eq!(assets.lock().unwrap()["ETH"].last_price, Some(2000.0));
     }
 
     #[tokio::test]

@@ -37,6 +37,9 @@ impl NatsOptions {
     }
 }
 
+/// How long JetStream drops a publish whose message id it has seen (its default, written out).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
 /// Stream messages between snapshots of the market state, unless configured.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
@@ -69,7 +72,7 @@ impl SharedValue {
     /// The shared value `key` (its stream created if missing).
     pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, key: &str) -> Result<Self, NatsError> {
         let jetstream = jetstream.clone();
-        let retention = Retention { per_subject: SHARED_HISTORY, ..Retention::forever(Duration::from_secs(120)) };
+        let retention = Retention { per_subject: SHARED_HISTORY, ..Retention::forever(DUPLICATE_WINDOW) };
         let stream = self::stream(&jetstream, SHARED_STREAM, &format!("{SHARED_SUBJECT}.>"), options.replicas, retention).await?;
         Ok(Self { jetstream, stream, subject: format!("{SHARED_SUBJECT}.{key}"), runtime: tokio::runtime::Handle::current(), seen: Default::default() })
     }

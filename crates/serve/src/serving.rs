@@ -107,7 +107,7 @@ impl Serving {
                 let jetstream = crate::nats::connect(options).await.map_err(|e| storage("shared state")(e.into()))?;
                 let market = MarketState::connect(&jetstream, options).await.map_err(storage("market state"))?;
                 // One audit stream for every replica; a call returns once its lines are acknowledged.
-                let retention = Retention { max_age: options.audit_max_age, ..Retention::forever(Duration::from_secs(120)) };
+                let retention = Retention { max_age: options.audit_max_age, ..Retention::forever(crate::nats::DUPLICATE_WINDOW) };
                 let audit = Journal::on_stream(&jetstream, options.replicas, AUDIT_STREAM, AUDIT_SUBJECT, retention).await.map_err(storage("audit log"))?;
                 let split = SharedValue::open(&jetstream, options, SPLIT_KEY).await.map_err(|e| storage("A/B split")(e.into()))?;
                 let current = split.get::<Split>().await.map_err(|e| storage("A/B split")(e.into()))?;

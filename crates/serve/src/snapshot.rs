@@ -17,18 +17,20 @@ use async_nats::jetstream::{self, stream};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::nats::{NatsError, NatsOptions, Retention, publish_acknowledged, shared_error};
+use crate::nats::{DUPLICATE_WINDOW, NatsError, NatsOptions, Retention, publish_acknowledged, shared_error};
 
 const STREAM: &str = "FORESIGHT_MARKET_SNAPSHOTS";
 const SUBJECT: &str = "foresight.market-snapshot";
 
-/// One asset's snapshot, and the manifest of a round.
+/// One asset's snapshot: its state after applying the stream through `through`.
 #[derive(Serialize, Deserialize)]
 struct AssetSnapshot<T> {
     through: u64,
     state: T,
 }
 
+/// The manifest of a round: the assets the state held after applying the stream through
+/// `through`, written after their snapshots.
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     through: u64,
@@ -59,7 +61,7 @@ impl Snapshots {
     /// The snapshot stream (created if missing), for the market stream created at
     /// `stream_created`.
     pub async fn open(jetstream: &jetstream::Context, options: &NatsOptions, stream_created: String) -> Result<Self, NatsError> {
-        let retention = Retention { per_subject: 1, ..Retention::forever(std::time::Duration::from_secs(120)) };
+        let retention = Retention { per_subject: 1, ..Retention::forever(DUPLICATE_WINDOW) };
         let stream = crate::nats::stream(jetstream, STREAM, &format!("{SUBJECT}.>"), options.replicas, retention).await?;
         Ok(Self { jetstream: jetstream.clone(), stream, stream_created })
     }
