@@ -272,7 +272,10 @@ impl Serving {
                 Ok(storage) => Arc::new(storage),
                 Err(e) => return tracing::error!(registry = %location, "hot reload is off: {e}"),
             };
-            let mut seen = index_version(&storage).await.ok().flatten();
+            // Nothing seen yet: the first tick reloads, so a change made between building the
+            // engine and starting this watch is not missed (a reload that changes nothing
+            // served keeps the generation).
+            let mut seen = None;
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
