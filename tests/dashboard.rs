@@ -4,27 +4,13 @@
 //! the dashboard fails here, not on an operator's screen.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use foresight_serve::proto::calibration_service_client::CalibrationServiceClient;
 
-use crate::serve_ops::{btc_updates, from_state, publish, start_binary_args};
-use crate::util::root;
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::serve_ops::{Process, btc_updates, from_state, publish, start_binary_args};
+use crate::util::{free_port, root};
 
 /// GET over HTTP/1.0 (no chunked bodies): the status line and the body.
 fn get(address: SocketAddr, path: &str) -> Option<(String, String)> {
@@ -78,7 +64,7 @@ async fn every_dashboard_panel_has_data_from_a_live_service() {
     )
     .unwrap();
     let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _prometheus = Killed(
+    let _prometheus = Process(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", prometheus_dir.path().join("data").display()))

@@ -13,7 +13,7 @@ use foresight_registry::{ModelRef, Registry, RegistryError};
 use foresight_serve::proto::{self, model_service_client::ModelServiceClient};
 
 use crate::serve_ops::{Process, start_binary_env};
-use crate::util::{foresight_env, foresight_ok, foresight_ok_env, force_promote_in, root};
+use crate::util::{foresight_env, foresight_ok, foresight_ok_env, force_promote_in, free_port, root, wait_for_port};
 
 /// The registry's URL in the test bucket.
 const URL: &str = "s3://foresight/models";
@@ -26,7 +26,7 @@ struct S3Server {
 
 impl S3Server {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let child = Command::new(root().join(".venv/bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -36,18 +36,14 @@ impl S3Server {
         let process = Process(child);
         // moto answers once Flask is up (seconds on a loaded machine); the bucket is created
         // with a plain HTTP PUT, as any S3 client would.
-        for _ in 0..600 {
-            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let request = format!("PUT /foresight HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                stream.write_all(request.as_bytes()).unwrap();
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer).unwrap();
-                assert!(answer.starts_with("HTTP/1.1 200"), "creating the bucket: {answer}");
-                return S3Server { _process: process, endpoint: format!("http://127.0.0.1:{port}") };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("moto_server did not start on port {port}");
+        assert!(wait_for_port(port, Duration::from_secs(30)), "moto_server did not start on port {port}");
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let request = format!("PUT /foresight HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "creating the bucket: {answer}");
+        S3Server { _process: process, endpoint: format!("http://127.0.0.1:{port}") }
     }
 
     /// The S3 settings, as the AWS tools read them from the environment.

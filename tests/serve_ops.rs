@@ -92,7 +92,7 @@ pub async fn start_binary_args(registry: &Path, state: &Path, args: &[&str]) -> 
 
 /// As [`start_binary_args`], with environment variables `env`.
 pub async fn start_binary_env(registry: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::util::free_port();
     let child = Command::new(serve_binary())
         .envs(env.iter().copied())
         .args(["--registry", registry.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])

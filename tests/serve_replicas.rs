@@ -16,7 +16,7 @@ use foresight_serve::audit::AuditRecord;
 use foresight_serve::journal::read_lines;
 
 use crate::serve_ops::{Process, btc_updates, from_state, publish, scratch_registry, start_binary_args};
-use crate::util::{force_promote, foresight_ok, root};
+use crate::util::{force_promote, foresight_ok, free_port, root, wait_for_port};
 
 /// A JetStream-enabled `nats-server` on a free loopback port, stopped when dropped.
 pub struct NatsServer {
@@ -34,7 +34,7 @@ fn nats_binary() -> PathBuf {
 
 pub fn nats_server() -> NatsServer {
     let storage = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let child = Command::new(nats_binary())
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd", storage.path().to_str().unwrap()])
         .stdout(Stdio::null())
@@ -42,13 +42,8 @@ pub fn nats_server() -> NatsServer {
         .spawn()
         .expect("nats-server runs (./scripts/bootstrap.sh installs it)");
     let process = Process(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return NatsServer { _process: process, url: format!("nats://127.0.0.1:{port}"), _storage: storage };
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nats-server did not start on port {port}");
+    assert!(wait_for_port(port, Duration::from_secs(5)), "nats-server did not start on port {port}");
+    NatsServer { _process: process, url: format!("nats://127.0.0.1:{port}"), _storage: storage }
 }
 
 /// A three-node JetStream cluster on free loopback ports; `url` lists every node.
@@ -68,8 +63,7 @@ impl NatsCluster {
 
 pub fn nats_cluster() -> NatsCluster {
     let storage = tempfile::tempdir().unwrap();
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (clients, routes): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free(), free())).unzip();
+    let (clients, routes): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_port(), free_port())).unzip();
     let nodes = (0..3)
         .map(|i| {
             let others: Vec<String> = (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
@@ -85,7 +79,7 @@ pub fn nats_cluster() -> NatsCluster {
         })
         .collect();
     for port in &clients {
-        assert!((0..100).any(|_| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() || { std::thread::sleep(Duration::from_millis(50)); false }));
+        assert!(wait_for_port(*port, Duration::from_secs(5)), "cluster node on port {port} did not start");
     }
     let url = clients.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     NatsCluster { nodes, url, _storage: storage }

@@ -64,6 +64,18 @@ pub struct Slot {
     pub log: Vec<LogEntry>,
 }
 
+impl Slot {
+    /// Makes `model` the champion; the champion it replaces, if any, becomes a challenger.
+    fn crown(&mut self, model: &ModelRef) {
+        self.challengers.retain(|c| c != model);
+        if let Some(previous) = self.champion.replace(model.clone())
+            && !self.challengers.contains(&previous)
+        {
+            self.challengers.push(previous);
+        }
+    }
+}
+
 /// What changed a champion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,7 +206,13 @@ impl Registry {
 
     /// Reads `registry.json` again.
     fn read_index(&mut self) -> Result<()> {
-        let (index, version): (RegistryIndex, _) = match self.storage.get(INDEX_FILE)? {
+        let stored = self.storage.get(INDEX_FILE)?;
+        self.adopt_index(stored)
+    }
+
+    /// Takes `stored` (the bytes and version of `registry.json`, or none) as the index.
+    fn adopt_index(&mut self, stored: Option<(Vec<u8>, Version)>) -> Result<()> {
+        let (index, version): (RegistryIndex, _) = match stored {
             Some((bytes, version)) => (self.parse(INDEX_FILE, &bytes)?, Some(version)),
             None => (RegistryIndex::default(), None),
         };
@@ -243,20 +261,21 @@ impl Registry {
             let outcome = edit(&mut next)?;
             let mut text = serde_json::to_string_pretty(&next).map_err(|e| self.format_error(INDEX_FILE, e))?;
             text.push('\n');
-            let stored = match self.storage.replace(INDEX_FILE, text.as_bytes(), self.index_version.as_ref())? {
-                Some(version) => Some(version),
+            let version = match self.storage.replace(INDEX_FILE, text.as_bytes(), self.index_version.as_ref())? {
+                Some(version) => version,
                 // Refused, but what is stored may be this very write: a store retrying a put
                 // that had succeeded finds its own write in the way. Then it is done, not to be
-                // applied a second time.
-                None => self.storage.get(INDEX_FILE)?.filter(|(bytes, _)| *bytes == text.as_bytes()).map(|(_, version)| version),
+                // applied a second time; otherwise what is stored is the index to edit afresh.
+                None => match self.storage.get(INDEX_FILE)? {
+                    Some((bytes, version)) if bytes == text.as_bytes() => version,
+                    stored => {
+                        self.adopt_index(stored)?;
+                        continue;
+                    }
+                },
             };
-            match stored {
-                Some(version) => {
-                    (self.index, self.index_version) = (next, Some(version));
-                    return Ok(outcome);
-                }
-                None => self.read_index()?,
-            }
+            (self.index, self.index_version) = (next, Some(version));
+            return Ok(outcome);
         }
         Err(RegistryError::Conflict(format!("{} kept changing under other writers ({CHANGE_ATTEMPTS} attempts): try again", self.describe(INDEX_FILE))))
     }
@@ -316,7 +335,13 @@ impl Registry {
     /// The card of a resolved version (one listing of the store per lookup, not one per step).
     fn card_of(&self, resolved: &ModelRef) -> Result<ModelCard> {
         let path = format!("{}/{CARD_FILE}", folder_of(resolved));
-        let card: ModelCard = self.parse(&path, &self.read(&path)?)?;
+        self.parse_card(resolved, &self.read(&path)?)
+    }
+
+    /// `bytes` as the card of `resolved`, checked to be one and to name that version.
+    fn parse_card(&self, resolved: &ModelRef, bytes: &[u8]) -> Result<ModelCard> {
+        let path = format!("{}/{CARD_FILE}", folder_of(resolved));
+        let card: ModelCard = self.parse(&path, bytes)?;
         if card.format != CARD_FORMAT {
             return Err(self.format_error(&path, format!("format `{}`, expected `{CARD_FORMAT}`", card.format)));
         }
@@ -440,13 +465,7 @@ impl Registry {
                     )));
                 }
             }
-            slot.challengers.retain(|c| c != &reference);
-            if let Some(previous) = &current
-                && !slot.challengers.contains(previous)
-            {
-                slot.challengers.push(previous.clone());
-            }
-            slot.champion = Some(reference.clone());
+            slot.crown(&reference);
             slot.log.push(LogEntry {
                 at: now(),
                 action: Action::Promote,
@@ -523,11 +542,7 @@ impl Registry {
                 return Err(RegistryError::Conflict(format!("{slot_name} changed while rolling back (another writer): run the rollback again")));
             }
             let slot = index.slots.get_mut(&slot_name).expect("slot checked above");
-            slot.challengers.retain(|c| c != &target);
-            if !slot.challengers.contains(&current) {
-                slot.challengers.push(current.clone());
-            }
-            slot.champion = Some(target.clone());
+            slot.crown(&target);
             slot.log.push(LogEntry {
                 at: now(),
                 action: Action::Rollback,
@@ -573,15 +588,18 @@ impl Registry {
         for name in self.model_names()? {
             for v in self.versions(&name)? {
                 let reference = ModelRef { name: name.clone(), version: Some(v) };
-                self.load(&reference)?;
-                let folder = format!("{name}/v{v}");
+                let folder = folder_of(&reference);
+                // Read once, checked (card, sha256, golden rows), then stored as read.
+                let card_bytes = self.read(&format!("{folder}/{CARD_FILE}"))?;
+                let card = self.parse_card(&reference, &card_bytes)?;
+                let model_bytes = self.read(&format!("{folder}/{}", card.onnx.file))?;
+                verify(&card, &model_bytes)?;
                 let mut copied = false;
-                for file in [MODEL_FILE, CARD_FILE] {
+                for (file, bytes) in [(card.onnx.file.as_str(), &model_bytes), (CARD_FILE, &card_bytes)] {
                     let path = format!("{folder}/{file}");
-                    let bytes = self.read(&path)?;
-                    if target.storage.create(&path, &bytes)? {
+                    if target.storage.create(&path, bytes)? {
                         copied = true;
-                    } else if target.read(&path)? != bytes {
+                    } else if target.read(&path)? != *bytes {
                         return Err(RegistryError::Conflict(format!("{} differs from {}: versions are never overwritten", target.describe(&path), self.describe(&path))));
                     }
                 }
