@@ -33,17 +33,22 @@ fn nats_binary() -> PathBuf {
 }
 
 pub fn nats_server() -> NatsServer {
-    let storage = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(nats_binary())
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd", storage.path().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server runs (./scripts/bootstrap.sh installs it)");
-    let process = Process(child);
-    assert!(wait_for_port(port, Duration::from_secs(5)), "nats-server did not start on port {port}");
-    NatsServer { _process: process, url: format!("nats://127.0.0.1:{port}"), _storage: storage }
+    // A port taken between `free_port` and the server's bind makes the server exit: try anew.
+    for _ in 0..3 {
+        let storage = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(nats_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd", storage.path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (./scripts/bootstrap.sh installs it)");
+        let mut process = Process(child);
+        if wait_for_port(port, Duration::from_secs(5)) && process.0.try_wait().ok().flatten().is_none() {
+            return NatsServer { _process: process, url: format!("nats://127.0.0.1:{port}"), _storage: storage };
+        }
+    }
+    panic!("nats-server did not start on a free port in three tries");
 }
 
 /// A three-node JetStream cluster on free loopback ports; `url` lists every node.
@@ -62,27 +67,76 @@ impl NatsCluster {
 }
 
 pub fn nats_cluster() -> NatsCluster {
+    // A node whose route or monitoring port was taken between `free_port` and its bind (the
+    // loopback ephemeral range is shared with every connection on the machine) exits, and two
+    // nodes can never place a stream of three copies: start afresh on new ports.
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match try_nats_cluster() {
+            Ok(cluster) => return cluster,
+            Err(why) => failures.push(why),
+        }
+    }
+    panic!("no three-node NATS cluster formed:\n{}", failures.join("\n"));
+}
+
+/// Starts three routed JetStream nodes and waits, up to 30 s, until each is running with routes
+/// to the other two and the metadata leader counts the other two as current.
+fn try_nats_cluster() -> Result<NatsCluster, String> {
     let storage = tempfile::tempdir().unwrap();
-    let (clients, routes): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_port(), free_port())).unzip();
-    let nodes = (0..3)
+    let ports: Vec<[u16; 3]> = (0..3).map(|_| [free_port(), free_port(), free_port()]).collect();
+    let mut nodes: Vec<Option<Process>> = (0..3)
         .map(|i| {
-            let others: Vec<String> = (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
+            let [client, route, monitor] = ports[i];
+            let others: Vec<String> = (0..3).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", ports[j][1])).collect();
+            let log = std::fs::File::create(storage.path().join(format!("n{i}.log"))).unwrap();
             let child = Command::new(nats_binary())
-                .args(["-js", "-n", &format!("n{i}"), "-a", "127.0.0.1", "-p", &clients[i].to_string()])
+                .args(["-js", "-n", &format!("n{i}"), "-a", "127.0.0.1", "-p", &client.to_string(), "-m", &monitor.to_string()])
                 .args(["-sd", storage.path().join(format!("n{i}")).to_str().unwrap(), "--cluster_name", "foresight"])
-                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i]), "--routes", &others.join(",")])
+                .args(["--cluster", &format!("nats://127.0.0.1:{route}"), "--routes", &others.join(",")])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .expect("nats-server runs");
             Some(Process(child))
         })
         .collect();
-    for port in &clients {
-        assert!(wait_for_port(*port, Duration::from_secs(5)), "cluster node on port {port} did not start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let formed = loop {
+        if let Some(i) = nodes.iter_mut().position(|node| node.as_mut().is_some_and(|n| n.0.try_wait().ok().flatten().is_some())) {
+            break Err(format!("node n{i} exited"));
+        }
+        let routes = |monitor: u16| monitoring(monitor, "/routez").and_then(|r| r["num_routes"].as_u64()).unwrap_or(0);
+        let current_followers = |monitor: u16| {
+            let replicas = monitoring(monitor, "/jsz").map(|j| j["meta_cluster"]["replicas"].clone()).unwrap_or_default();
+            replicas.as_array().map_or(0, |peers| peers.iter().filter(|p| p["current"] == true).count())
+        };
+        if ports.iter().all(|p| routes(p[2]) == 2) && ports.iter().any(|p| current_followers(p[2]) == 2) {
+            break Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            break Err("not formed within 30 s".to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if let Err(why) = formed {
+        nodes.iter_mut().for_each(|node| *node = None);
+        let logs: Vec<String> = (0..3).map(|i| std::fs::read_to_string(storage.path().join(format!("n{i}.log"))).unwrap_or_default()).collect();
+        return Err(format!("{why}; ports {ports:?}; logs:\n{}", logs.join("\n")));
     }
-    let url = clients.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    NatsCluster { nodes, url, _storage: storage }
+    let url = ports.iter().map(|p| format!("nats://127.0.0.1:{}", p[0])).collect::<Vec<_>>().join(",");
+    Ok(NatsCluster { nodes, url, _storage: storage })
+}
+
+/// The JSON a nats-server monitoring endpoint (`-m PORT`) answers at `path`, if it answers.
+fn monitoring(port: u16, path: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
 }
 
 /// Prints the replicas' logs (`serve.log` in each folder) when the test fails: a failure under
@@ -256,8 +310,6 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
         std::fs::create_dir(dir.path().join(replica)).unwrap();
     }
     let _logs = LogsOnFailure(vec![dir.path().join("a"), dir.path().join("b")]);
-    // JetStream elects its metadata leader within moments of the routes forming: a replica
-    // started before that waits for it.
     let (_a_process, a) = configured_replica(&dir.path().join("a"), &config).await;
     let (_b_process, b) = configured_replica(&dir.path().join("b"), &config).await;
     let updates = btc_updates(5);

@@ -19,7 +19,7 @@ use foresight_registry::card::{ModelRef, Task};
 use foresight_registry::exogenous::{ExogenousSpec, Transform};
 use foresight_registry::inputs::{DailyRun, ModelInput, run_over_days};
 use foresight_registry::runtime::LoadedModel;
-use foresight_registry::storage::Location;
+use foresight_registry::storage::{Location, Storage};
 use foresight_registry::{ModelCard, Registry, RegistryError};
 use serde::{Deserialize, Serialize};
 
@@ -281,6 +281,9 @@ pub struct Engine {
     /// `(arm, weight)` as `split::assign` takes them.
     weights: Vec<(String, f64)>,
     correlation: Option<(Vec<String>, Vec<Vec<f64>>)>,
+    /// The registry's store, opened once and shared by every later generation (an object
+    /// store's client keeps its connections).
+    storage: Storage,
 }
 
 /// One asset's forecast and rates under one arm, from completed days only (cacheable): the
@@ -407,7 +410,12 @@ impl Engine {
         if let Some(folder) = config.registry.folder().filter(|f| !f.is_dir()) {
             return Err(ServeError::setup(format!("registry {}", folder.display()), "no such folder (--registry / `registry` in the config)"));
         }
-        let registry = Registry::open(config.registry.clone()).map_err(|source| ServeError::Registry { context: format!("registry {}", config.registry), source })?;
+        let registry_error = |source| ServeError::Registry { context: format!("registry {}", config.registry), source };
+        let storage = match previous {
+            Some(previous) => previous.storage.clone(),
+            None => Storage::open(&config.registry).map_err(registry_error)?,
+        };
+        let registry = Registry::on(storage.clone()).map_err(registry_error)?;
         let reactive: Arm = config.reactive_arm.parse().map_err(|e: foresight_core::CoreError| invalid("reactive_arm", e.to_string()))?;
         if matches!(reactive.base, BaseCalibrator::Model { .. } | BaseCalibrator::Registered { .. }) {
             return Err(invalid("reactive_arm", format!("`{reactive}`: the base every multiplier is measured against must be a reactive arm (ewma, hs:N, static:R)")));
@@ -493,7 +501,7 @@ impl Engine {
         check_settings(&config)?;
         let weights = arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
         let registry_sequence = registry.index().change_sequence();
-        Ok((Self { config, generation, registry_sequence, reactive, models, champions, arms, weights, correlation }, report))
+        Ok((Self { config, generation, registry_sequence, reactive, models, champions, arms, weights, correlation, storage }, report))
     }
 
     /// Whether `other` serves the same: the same champions, the same models (a `name@vN` is
@@ -519,6 +527,11 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The registry's store this generation was read from.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// `(slot, model)` of every served model: champions by slot, then models pinned by arms.

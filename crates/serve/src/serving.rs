@@ -268,10 +268,7 @@ impl Serving {
         let serving = self.clone();
         tokio::spawn(async move {
             let location = serving.engine().config().registry.clone();
-            let storage = match Storage::open(&location) {
-                Ok(storage) => Arc::new(storage),
-                Err(e) => return tracing::error!(registry = %location, "hot reload is off: {e}"),
-            };
+            let storage = serving.engine().storage().clone();
             // Nothing seen yet: the first tick reloads, so a change made between building the
             // engine and starting this watch is not missed (a reload that changes nothing
             // served keeps the generation).
@@ -304,7 +301,7 @@ impl Serving {
 
 /// The version (an ETag) of the registry's `registry.json`; the read blocks, so it runs off the
 /// async threads.
-async fn index_version(storage: &Arc<Storage>) -> Result<Option<Version>, String> {
+async fn index_version(storage: &Storage) -> Result<Option<Version>, String> {
     let storage = storage.clone();
     match tokio::task::spawn_blocking(move || storage.version(INDEX_FILE)).await {
         Ok(read) => read.map_err(|e| e.to_string()),
