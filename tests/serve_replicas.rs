@@ -301,6 +301,42 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_publishing_several_assets_is_answered_in_its_order_and_every_replica_holds_each() {
+    let nats = nats_server();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _logs = LogsOnFailure(vec![a_dir.path().to_path_buf(), b_dir.path().to_path_buf()]);
+    let (_a_process, a) = replica(&nats, a_dir.path()).await;
+    let (_b_process, b) = replica(&nats, b_dir.path()).await;
+    // Four assets' histories interleaved update by update (the assets are published side by
+    // side, each in its own order), with an asset NATS cannot name among them.
+    let assets = ["BTC", "ETH", "SOL", "XRP"];
+    let history = btc_updates(3);
+    let mut updates: Vec<proto::MarketUpdate> = (0..history.len())
+        .flat_map(|i| assets.iter().map(move |asset| (i, asset.to_string())))
+        .map(|(i, asset)| proto::MarketUpdate { asset, ..history[i].clone() })
+        .collect();
+    updates.insert(1001, proto::MarketUpdate { asset: "ETH.PERP".into(), ..history[0].clone() });
+    let acks = publish(&a, updates.clone()).await;
+    assert_eq!(acks.len(), updates.len());
+    for (ack, update) in acks.iter().zip(&updates) {
+        assert_eq!((ack.asset.as_str(), ack.sequence), (update.asset.as_str(), update.sequence));
+        let expected = if update.asset == "ETH.PERP" { AckStatus::Rejected } else { AckStatus::Stored };
+        assert_eq!(ack.status, expected as i32, "{ack:?}");
+    }
+    assert!(acks[1001].error.contains("asset"), "{:?}", acks[1001]);
+    let mut market = MarketDataServiceClient::connect(b.clone()).await.unwrap();
+    holds(&b, 403).await;
+    for asset in assets {
+        let state = market.get_asset_state(proto::AssetStateRequest { asset: asset.into() }).await.unwrap().into_inner();
+        assert_eq!((state.last_sequence, state.days), (403, 400), "{asset} on B");
+    }
+    // Sent again through B: each a duplicate, in the same order.
+    let again = publish(&b, updates.clone()).await;
+    assert!(again.iter().zip(&updates).all(|(ack, update)| ack.sequence == update.sequence && ack.asset == update.asset));
+    assert!(again.iter().filter(|x| x.asset != "ETH.PERP").all(|x| x.status == AckStatus::Duplicate as i32));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_calibrating() {
     let mut cluster = nats_cluster();
     let dir = tempfile::tempdir().unwrap();

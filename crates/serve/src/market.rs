@@ -594,60 +594,72 @@ impl MarketState {
     /// it in stream order did on this replica, once JetStream stored it and this replica applied
     /// it. An update this replica already holds is answered DUPLICATE without a publish.
     ///
-    /// Updates go one at a time, each retried until JetStream acknowledges it (a cluster that
-    /// lost a node elects new stream leaders within seconds): a later update never overtakes an
-    /// earlier one, which its sequence would then make a duplicate.
+    /// Each asset's updates go one at a time, each retried until JetStream acknowledges it (a
+    /// cluster that lost a node elects new stream leaders within seconds): a later update never
+    /// overtakes an earlier one, which its sequence would then make a duplicate. Assets are
+    /// independent, so the assets of one call are published side by side.
     async fn publish_shared(&self, shared: &SharedLog, updates: &[Result<Update, Rejected>]) -> Result<Vec<Ack>, JournalError> {
-        let mut acks = Vec::with_capacity(updates.len());
-        for received in updates {
-            let record = match received {
-                Ok(record) => record,
-                Err(r) => {
-                    acks.push(Ack::invalid(r));
-                    continue;
-                }
-            };
-            let (asset, sequence) = (record.asset().to_string(), record.sequence());
-            let ack = |status, error: String| Ack { asset: asset.clone(), sequence, status, error };
-            if let Err(message) = check_subject_token(&asset) {
-                acks.push(ack(AckStatus::Rejected, format!("asset: {message}")));
-                continue;
+        let mut acks: Vec<Option<Ack>> = vec![None; updates.len()];
+        // Each asset's updates, in the call's order, with their places in it.
+        let mut lanes: BTreeMap<&str, Vec<(usize, &Update)>> = BTreeMap::new();
+        for (place, received) in updates.iter().enumerate() {
+            match received {
+                Ok(record) => lanes.entry(record.asset()).or_default().push((place, record)),
+                Err(r) => acks[place] = Some(Ack::invalid(r)),
             }
-            let held = self.assets.lock().ok().and_then(|a| a.get(&asset).map(|s| s.last_sequence)).unwrap_or(0);
-            if sequence <= held {
-                acks.push(ack(AckStatus::Duplicate, String::new()));
-                continue;
-            }
-            let payload = serde_json::to_vec(record).map_err(|e| shared_error("encoding an update", e))?;
-            // JetStream drops a re-sent *identical* update by this id (a retry below included);
-            // a different update under the same sequence (say, after the first was rejected)
-            // is applied on its merits.
-            let id = format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload));
-            // A duplicate's PubAck carries the original message's stream sequence: the resend
-            // is answered by what became of the original.
-            let stored = crate::nats::publish_acknowledged(&shared.jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.{asset}"), &id, &payload, None).await?;
-            let mut applied = shared.applied.clone();
-            tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|s| *s >= stored.sequence))
-                .await
-                .map_err(|_| shared_error("applying the market stream", format!("stream sequence {} not applied after {APPLY_TIMEOUT:?}", stored.sequence)))?
-                .map_err(|_| shared_error("applying the market stream", "this replica stopped following it"))?;
-            let outcome = shared.outcomes.lock().ok().and_then(|o| o.get(&stored.sequence).cloned());
-            let (status, error) = match (outcome, stored.duplicate) {
-                (Some((AckStatus::Stored, _)), true) => (AckStatus::Duplicate, String::new()),
-                (Some(outcome), _) => outcome,
-                // A resend of an update applied so long ago that its outcome is no longer kept.
-                (None, true) => (AckStatus::Duplicate, String::new()),
-                (None, false) => {
-                    return Err(shared_error(
-                        "applying the market stream",
-                        format!("{asset} sequence {sequence} (stream sequence {}) has no recorded outcome", stored.sequence),
-                    )
-                    .into());
-                }
-            };
-            acks.push(ack(status, error));
         }
-        Ok(acks)
+        let lanes = lanes.into_values().map(|lane| async move {
+            let mut answered = Vec::with_capacity(lane.len());
+            for (place, record) in lane {
+                answered.push((place, self.publish_one(shared, record).await?));
+            }
+            Ok::<_, JournalError>(answered)
+        });
+        for (place, ack) in futures_util::future::try_join_all(lanes).await?.into_iter().flatten() {
+            acks[place] = Some(ack);
+        }
+        Ok(acks.into_iter().flatten().collect())
+    }
+
+    /// One update of [`MarketState::publish_shared`]: published, applied, answered.
+    async fn publish_one(&self, shared: &SharedLog, record: &Update) -> Result<Ack, JournalError> {
+        let (asset, sequence) = (record.asset().to_string(), record.sequence());
+        let ack = |status, error: String| Ack { asset: asset.clone(), sequence, status, error };
+        if let Err(message) = check_subject_token(&asset) {
+            return Ok(ack(AckStatus::Rejected, format!("asset: {message}")));
+        }
+        let held = self.assets.lock().ok().and_then(|a| a.get(&asset).map(|s| s.last_sequence)).unwrap_or(0);
+        if sequence <= held {
+            return Ok(ack(AckStatus::Duplicate, String::new()));
+        }
+        let payload = serde_json::to_vec(record).map_err(|e| shared_error("encoding an update", e))?;
+        // JetStream drops a re-sent *identical* update by this id (a retry below included); a
+        // different update under the same sequence (say, after the first was rejected) is
+        // applied on its merits.
+        let id = format!("{asset}:{sequence}:{:08x}", crc32c::crc32c(&payload));
+        // A duplicate's PubAck carries the original message's stream sequence: the resend is
+        // answered by what became of the original.
+        let stored = crate::nats::publish_acknowledged(&shared.jetstream, MARKET_STREAM, &format!("{MARKET_SUBJECT}.{asset}"), &id, &payload, None).await?;
+        let mut applied = shared.applied.clone();
+        tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|s| *s >= stored.sequence))
+            .await
+            .map_err(|_| shared_error("applying the market stream", format!("stream sequence {} not applied after {APPLY_TIMEOUT:?}", stored.sequence)))?
+            .map_err(|_| shared_error("applying the market stream", "this replica stopped following it"))?;
+        let outcome = shared.outcomes.lock().ok().and_then(|o| o.get(&stored.sequence).cloned());
+        let (status, error) = match (outcome, stored.duplicate) {
+            (Some((AckStatus::Stored, _)), true) => (AckStatus::Duplicate, String::new()),
+            (Some(outcome), _) => outcome,
+            // A resend of an update applied so long ago that its outcome is no longer kept.
+            (None, true) => (AckStatus::Duplicate, String::new()),
+            (None, false) => {
+                return Err(shared_error(
+                    "applying the market stream",
+                    format!("{asset} sequence {sequence} (stream sequence {}) has no recorded outcome", stored.sequence),
+                )
+                .into());
+            }
+        };
+        Ok(ack(status, error))
     }
 
     /// Calibration inputs of `asset` from its state: completed days, last price, implied vol
