@@ -51,7 +51,7 @@ pub fn from_state(account: &str) -> CalibrateRequest {
 }
 
 /// The `foresight-serve` binary next to the test binary (`cargo test --workspace` builds it).
-fn serve_binary() -> PathBuf {
+pub fn serve_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let binary = dir.join("foresight-serve");

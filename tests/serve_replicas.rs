@@ -33,22 +33,74 @@ fn nats_binary() -> PathBuf {
 }
 
 pub fn nats_server() -> NatsServer {
+    nats_server_with("")
+}
+
+/// As [`nats_server`], with `config` (nats-server's configuration syntax; empty: none) in its
+/// storage folder as `nats.conf`.
+fn nats_server_with(config: &str) -> NatsServer {
     // A port taken between `free_port` and the server's bind makes the server exit: try anew.
     for _ in 0..3 {
         let storage = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(nats_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd", storage.path().to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server runs (./scripts/bootstrap.sh installs it)");
+        let mut command = Command::new(nats_binary());
+        command.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd", storage.path().to_str().unwrap()]);
+        if !config.is_empty() {
+            std::fs::write(storage.path().join("nats.conf"), config).unwrap();
+            command.args(["-c", storage.path().join("nats.conf").to_str().unwrap()]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("nats-server runs (./scripts/bootstrap.sh installs it)");
         let mut process = Process(child);
         if wait_for_port(port, Duration::from_secs(5)) && process.0.try_wait().ok().flatten().is_none() {
             return NatsServer { _process: process, url: format!("nats://127.0.0.1:{port}"), _storage: storage };
         }
     }
     panic!("nats-server did not start on a free port in three tries");
+}
+
+/// NATS decentralised auth as `nsc` would set it up, generated afresh: an operator, a system
+/// account, an application account with JetStream, and one user of it. `server` is the
+/// nats-server configuration that trusts them; `user_creds` the user's `.creds` file.
+struct NatsAuth {
+    server: String,
+    user_creds: String,
+}
+
+impl NatsAuth {
+    fn generate() -> Self {
+        use nkeys::KeyPair;
+        let (operator, system, account, user) = (KeyPair::new_operator(), KeyPair::new_account(), KeyPair::new_account(), KeyPair::new_user());
+        let unlimited_account = serde_json::json!({
+            "type": "account", "version": 2,
+            "limits": { "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1,
+                        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1 },
+        });
+        let operator_jwt = nats_jwt(&operator, &operator, "operator", serde_json::json!({ "type": "operator", "version": 2 }));
+        let system_jwt = nats_jwt(&operator, &system, "SYS", serde_json::json!({ "type": "account", "version": 2 }));
+        let account_jwt = nats_jwt(&operator, &account, "foresight", unlimited_account);
+        let user_jwt = nats_jwt(&account, &user, "foresight-serve", serde_json::json!({ "type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1 }));
+        let (system_key, account_key) = (system.public_key(), account.public_key());
+        let server = format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {system_key}\nresolver: MEMORY\nresolver_preload: {{\n  {system_key}: \"{system_jwt}\"\n  {account_key}: \"{account_jwt}\"\n}}\n"
+        );
+        let user_creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        );
+        Self { server, user_creds }
+    }
+}
+
+/// A NATS JWT: `claims` about `subject`, signed by `issuer` (ed25519 over the header and claims).
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &nkeys::KeyPair, name: &str, claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let body = serde_json::json!({ "jti": "", "iat": now, "iss": issuer.public_key(), "sub": subject.public_key(), "name": name, "nats": claims });
+    let signed = format!("{header}.{}", encode(body.to_string().as_bytes()));
+    let signature = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", encode(&signature))
 }
 
 /// A three-node JetStream cluster on free loopback ports; `url` lists every node.
@@ -363,6 +415,60 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
         let margin = CalibrationServiceClient::connect(replica.to_string()).await.unwrap().calibrate(from_state(account)).await.unwrap().into_inner();
         assert!(margin.initial_margin > 0.0 && margin.components[0].model == "btc-dvol-har-x@v1");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_nats_over_tls_with_credentials_and_are_refused_without_them() {
+    // A nats-server that takes TLS connections only, from users the operator's accounts sign.
+    let tls = root().join("tests/fixtures/tls");
+    let auth = NatsAuth::generate();
+    let tls_block = format!("tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n", tls.join("server.crt").display(), tls.join("server.key").display());
+    let nats = nats_server_with(&format!("{tls_block}{}", auth.server));
+    let port = nats.url.rsplit(':').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.creds"), &auth.user_creds).unwrap();
+    let config = |name: &str, nats_settings: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("state = \"tls://127.0.0.1:{port}\"\n[nats]\n{nats_settings}")).unwrap();
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        path
+    };
+    let (creds, ca) = (dir.path().join("svc.creds"), tls.join("ca.crt"));
+    let trusted = config("trusted", &format!("credentials = \"{}\"\nca = \"{}\"\n", creds.display(), ca.display()));
+    let _logs = LogsOnFailure(vec![dir.path().join("trusted")]);
+
+    let (_process, address) = configured_replica(&dir.path().join("trusted"), &trusted).await;
+    let acks = publish(&address, btc_updates(5)).await;
+    assert!(acks.iter().all(|x| x.status == AckStatus::Stored as i32), "{:?}", acks.iter().find(|x| x.status != AckStatus::Stored as i32));
+    let margin = CalibrationServiceClient::connect(address.clone()).await.unwrap().calibrate(from_state("tls")).await.unwrap().into_inner();
+    assert!(margin.initial_margin > 0.0 && margin.components[0].model == "btc-dvol-har-x@v1");
+
+    // Without the user's credentials a replica exits at start-up, naming the setting; without
+    // the CA that signed the server's certificate it never serves, and its log says why.
+    let start = |name: &str, settings: String| {
+        let path = config(name, &settings);
+        let folder = dir.path().join(name);
+        let child = Command::new(crate::serve_ops::serve_binary())
+            .args(["--registry", root().join("models").to_str().unwrap(), "--state-dir", folder.to_str().unwrap(), "--config", path.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .stderr(std::fs::File::create(folder.join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        (Process(child), folder.join("serve.log"))
+    };
+    let (mut refused, refused_log) = start("no-credentials", format!("ca = \"{}\"\n", ca.display()));
+    let (mut untrusted, untrusted_log) = start("untrusted", format!("credentials = \"{}\"\n", creds.display()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let log = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    while (refused.0.try_wait().unwrap().is_none() || !log(&untrusted_log).contains("invalid peer certificate")) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = refused.0.try_wait().unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "no-credentials: the replica should exit with an error; {status:?}, log:\n{}", log(&refused_log));
+    let expected = "NATS refused this replica: authorization violation (check [nats] credentials";
+    assert!(log(&refused_log).contains(expected), "no-credentials: the log should say `{expected}`:\n{}", log(&refused_log));
+    assert!(log(&untrusted_log).contains("invalid peer certificate: UnknownIssuer"), "untrusted: the log should name the certificate:\n{}", log(&untrusted_log));
+    assert!(untrusted.0.try_wait().unwrap().is_none() && !log(&untrusted_log).contains("listening"), "untrusted: it waits, never serving:\n{}", log(&untrusted_log));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,7 +79,12 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<(), ServeError> {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).init();
+    use tracing_subscriber::prelude::*;
+    // INFO and above, and the NATS client's reason for each failed connection attempt (an
+    // untrusted server certificate reaches its events only as "IO error").
+    let shown = tracing_subscriber::filter::filter_fn(|meta| *meta.level() <= tracing::Level::INFO || (meta.target() == "async_nats::connector" && meta.fields().field("error").is_some()));
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false);
+    tracing_subscriber::registry().with(log.with_filter(shown)).init();
     let args = Args::parse();
     let mut file = match &args.config {
         Some(path) => ServeFile::read(path)?,

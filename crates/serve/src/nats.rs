@@ -157,11 +157,22 @@ pub fn shared_error(what: impl ToString, message: impl std::fmt::Display) -> Nat
     NatsError { what: what.to_string(), message: message.to_string() }
 }
 
-/// Connects and returns the JetStream context.
+/// Connects and returns the JetStream context, once connected. NATS not answering yet is
+/// waited for; NATS refusing this replica (credentials, TLS) is an error naming the setting.
 pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsError> {
     // A replica may start before NATS accepts connections: it keeps trying (the client's own
-    // reconnect logic) instead of exiting.
-    let mut connect = async_nats::ConnectOptions::new().name("foresight-serve").connection_timeout(Duration::from_secs(5)).retry_on_initial_connect();
+    // reconnect logic, which logs every event) instead of exiting. Start-up watches the events
+    // for a refusal that retrying cannot cure.
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut connect = async_nats::ConnectOptions::new()
+        .name("foresight-serve")
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            // Nobody listens once start-up is over.
+            let _ = events_tx.send(event);
+            std::future::ready(())
+        });
     if let Some(path) = &options.credentials {
         connect = connect.credentials_file(path).await.map_err(|e| shared_error(format!("credentials {}", path.display()), e))?;
     }
@@ -176,7 +187,34 @@ pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsEr
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| shared_error(format!("NATS URL `{}`", options.url), e))?;
     let client = connect.connect(servers).await.map_err(|e| shared_error(format!("connect to {}", options.url), e))?;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        match events.recv().await {
+            Some(async_nats::Event::Connected) | None => break,
+            Some(event) => {
+                if let Some((refusal, settings)) = refusal(&event) {
+                    return Err(shared_error(format!("connect to {}", options.url), format!("NATS refused this replica: {refusal} (check {settings})")));
+                }
+            }
+        }
+    }
     Ok(jetstream::new(client))
+}
+
+/// What was refused and the settings to check, when `event` is a refusal that retrying cannot
+/// cure.
+fn refusal(event: &async_nats::Event) -> Option<(String, &'static str)> {
+    use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
+    let credentials = "[nats] credentials and the account's permissions";
+    let kind = match event {
+        Event::ServerError(ServerError::AuthorizationViolation) => ConnectErrorKind::AuthorizationViolation,
+        // The connector reports a failed attempt by its kind's text.
+        Event::ClientError(ClientError::Other(text)) => {
+            [ConnectErrorKind::AuthorizationViolation, ConnectErrorKind::Authentication, ConnectErrorKind::Tls].into_iter().find(|kind| *text == kind.to_string())?
+        }
+        _ => return None,
+    };
+    let settings = if kind == ConnectErrorKind::Tls { "[nats] ca, the URL's host and the server's certificate" } else { credentials };
+    Some((kind.to_string(), settings))
 }
 
 /// How long a publish is retried while JetStream does not acknowledge it.
