@@ -415,6 +415,22 @@ async fn a_three_node_cluster_loses_a_node_and_replicas_keep_publishing_and_cali
         let margin = CalibrationServiceClient::connect(replica.to_string()).await.unwrap().calibrate(from_state(account)).await.unwrap().into_inner();
         assert!(margin.initial_margin > 0.0 && margin.components[0].model == "btc-dvol-har-x@v1");
     }
+    // A split set through B now still reaches A.
+    let split = proto::TrafficSplit {
+        arms: vec![proto::ArmWeight { arm: "model:champion".into(), weight: 0.5 }, proto::ArmWeight { arm: "ewma".into(), weight: 0.5 }],
+        shadow: false,
+    };
+    ModelServiceClient::connect(b.clone()).await.unwrap().set_split(proto::SetSplitRequest { split: Some(split) }).await.unwrap();
+    let mut models_a = ModelServiceClient::connect(a.clone()).await.unwrap();
+    let mut arms = 0;
+    for _ in 0..600 {
+        arms = models_a.list_models(proto::ListModelsRequest {}).await.unwrap().into_inner().split.unwrap().arms.len();
+        if arms == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(arms, 2, "A follows the split set through B with a node gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

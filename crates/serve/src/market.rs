@@ -302,18 +302,7 @@ impl Follower {
         // deliver; back to the shortest once one delivers.
         let mut patience = IDLE_CHECK;
         loop {
-            // As many copies as the stream has, not the one copy of an ordered consumer: a
-            // consumer of one copy can be placed on a node that crashed moments ago (the
-            // cluster counts it online for a while), and in the three-node test creating one
-            // then timed out again and again; a consumer of three copies needs a quorum only.
-            let config = jetstream::consumer::pull::Config {
-                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
-                ack_policy: jetstream::consumer::AckPolicy::None,
-                num_replicas: stream.cached_info().config.num_replicas,
-                memory_storage: true,
-                inactive_threshold: CONSUMER_INACTIVE,
-                ..Default::default()
-            };
+            let config = crate::nats::reader(&stream, jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next }, "");
             let messages = match stream.create_consumer(config).await {
                 Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -435,8 +424,6 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// The most a replica waits on a new consumer that delivers nothing while the stream moves on
 /// (see `Follower::run`).
 const MAX_PATIENCE: Duration = Duration::from_secs(16);
-/// How long JetStream keeps a replica's consumer that nobody pulls from (the replica went).
-const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
 /// The pause before a new consumer replaces one that failed.
 const RESUME_PAUSE: Duration = Duration::from_millis(250);
 /// Longest a publisher waits for this replica to apply what JetStream stored.

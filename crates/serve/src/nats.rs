@@ -104,23 +104,43 @@ impl SharedValue {
     }
 
     /// Calls `apply` with the value now and every value written after it (by any replica),
-    /// until the connection's subscription ends.
+    /// until reading fails (the caller starts again: the value now comes first again).
     pub async fn follow<T: DeserializeOwned>(&self, mut apply: impl FnMut(T)) -> Result<(), NatsError> {
-        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-        let config = OrderedConfig { filter_subject: self.subject.clone(), deliver_policy: DeliverPolicy::LastPerSubject, ..Default::default() };
+        use async_nats::jetstream::consumer::DeliverPolicy;
+        let config = reader(&self.stream, DeliverPolicy::LastPerSubject, &self.subject);
         let consumer = self.stream.create_consumer(config).await.map_err(|e| shared_error(&self.subject, e))?;
         let mut messages = consumer.messages().await.map_err(|e| shared_error(&self.subject, e))?;
         while let Some(message) = messages.next().await {
-            if let Some(sequence) = message.as_ref().ok().and_then(|m| m.info().ok()).map(|i| i.stream_sequence) {
-                self.seen.fetch_max(sequence, Ordering::SeqCst);
+            let message = message.map_err(|e| shared_error(&self.subject, e))?;
+            if let Ok(info) = message.info() {
+                self.seen.fetch_max(info.stream_sequence, Ordering::SeqCst);
             }
-            match message.map(|m| serde_json::from_slice::<T>(&m.payload)) {
-                Ok(Ok(value)) => apply(value),
-                Ok(Err(e)) => tracing::error!(subject = self.subject, "not a value of this kind, ignored: {e}"),
-                Err(e) => tracing::warn!(subject = self.subject, "following: {e}"),
+            match serde_json::from_slice::<T>(&message.payload) {
+                Ok(value) => apply(value),
+                Err(e) => tracing::error!(subject = self.subject, "not a value of this kind, ignored: {e}"),
             }
         }
         Ok(())
+    }
+}
+
+/// How long JetStream keeps a reader's consumer that nobody pulls from (its replica went).
+const READER_INACTIVE: Duration = Duration::from_secs(30);
+
+/// A consumer that reads `stream` (`filter`: one subject, or all when empty) in order from
+/// `start`, without acknowledgements, with as many copies as the stream has. Not the one copy
+/// of an ordered consumer: that can be placed on a node that crashed moments ago (the cluster
+/// counts it online for a while), and in the three-node test creating one then timed out
+/// again and again; a consumer of three copies needs a quorum only.
+pub fn reader(stream: &stream::Stream, start: jetstream::consumer::DeliverPolicy, filter: &str) -> jetstream::consumer::pull::Config {
+    jetstream::consumer::pull::Config {
+        deliver_policy: start,
+        filter_subject: filter.to_string(),
+        ack_policy: jetstream::consumer::AckPolicy::None,
+        num_replicas: stream.cached_info().config.num_replicas,
+        memory_storage: true,
+        inactive_threshold: READER_INACTIVE,
+        ..Default::default()
     }
 }
 
