@@ -311,6 +311,10 @@ async fn replicas_on_one_stream_hold_the_same_market_and_post_the_same_margin() 
     accounts.sort_unstable();
     // (acct-1 and acct-2 went through B earlier; the single service keeps its own log.)
     assert_eq!(accounts, ["acct-1", "acct-2", "acct-a1", "acct-a2", "acct-b1", "acct-b2"], "each call once");
+    // An export from where no NATS answers fails, naming the URL, instead of waiting.
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let failed = crate::util::foresight_err(&["audit", "export", "--nats", &nowhere, "--out", out.to_str().unwrap()]);
+    assert!(failed.contains(&nowhere) && failed.contains("no NATS server answered"), "{failed}");
 
     // A split set through A is B's too: every account gets the same arm whichever answers.
     let split = proto::TrafficSplit {

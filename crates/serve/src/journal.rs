@@ -671,6 +671,9 @@ fn write_groups(mut appender: Appender, receiver: &mpsc::Receiver<Pending>, dura
     }
 }
 
+/// How long an export waits for NATS to answer.
+const EXPORT_CONNECT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Copies the JetStream stream `name` (a [`Journal::on_stream`]), as it is now, into the file
 /// `out` in the journal format a single machine writes, so that replays and reports read it
 /// unchanged; returns the lines written. Written through a temporary file beside `out` and
@@ -680,7 +683,10 @@ pub async fn export_stream(options: &crate::nats::NatsOptions, name: &str, out: 
     use tokio_stream::StreamExt;
     let shared = |what: &str, e: &dyn std::fmt::Display| crate::nats::shared_error(format!("{what} {name}"), e);
     let io_error = |source| JournalError::Io { path: out.to_path_buf(), source };
-    let jetstream = crate::nats::connect(options).await?;
+    // A person is waiting: NATS not answering is an error, not something to wait out.
+    let jetstream = tokio::time::timeout(EXPORT_CONNECT, crate::nats::connect(options))
+        .await
+        .map_err(|_| crate::nats::shared_error(format!("connect to {}", options.url), format!("no NATS server answered within {EXPORT_CONNECT:?}")))??;
     let mut stream = jetstream.get_stream(name).await.map_err(|e| shared("stream", &e))?;
     let state = stream.info().await.map_err(|e| shared("stream", &e))?.state.clone();
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
