@@ -51,7 +51,7 @@ pub fn from_state(account: &str) -> CalibrateRequest {
 }
 
 /// The `foresight-serve` binary next to the test binary (`cargo test --workspace` builds it).
-pub fn serve_binary() -> PathBuf {
+fn serve_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let binary = dir.join("foresight-serve");
@@ -92,6 +92,19 @@ pub async fn start_binary_args(registry: &Path, state: &Path, args: &[&str]) -> 
 
 /// As [`start_binary_args`], with environment variables `env`.
 pub async fn start_binary_env(registry: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
+    let (process, address) = spawn_binary(registry, state, args, env);
+    for _ in 0..300 {
+        if CalibrationServiceClient::connect(address.clone()).await.is_ok() {
+            return (process, address);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("foresight-serve did not start on {address}");
+}
+
+/// Starts the real `foresight-serve` as [`start_binary_env`] does, without waiting for it:
+/// (the process, its address). Its log goes to `serve.log` in `state`.
+pub fn spawn_binary(registry: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
     let port = crate::util::free_port();
     let child = Command::new(serve_binary())
         .envs(env.iter().copied())
@@ -102,15 +115,7 @@ pub async fn start_binary_env(registry: &Path, state: &Path, args: &[&str], env:
         .stderr(std::fs::OpenOptions::new().create(true).append(true).open(state.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
-    let process = Process(child);
-    let address = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if CalibrationServiceClient::connect(address.clone()).await.is_ok() {
-            return (process, address);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("foresight-serve did not start on {address}");
+    (Process(child), format!("http://127.0.0.1:{port}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -686,7 +686,7 @@ pub async fn export_stream(options: &crate::nats::NatsOptions, name: &str, out: 
     // A person is waiting: NATS not answering is an error, not something to wait out.
     let jetstream = tokio::time::timeout(EXPORT_CONNECT, crate::nats::connect(options))
         .await
-        .map_err(|_| crate::nats::shared_error(format!("connect to {}", options.url), format!("no NATS server answered within {EXPORT_CONNECT:?}")))??;
+        .map_err(|_| crate::nats::shared_error(format!("connect to {}", options.url), format!("could not connect within {EXPORT_CONNECT:?} (is a NATS server there, and does --ca trust its certificate?)")))??;
     let mut stream = jetstream.get_stream(name).await.map_err(|e| shared("stream", &e))?;
     let state = stream.info().await.map_err(|e| shared("stream", &e))?.state.clone();
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -18,10 +18,9 @@ use async_nats::jetstream;
 use foresight_registry::atomic::write_json_atomic;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 
 use crate::journal::{Durability, Journal, JournalError, damaged_tail, read_numbered_lines};
-use crate::nats::{DUPLICATE_WINDOW, NatsOptions, Retention, check_subject_token, shared_error};
+use crate::nats::{DUPLICATE_WINDOW, NatsOptions, Reader, Retention, check_subject_token, shared_error};
 use crate::series::{Day, MarketInput, Rejected, Series, Update};
 use crate::snapshot::Snapshots;
 
@@ -302,13 +301,8 @@ impl Follower {
         // deliver; back to the shortest once one delivers.
         let mut patience = IDLE_CHECK;
         loop {
-            let config = crate::nats::reader(&stream, jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next }, "");
-            let messages = match stream.create_consumer(config).await {
-                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let mut messages = match messages {
-                Ok(m) => m,
+            let mut reader = match Reader::open(&stream, jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next }, "").await {
+                Ok(reader) => reader,
                 Err(e) => {
                     tracing::warn!(stream = MARKET_STREAM, next, "following the market stream: {e}");
                     tokio::time::sleep(RESUME_PAUSE).await;
@@ -317,7 +311,7 @@ impl Follower {
             };
             let mut stalled = false;
             loop {
-                let message = match tokio::time::timeout(patience, messages.next()).await {
+                let message = match tokio::time::timeout(patience, reader.next()).await {
                     Ok(Some(Ok(m))) => m,
                     Ok(Some(Err(e))) => {
                         tracing::warn!(stream = MARKET_STREAM, next, "reading the market stream, resuming: {e}");

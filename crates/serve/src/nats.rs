@@ -106,12 +106,9 @@ impl SharedValue {
     /// Calls `apply` with the value now and every value written after it (by any replica),
     /// until reading fails (the caller starts again: the value now comes first again).
     pub async fn follow<T: DeserializeOwned>(&self, mut apply: impl FnMut(T)) -> Result<(), NatsError> {
-        use async_nats::jetstream::consumer::DeliverPolicy;
-        let config = reader(&self.stream, DeliverPolicy::LastPerSubject, &self.subject);
-        let consumer = self.stream.create_consumer(config).await.map_err(|e| shared_error(&self.subject, e))?;
-        let mut messages = consumer.messages().await.map_err(|e| shared_error(&self.subject, e))?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| shared_error(&self.subject, e))?;
+        let mut reader = Reader::open(&self.stream, jetstream::consumer::DeliverPolicy::LastPerSubject, &self.subject).await?;
+        while let Some(message) = reader.next().await {
+            let message = message?;
             if let Ok(info) = message.info() {
                 self.seen.fetch_max(info.stream_sequence, Ordering::SeqCst);
             }
@@ -124,23 +121,73 @@ impl SharedValue {
     }
 }
 
+/// A replica's reading of a stream, in order and without gaps, through a consumer of its own
+/// (deleted when the reader is dropped). The consumer has as many copies as the stream: not
+/// the one copy of an ordered consumer, which can be placed on a node that crashed moments ago
+/// (the cluster counts it online for a while; in the three-node test creating one then timed
+/// out again and again), while one of three copies needs a quorum only.
+pub struct Reader {
+    stream: stream::Stream,
+    consumer: String,
+    messages: jetstream::consumer::pull::Stream,
+    /// The consumer sequence of the last message delivered (0: none yet).
+    delivered: u64,
+}
+
 /// How long JetStream keeps a reader's consumer that nobody pulls from (its replica went).
 const READER_INACTIVE: Duration = Duration::from_secs(30);
+/// The idle heartbeat a reader asks for: two missed, and the consumer counts as lost.
+const READER_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long each of a reader's pull requests waits for messages.
+const READER_EXPIRES: Duration = Duration::from_secs(10);
 
-/// A consumer that reads `stream` (`filter`: one subject, or all when empty) in order from
-/// `start`, without acknowledgements, with as many copies as the stream has. Not the one copy
-/// of an ordered consumer: that can be placed on a node that crashed moments ago (the cluster
-/// counts it online for a while), and in the three-node test creating one then timed out
-/// again and again; a consumer of three copies needs a quorum only.
-pub fn reader(stream: &stream::Stream, start: jetstream::consumer::DeliverPolicy, filter: &str) -> jetstream::consumer::pull::Config {
-    jetstream::consumer::pull::Config {
-        deliver_policy: start,
-        filter_subject: filter.to_string(),
-        ack_policy: jetstream::consumer::AckPolicy::None,
-        num_replicas: stream.cached_info().config.num_replicas,
-        memory_storage: true,
-        inactive_threshold: READER_INACTIVE,
-        ..Default::default()
+impl Reader {
+    /// Reads `stream` (`filter`: one subject, or all when empty) from `start`.
+    pub async fn open(stream: &stream::Stream, start: jetstream::consumer::DeliverPolicy, filter: &str) -> Result<Self, NatsError> {
+        let name = &stream.cached_info().config.name;
+        let config = jetstream::consumer::pull::Config {
+            deliver_policy: start,
+            filter_subject: filter.to_string(),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            num_replicas: stream.cached_info().config.num_replicas,
+            memory_storage: true,
+            inactive_threshold: READER_INACTIVE,
+            ..Default::default()
+        };
+        let consumer = stream.create_consumer(config).await.map_err(|e| shared_error(format!("a consumer of {name}"), e))?;
+        let messages = consumer.stream().heartbeat(READER_HEARTBEAT).expires(READER_EXPIRES).messages().await.map_err(|e| shared_error(format!("reading {name}"), e))?;
+        Ok(Self { stream: stream.clone(), consumer: consumer.cached_info().name.clone(), messages, delivered: 0 })
+    }
+
+    /// The next message. An error ends the reading: the consumer failed or went quiet (its node
+    /// went), or a message went missing on the way (deliveries are not acknowledged, so one
+    /// lost with a connection is not sent again): the caller reads anew from where it is.
+    pub async fn next(&mut self) -> Option<Result<jetstream::Message, NatsError>> {
+        let failed = |e: &dyn std::fmt::Display| shared_error(format!("reading {}", self.stream.cached_info().config.name), e);
+        let message = match self.messages.next().await? {
+            Ok(message) => message,
+            Err(e) => return Some(Err(failed(&e))),
+        };
+        let delivered = match message.info() {
+            Ok(info) => info.consumer_sequence,
+            Err(e) => return Some(Err(failed(&e))),
+        };
+        if delivered != self.delivered + 1 {
+            return Some(Err(failed(&format!("delivery {delivered} came after {}: one went missing", self.delivered))));
+        }
+        self.delivered = delivered;
+        Some(Ok(message))
+    }
+}
+
+impl Drop for Reader {
+    /// Deletes the consumer now rather than after [`READER_INACTIVE`], so that readers started
+    /// again and again (a node going, a loaded machine) do not pile up consumers.
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (stream, consumer) = (self.stream.clone(), std::mem::take(&mut self.consumer));
+            runtime.spawn(async move { stream.delete_consumer(&consumer).await });
+        }
     }
 }
 
@@ -178,7 +225,8 @@ pub fn shared_error(what: impl ToString, message: impl std::fmt::Display) -> Nat
 }
 
 /// Connects and returns the JetStream context, once connected. NATS not answering yet is
-/// waited for; NATS refusing this replica (credentials, TLS) is an error naming the setting.
+/// waited for; NATS refusing the connection (credentials, TLS set-up) is an error naming the
+/// setting.
 pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsError> {
     // A replica may start before NATS accepts connections: it keeps trying (the client's own
     // reconnect logic, which logs every event) instead of exiting. Start-up watches the events
@@ -207,24 +255,25 @@ pub async fn connect(options: &NatsOptions) -> Result<jetstream::Context, NatsEr
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| shared_error(format!("NATS URL `{}`", options.url), e))?;
     let client = connect.connect(servers).await.map_err(|e| shared_error(format!("connect to {}", options.url), e))?;
+    // (Events may be dropped when they come faster than they are read: the state is looked at
+    // again every moment too.)
     while client.connection_state() != async_nats::connection::State::Connected {
-        match events.recv().await {
-            Some(async_nats::Event::Connected) | None => break,
-            Some(event) => {
-                if let Some((refusal, settings)) = refusal(&event) {
-                    return Err(shared_error(format!("connect to {}", options.url), format!("NATS refused this replica: {refusal} (check {settings})")));
-                }
-            }
+        let event = match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
+        if let Some(why) = refusal(&event) {
+            return Err(shared_error(format!("connect to {}", options.url), why));
         }
     }
     Ok(jetstream::new(client))
 }
 
-/// What was refused and the settings to check, when `event` is a refusal that retrying cannot
-/// cure.
-fn refusal(event: &async_nats::Event) -> Option<(String, &'static str)> {
+/// Why start-up cannot go on, naming the settings to check (the service's `[nats]` keys and
+/// `foresight audit export`'s flags), when `event` is a failure that retrying cannot cure.
+fn refusal(event: &async_nats::Event) -> Option<String> {
     use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
-    let credentials = "[nats] credentials and the account's permissions";
     let kind = match event {
         Event::ServerError(ServerError::AuthorizationViolation) => ConnectErrorKind::AuthorizationViolation,
         // The connector reports a failed attempt by its kind's text.
@@ -233,8 +282,11 @@ fn refusal(event: &async_nats::Event) -> Option<(String, &'static str)> {
         }
         _ => return None,
     };
-    let settings = if kind == ConnectErrorKind::Tls { "[nats] ca, the URL's host and the server's certificate" } else { credentials };
-    Some((kind.to_string(), settings))
+    Some(match kind {
+        ConnectErrorKind::AuthorizationViolation => "NATS refused the connection: authorization violation (check [nats] credentials / --credentials and the account's permissions)".to_string(),
+        ConnectErrorKind::Tls => "the TLS connection could not be set up (check [nats] ca / --ca and the URL's host)".to_string(),
+        _ => format!("NATS's challenge could not be answered: {kind} (check the seed in [nats] credentials / --credentials)"),
+    })
 }
 
 /// How long a publish is retried while JetStream does not acknowledge it.
